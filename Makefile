@@ -1,0 +1,130 @@
+# nim-lua: recent sessions for Lua 5.4.
+#
+#   make            build build/nim/core.so (the Lua module) and build/nim-server
+#   make test       install missing Debian packages, C unit tests, then every busted spec
+#   make demo       install, build, run the tour on embedded defaults
+#   make bench      benchmarks, each figure beside its peer's
+#   make asan       C tests and specs under AddressSanitizer + UBSan
+#   make valgrind   specs under valgrind memcheck
+#
+# Sources are found by directory, so adding a file needs no Makefile edit:
+#   csrc/core/*.c   engine without Lua (linked into the module, the server and C tests)
+#   csrc/net/*.c    wire protocol and network code (module, server and C tests)
+#   csrc/lua/*.c    Lua binding (module only; the only C that includes lua.h)
+#   csrc/server/*.c nim-server (with core and net)
+#   csrc/tests/test_*.c   one C unit test program each (with core and net)
+
+BUILD   ?= build
+CC      ?= cc
+LUA     ?= lua5.4
+BUSTED  ?= $(LUA) /usr/bin/busted
+PKG_CONFIG ?= pkg-config
+PREFIX  ?= /usr/local
+LUA_LIBDIR ?= $(PREFIX)/lib/lua/5.4
+LUA_DIR    ?= $(PREFIX)/share/lua/5.4
+
+DEB_PACKAGES = lua5.4 liblua5.4-dev libsqlite3-dev libcjson-dev libwebsockets-dev \
+               lua-busted lua-cjson lua-luv pkg-config tmux
+
+PKGS      = sqlite3 libcjson libwebsockets
+LUA_CFLAGS = $(shell $(PKG_CONFIG) --cflags lua5.4 2>/dev/null)
+DEP_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+DEP_LIBS   = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lpthread
+
+OPT      ?= -O2 -g
+WARN      = -Wall -Wextra -Werror -Wno-unused-parameter
+CFLAGS   += $(OPT) $(WARN) -std=gnu11 -fPIC -D_GNU_SOURCE -Icsrc $(DEP_CFLAGS) $(SAN)
+LDFLAGS  += $(SAN)
+
+CORE_SRC   = $(wildcard csrc/core/*.c) $(wildcard csrc/net/*.c)
+LUA_SRC    = $(wildcard csrc/lua/*.c)
+SERVER_SRC = $(wildcard csrc/server/*.c)
+TEST_SRC   = $(wildcard csrc/tests/test_*.c)
+HEADERS    = $(wildcard csrc/*/*.h)
+
+CORE_OBJ   = $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
+LUA_OBJ    = $(LUA_SRC:%.c=$(BUILD)/obj/%.o)
+SERVER_OBJ = $(SERVER_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_BIN   = $(TEST_SRC:csrc/tests/%.c=$(BUILD)/tests/%)
+MODULE     = $(BUILD)/nim/core.so
+SERVER     = $(if $(SERVER_SRC),$(BUILD)/nim-server)
+
+export LUA_PATH  := ./lua/?.lua;./lua/?/init.lua;./spec/?.lua;;
+export LUA_CPATH := ./$(BUILD)/?.so;;
+
+.PHONY: all deps test test-c test-lua bench demo asan valgrind install clean
+
+all: $(MODULE) $(SERVER) $(TEST_BIN)
+
+$(BUILD)/obj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(if $(filter csrc/lua/%,$<),$(LUA_CFLAGS)) -c $< -o $@
+
+# Never link -llua5.4: Debian's lua5.4 binary is static and exports the API.
+$(MODULE): $(LUA_OBJ) $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(LDFLAGS) -Wl,-z,nodelete -o $@ $^ $(DEP_LIBS)
+
+$(BUILD)/nim-server: $(SERVER_OBJ) $(CORE_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(DEP_LIBS)
+
+$(BUILD)/tests/%: csrc/tests/%.c $(CORE_OBJ) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(CORE_OBJ) $(DEP_LIBS)
+
+# Installs what is missing as root; otherwise prints the one command to run.
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) \
+	      || { echo "apt-get failed for:$$missing" >&2; exit 1; }; \
+	  else \
+	    echo "missing Debian packages; run:"; \
+	    echo "  sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+test: deps
+	$(MAKE) all
+	$(MAKE) test-c
+	$(MAKE) test-lua
+
+test-c: $(TEST_BIN)
+	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t; done
+
+# BUSTED_ARGS narrows a run, e.g. make test-lua BUSTED_ARGS='--tags=merge'
+test-lua: $(MODULE) $(SERVER)
+	NIM_SERVER=./$(BUILD)/nim-server $(BUSTED) --cpath='./$(BUILD)/?.so' $(BUSTED_ARGS) spec
+
+bench: deps
+	$(MAKE) all
+	$(LUA) bench/merge_bench.lua
+	@for b in $(filter-out bench/merge_bench.lua,$(wildcard bench/*_bench.lua)); do \
+	  NIM_SERVER=./$(BUILD)/nim-server $(LUA) $$b || exit 1; done
+
+demo: deps
+	$(MAKE) all
+	$(LUA) examples/demo.lua
+
+ASAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+asan: deps
+	$(MAKE) BUILD=build/asan SAN="$(ASAN_FLAGS)" OPT="-O1 -g" all
+	$(MAKE) BUILD=build/asan SAN="$(ASAN_FLAGS)" OPT="-O1 -g" test-c
+	ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	  $(MAKE) BUILD=build/asan SAN="$(ASAN_FLAGS)" OPT="-O1 -g" test-lua
+
+valgrind: all
+	NIM_SERVER=./$(BUILD)/nim-server valgrind --error-exitcode=1 --leak-check=no -q \
+	  $(LUA) /usr/bin/busted --cpath='./$(BUILD)/?.so' $(BUSTED_ARGS) spec
+
+install: all
+	install -d $(DESTDIR)$(LUA_LIBDIR)/nim $(DESTDIR)$(LUA_DIR)/nim
+	install -m 755 $(MODULE) $(DESTDIR)$(LUA_LIBDIR)/nim/core.so
+	install -m 644 lua/nim/*.lua $(DESTDIR)$(LUA_DIR)/nim/
+	$(if $(SERVER),install -D -m 755 $(SERVER) $(DESTDIR)$(PREFIX)/bin/nim-server)
+
+clean:
+	rm -rf build

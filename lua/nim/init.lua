@@ -1,0 +1,14 @@
+-- nim: recent sessions (最近会话) for Lua 5.4, shaped like the NIM Web SDK.
+-- The C module nim.core does the work; this file holds the JS-shaped API.
+local core = require "nim.core"
+
+local NIM = {
+  version = core.version,
+  -- Pure functions on session lists (also available as instance methods).
+  mergeSessions = core.mergeSessions,
+  cutSessions = core.cutSessions,
+  cutSessionsByIds = core.cutSessionsByIds,
+  findSession = core.findSession,
+}
+
+return NIM
