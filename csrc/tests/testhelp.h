@@ -1,0 +1,21 @@
+/* A tiny test harness for the C unit tests (after antirez's sds testhelp.h).
+ *   test_cond("what it checks", expression);
+ *   return test_report();
+ * Prints "N passed, N failed" as its closing line; exit status 1 on failure. */
+#ifndef NIM_TESTHELP_H
+#define NIM_TESTHELP_H
+#include <stdio.h>
+
+static int __test_num = 0, __test_failed = 0;
+
+#define test_cond(descr, _c) do { \
+    __test_num++; \
+    if (!(_c)) { __test_failed++; \
+        printf("FAIL %d - %s (%s:%d)\n", __test_num, descr, __FILE__, __LINE__); } \
+} while (0)
+
+#define test_report() ( \
+    printf("%s: %d passed, %d failed\n", __FILE__, __test_num - __test_failed, __test_failed), \
+    __test_failed ? 1 : 0)
+
+#endif
