@@ -10,10 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct {
+typedef struct {          /* 16 bytes: a big index still fits the caches */
     const char *key;
-    size_t      len;
-    uint32_t    hash;
+    uint32_t    len;
     uint32_t    val;
 } nim_strmap_slot;
 
@@ -21,6 +20,10 @@ typedef struct {
     nim_strmap_slot *slots;
     size_t           mask;   /* capacity - 1, capacity a power of two */
     size_t           count;
+    /* Keys no longer than this are known to be interned by the caller (equal
+     * content => same pointer, as Lua's short strings), so they are hashed
+     * and compared by address. 0 (the default) = always by content. */
+    size_t           interned_max;
 } nim_strmap;
 
 /* Bytes of memory a map for up to max_keys keys needs (0 on overflow). */
@@ -29,6 +32,8 @@ size_t nim_strmap_bytes(size_t max_keys);
  * suitable for pointers). */
 void nim_strmap_init(nim_strmap *m, void *mem, size_t max_keys);
 uint32_t nim_strmap_hash(const char *s, size_t len);
+/* Keys longer than NIM_STRMAP_MAX_KEY bytes are not supported (callers check). */
+#define NIM_STRMAP_MAX_KEY 0xffffffffu
 /* Looks key up; when absent inserts it with val. Returns the stored value's
  * slot and sets *existed. Never fails while count < max_keys. */
 uint32_t *nim_strmap_put(nim_strmap *m, const char *key, size_t len, uint32_t val, int *existed);

@@ -9,6 +9,7 @@
 #include "lua/private.h"
 #include "core/strmap.h"
 #include "core/sortkeys.h"
+#include "core/alloc.h"
 #include <stdint.h>
 #include <string.h>
 #include <math.h>
@@ -26,43 +27,110 @@ enum { A_OLDS = 1, A_NEWS = 2, S_IDKEY = 3, S_TIMEKEY, S_SCRATCH, S_MERGED, S_FI
 
 static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
 
-/* Allocates n_entries entries, 2 * n_entries keys and a map for n_keys ids in
- * one userdata pushed on the stack. */
-static void *scratch(lua_State *L, const char *fname, size_t n, size_t n_keys,
-                     entry **ents, nim_sortkey **keys, nim_strmap *map) {
-    size_t mb = nim_strmap_bytes(n_keys);
-    if (n > UINT32_MAX / 4 || mb == 0) luaL_error(L, "%s: lists too large", fname);
-    size_t eb = align8(n * sizeof(entry)), kb = align8(2 * n * sizeof(nim_sortkey));
-    char *p = lua_newuserdatauv(L, eb + kb + mb, 0);
-    if (ents) *ents = (entry *)p;
-    if (keys) *keys = (nim_sortkey *)(p + eb);
-    nim_strmap_init(map, p + eb + kb, n_keys);
-    return p;
+/* Lua 5.4 interns short strings (equal content, same address); measured once
+ * at load time so the id index can hash and compare them by address. */
+static size_t interned_max = 0;
+
+static void probe_interning(lua_State *L) {
+    char a[64], b[64];
+    size_t len = 40;                                  /* LUAI_MAXSHORTLEN in 5.4 */
+    memset(a, 'q', sizeof a); memset(b, 'q', sizeof b);
+    lua_pushlstring(L, a, len);
+    lua_pushlstring(L, b, len);
+    lua_pushlstring(L, a, 1);
+    lua_pushlstring(L, b, 1);
+    if (lua_tostring(L, -4) == lua_tostring(L, -3) && lua_tostring(L, -2) == lua_tostring(L, -1))
+        interned_max = len;
+    lua_pop(L, 4);
 }
 
-/* The session table at the top of the stack: returns its id and fills key
- * (when key != NULL). Raises naming fname/argname and the element. */
-static const char *read_session(lua_State *L, const char *fname, const char *argname,
-                                lua_Integer elem, size_t *len, nim_sortkey *key) {
-    int t = lua_gettop(L);
-    if (lua_type(L, t) != LUA_TTABLE)
+/* Scratch memory is malloc'd and cached between calls: a fresh Lua
+ * allocation per call would add megabytes of GC debt to every large merge,
+ * and the collector's work grows with the whole heap. The cache is upvalue 1
+ * of these functions. Each call moves the buffer into a small holder
+ * userdata of its own (at S_SCRATCH) and gives it back at the end, so an
+ * error half way only drops the buffer (the holder's __gc frees it) and a
+ * call made from a __gc finalizer during an allocation simply gets another
+ * buffer. */
+typedef struct { char *buf; size_t size; } scratch_buf;
+
+#define SCRATCH_MT "nim.merge.scratch"
+#define SCRATCH_KEEP_MAX (16u << 20)    /* buffers above 16 MiB are not kept */
+
+static int scratch_gc(lua_State *L) {
+    scratch_buf *sb = lua_touserdata(L, 1);
+    nim_free(sb->buf);
+    sb->buf = NULL;
+    sb->size = 0;
+    return 0;
+}
+
+typedef struct { const char *id; size_t len; uint32_t *slot; } news_id;
+
+/* Pushes the holder and returns memory for n entries, 2n sort keys, n_ids
+ * id records and an index for n_ids ids. Raises on overflow / no memory. */
+static void scratch(lua_State *L, const char *fname, size_t n, size_t n_ids,
+                    entry **ents, nim_sortkey **keys, news_id **ids, nim_strmap *map) {
+    size_t mb = nim_strmap_bytes(n_ids);
+    if (n > UINT32_MAX / 4 || n_ids > UINT32_MAX / 4 || mb == 0)
+        luaL_error(L, "%s: lists too large", fname);
+    size_t eb = align8(n * sizeof(entry)), kb = align8(2 * n * sizeof(nim_sortkey));
+    size_t ib = align8(n_ids * sizeof(news_id)), total = eb + kb + ib + mb;
+    scratch_buf *cache = lua_touserdata(L, lua_upvalueindex(1));
+    scratch_buf *h = lua_newuserdatauv(L, sizeof *h, 0);
+    *h = *cache;
+    cache->buf = NULL;
+    cache->size = 0;
+    luaL_setmetatable(L, SCRATCH_MT);
+    if (h->size < total) {
+        char *p = nim_realloc(h->buf, total);
+        if (!p) luaL_error(L, "%s: out of memory", fname);
+        h->buf = p;
+        h->size = total;
+    }
+    char *p = h->buf;
+    if (ents) *ents = (entry *)p;
+    if (keys) *keys = (nim_sortkey *)(p + eb);
+    if (ids) *ids = (news_id *)(p + eb + kb);
+    nim_strmap_init(map, p + eb + kb + ib, n_ids);
+    map->interned_max = interned_max;
+}
+
+/* Gives the buffer held at S_SCRATCH back to the cache. */
+static void scratch_done(lua_State *L) {
+    scratch_buf *cache = lua_touserdata(L, lua_upvalueindex(1));
+    scratch_buf *h = lua_touserdata(L, S_SCRATCH);
+    if (!cache->buf && h->size <= SCRATCH_KEEP_MAX) {
+        *cache = *h;
+        h->buf = NULL;
+        h->size = 0;
+    }
+}
+
+static const char *read_session_at(lua_State *L, int t, int type, const char *fname,
+                                   const char *argname, lua_Integer elem, size_t *len,
+                                   nim_sortkey *key) {
+    if (type != LUA_TTABLE)
         nim_argerror(L, fname, argname, "element %I: session table expected, got %s",
                      elem, luaL_typename(L, t));
-    lua_pushvalue(L, S_IDKEY);
+    lua_pushvalue(L, S_IDKEY);       /* raw: the id string must live in the table */
     if (lua_rawget(L, t) != LUA_TSTRING)
         nim_argerror(L, fname, argname, "element %I: string 'id' expected, got %s",
                      elem, luaL_typename(L, -1));
     const char *id = lua_tolstring(L, -1, len);
-    lua_pop(L, 1);
+    if (*len > NIM_STRMAP_MAX_KEY)
+        nim_argerror(L, fname, argname, "element %I: 'id' longer than 4 GiB", elem);
+    lua_settop(L, t);
     if (key) {
         lua_pushvalue(L, S_TIMEKEY);
-        int ty = lua_rawget(L, t);
+        int ty = lua_rawget(L, t), isint;
         key->has_time = key->is_int = 0;
         key->ikey = 0; key->dkey = 0;
         if (ty == LUA_TNUMBER) {
-            if (lua_isinteger(L, -1)) {
-                key->ikey = lua_tointeger(L, -1);
-                key->dkey = (double)key->ikey;
+            lua_Integer iv = lua_tointegerx(L, -1, &isint);
+            if (isint) {
+                key->ikey = iv;
+                key->dkey = (double)iv;
                 key->is_int = 1;
             } else {
                 key->dkey = lua_tonumber(L, -1);
@@ -74,9 +142,15 @@ static const char *read_session(lua_State *L, const char *fname, const char *arg
             nim_argerror(L, fname, argname, "element %I: number 'updateTime' expected, got %s",
                          elem, luaL_typename(L, -1));
         }
-        lua_pop(L, 1);
+        lua_settop(L, t);
     }
     return id;
+}
+
+static const char *read_session(lua_State *L, const char *fname, const char *argname,
+                                lua_Integer elem, size_t *len, nim_sortkey *key) {
+    int t = lua_gettop(L);
+    return read_session_at(L, t, lua_type(L, t), fname, argname, elem, len, key);
 }
 
 /* Copies every field of the table at src into the table at dst (raw). */
@@ -122,7 +196,18 @@ static void check_list_args(lua_State *L, const char *fname, const char *second,
     lua_pushliteral(L, "updateTime");
 }
 
-/* mergeSessions(olds, news) -> new array; see REFERENCE.md. */
+#define UNSEEN UINT32_MAX
+
+/* mergeSessions(olds, news) -> new array; see REFERENCE.md.
+ *
+ * The id index holds the news ids only (usually few), so merging one update
+ * into a long list costs one small lookup per old session. Untouched olds
+ * ("run A") are written to the result as they are scanned, after room for
+ * the nb changed or appended sessions ("run B"). When A is sorted and all of
+ * B sorts before it -- an app merging a fresh update into the list it keeps
+ * -- B fills the front and the work is done in that one pass. Otherwise the
+ * order is computed on extracted keys (a linear merge when A is sorted, a
+ * merge sort when not) and the result rewritten. */
 static int l_merge(lua_State *L) {
     static const char *F = "mergeSessions";
     check_list_args(L, F, "news", 0);
@@ -130,38 +215,60 @@ static int l_merge(lua_State *L) {
     int single = is_single_session(L, A_NEWS);
     size_t n_new = single ? 1 : lua_rawlen(L, A_NEWS);
     size_t cap = n_old + n_new;
-    entry *ents; nim_sortkey *keys; nim_strmap map;
-    scratch(L, F, cap, cap, &ents, &keys, &map);           /* S_SCRATCH */
-    lua_newtable(L);                                       /* S_MERGED */
-    nim_sortkey *tmp = keys + cap;
-    size_t n = 0, n_merged = 0;
+    entry *ents; nim_sortkey *keys; news_id *nids; nim_strmap map;
+    scratch(L, F, cap, n_new, &ents, &keys, &nids, &map);  /* S_SCRATCH */
+    lua_createtable(L, (int)(n_old && n_new < INT32_MAX ? n_new : 0), 0);   /* S_MERGED */
+    nim_sortkey *tmp = keys + cap, *nkeys = tmp;           /* news keys wait in tmp */
+    size_t n = 0, n_merged = 0, na = 0;
     int existed;
 
-    for (size_t i = 1; i <= n_old; i++, n++) {
-        size_t len;
-        lua_rawgeti(L, A_OLDS, (lua_Integer)i);
-        const char *id = read_session(L, F, "olds", (lua_Integer)i, &len, &keys[n]);
-        keys[n].pos = (uint32_t)n;
-        ents[n] = (entry){ .idx = (uint32_t)i, .src = SRC_OLD, .changed = 0 };
-        nim_strmap_put(&map, id, len, (uint32_t)n, &existed);
+    for (size_t j = 1; j <= n_new; j++) {                  /* index the news ids */
+        if (single) lua_pushvalue(L, A_NEWS);
+        else lua_rawgeti(L, A_NEWS, (lua_Integer)j);
+        news_id *ni = &nids[j - 1];
+        ni->id = read_session(L, F, "news", (lua_Integer)j, &ni->len, &nkeys[j - 1]);
+        ni->slot = nim_strmap_put(&map, ni->id, ni->len, UNSEEN, &existed);
         lua_pop(L, 1);
+    }
+    /* With no olds the JS SDK returns news sorted as given, duplicates kept
+     * (recorded in the vectors); with olds, duplicates merge. Either way B
+     * has one entry per distinct id in news. */
+    size_t nb = n_old ? map.count : n_new;
+    lua_createtable(L, (int)(cap < INT32_MAX ? cap : 0), 0);   /* S_OUT */
+    const int S_OUT = S_MERGED + 1, S_ELEM = S_OUT + 1;
+
+    for (size_t i = 1; i <= n_old; i++, n++) {             /* olds, in order */
+        size_t len;
+        int ty = lua_rawgeti(L, A_OLDS, (lua_Integer)i);
+        nim_sortkey *k = &keys[n];
+        const char *id = read_session_at(L, S_ELEM, ty, F, "olds", (lua_Integer)i, &len, k);
+        k->pos = (uint32_t)n;
+        ents[n] = (entry){ .idx = (uint32_t)i, .src = SRC_OLD, .changed = 0 };
+        if (n_new) {
+            uint32_t *slot = nim_strmap_get(&map, id, len);
+            if (slot && *slot == UNSEEN) {                 /* the first with that id */
+                *slot = (uint32_t)n;
+                ents[n].changed = 1;
+                lua_pop(L, 1);
+                continue;
+            }
+        }
+        lua_rawseti(L, S_OUT, (lua_Integer)(nb + ++na));
     }
 
     for (size_t j = 1; j <= n_new; j++) {
-        size_t len;
-        nim_sortkey k;
+        nim_sortkey k = nkeys[j - 1];
+        uint32_t *slot = nids[j - 1].slot;
+        if (n_old == 0 || *slot == UNSEEN) {               /* unknown id: append */
+            k.pos = (uint32_t)n;
+            keys[n] = k;
+            *slot = (uint32_t)n;
+            ents[n++] = (entry){ .idx = (uint32_t)j, .src = SRC_NEW, .changed = 1 };
+            continue;
+        }
         if (single) lua_pushvalue(L, A_NEWS);
         else lua_rawgeti(L, A_NEWS, (lua_Integer)j);
         int t = lua_gettop(L);
-        const char *id = read_session(L, F, "news", (lua_Integer)j, &len, &k);
-        uint32_t *slot = nim_strmap_put(&map, id, len, (uint32_t)n, &existed);
-        if (!existed) {                                    /* unknown id: append */
-            k.pos = (uint32_t)n;
-            keys[n] = k;
-            ents[n++] = (entry){ .idx = (uint32_t)j, .src = SRC_NEW, .changed = 1 };
-            lua_pop(L, 1);
-            continue;
-        }
         entry *e = &ents[*slot];
         if (e->src != SRC_MERGED) {      /* first merge: a new table, inputs untouched */
             lua_createtable(L, 0, 8);
@@ -184,20 +291,29 @@ static int l_merge(lua_State *L) {
         lua_settop(L, t - 1);
     }
 
-    /* Untouched olds keep their order; when that order is already sorted
-     * (the usual case: an app merging updates into the list it keeps) only
-     * the changed entries need sorting, then one linear merge. */
-    size_t na = 0, nb = 0;
-    nim_sortkey *b = tmp;               /* changed keys collected in tmp first */
+    /* Collect B's keys (in tmp: the news keys there are used up) and A's
+     * keys (compacted at the front of keys). */
+    nim_sortkey *b = tmp;
+    size_t nbk = 0, nak = 0;
     for (size_t e = 0; e < n; e++) {
-        if (ents[e].changed) b[nb++] = keys[e];
-        else keys[na++] = keys[e];
+        if (ents[e].changed) b[nbk++] = keys[e];
+        else keys[nak++] = keys[e];
+    }
+    if (nbk != nb || nak != na) return luaL_error(L, "%s: internal error (run sizes)", F);
+    /* sort B using the free tail of keys (cap - na >= nb) as scratch */
+    nim_sortkeys_sort(b, nb, keys + na);
+    if (nim_sortkeys_sorted(keys, na) &&
+        (na == 0 || nb == 0 || nim_sortkey_cmp(&b[nb - 1], &keys[0]) < 0)) {
+        for (size_t i = 0; i < nb; i++) {                  /* B fills the front */
+            push_entry(L, &ents[b[i].pos], single);
+            lua_rawseti(L, S_OUT, (lua_Integer)(i + 1));
+        }
+        scratch_done(L);
+        return 1;
     }
     nim_sortkey *sorted;
     if (nim_sortkeys_sorted(keys, na)) {
-        /* sort b in place using the free tail of keys (cap - na >= nb) as scratch */
-        nim_sortkeys_sort(b, nb, keys + na);
-        memmove(keys + cap - nb, b, nb * sizeof *b);   /* b now sits at the end of keys */
+        memmove(keys + cap - nb, b, nb * sizeof *b);       /* B to the end of keys */
         nim_sortkeys_merge(keys, na, keys + cap - nb, nb, tmp);
         sorted = tmp;
     } else {
@@ -205,12 +321,11 @@ static int l_merge(lua_State *L) {
         nim_sortkeys_sort(keys, n, tmp);
         sorted = keys;
     }
-
-    lua_createtable(L, (int)(n < INT32_MAX ? n : 0), 0);
     for (size_t i = 0; i < n; i++) {
         push_entry(L, &ents[sorted[i].pos], single);
-        lua_rawseti(L, -2, (lua_Integer)(i + 1));
+        lua_rawseti(L, S_OUT, (lua_Integer)(i + 1));
     }
+    scratch_done(L);
     return 1;
 }
 
@@ -250,7 +365,7 @@ static int cut(lua_State *L, const char *F, const char *argname, int by_ids) {
     size_t n_cut = lua_istable(L, 2) ? lua_rawlen(L, 2) : 0;
     if (n_cut == 0) n_cut = 1;
     nim_strmap map;
-    scratch(L, F, 0, n_cut, NULL, NULL, &map);
+    scratch(L, F, 0, n_cut, NULL, NULL, NULL, &map);
     collect_ids(L, F, argname, by_ids, &map);
     lua_createtable(L, (int)(n_old < INT32_MAX ? n_old : 0), 0);
     int out = lua_gettop(L);
@@ -263,6 +378,8 @@ static int cut(lua_State *L, const char *F, const char *argname, int by_ids) {
         if (removed && !*removed) { *removed = 1; lua_pop(L, 1); continue; }
         lua_rawseti(L, out, ++k);
     }
+    scratch_done(L);
+    lua_settop(L, out);
     return 1;
 }
 
@@ -303,5 +420,14 @@ void nim_merge_open(lua_State *L) {
         {"findSession", l_find},
         {NULL, NULL},
     };
-    luaL_setfuncs(L, fns, 0);
+    luaL_newmetatable(L, SCRATCH_MT);
+    lua_pushcfunction(L, scratch_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    scratch_buf *cache = lua_newuserdatauv(L, sizeof *cache, 0);
+    cache->buf = NULL;
+    cache->size = 0;
+    luaL_setmetatable(L, SCRATCH_MT);
+    luaL_setfuncs(L, fns, 1);
+    probe_interning(L);
 }
