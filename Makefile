@@ -24,7 +24,7 @@ LUA_LIBDIR ?= $(PREFIX)/lib/lua/5.4
 LUA_DIR    ?= $(PREFIX)/share/lua/5.4
 
 DEB_PACKAGES = lua5.4 liblua5.4-dev libsqlite3-dev libcjson-dev libwebsockets-dev \
-               lua-busted lua-cjson lua-luv pkg-config tmux
+               lua-busted lua-cjson lua-luv luarocks pkg-config tmux
 
 PKGS      = sqlite3 libcjson libwebsockets
 LUA_CFLAGS = $(shell $(PKG_CONFIG) --cflags lua5.4 2>/dev/null)
@@ -52,7 +52,7 @@ SERVER     = $(if $(SERVER_SRC),$(BUILD)/nim-server)
 export LUA_PATH  := ./lua/?.lua;./lua/?/init.lua;./spec/?.lua;;
 export LUA_CPATH := ./$(BUILD)/?.so;;
 
-.PHONY: all deps test test-c test-lua bench demo asan valgrind install clean
+.PHONY: all deps test test-c test-lua bench demo asan valgrind install clean rockspec
 
 all: $(MODULE) $(SERVER) $(TEST_BIN)
 
@@ -128,3 +128,7 @@ install: all
 
 clean:
 	rm -rf build
+
+# Regenerates the rockspec's source list from csrc/ (spec/rockspec_spec.lua checks it).
+rockspec:
+	$(LUA) rockspec/gen.lua
