@@ -97,7 +97,7 @@ test-c: $(TEST_BIN)
 
 # BUSTED_ARGS narrows a run, e.g. make test-lua BUSTED_ARGS='--tags=merge'
 test-lua: $(MODULE) $(SERVER)
-	NIM_SERVER=./$(BUILD)/nim-server $(BUSTED) --cpath='./$(BUILD)/?.so' $(BUSTED_ARGS) spec
+	NIM_SERVER=./$(BUILD)/nim-server $(RUN_ENV) $(BUSTED) --cpath='./$(BUILD)/?.so' $(BUSTED_ARGS) spec
 
 bench: deps
 	$(MAKE) all
@@ -113,8 +113,9 @@ ASAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 asan: deps
 	$(MAKE) BUILD=build/asan SAN="$(ASAN_FLAGS)" OPT="-O1 -g" all
 	$(MAKE) BUILD=build/asan SAN="$(ASAN_FLAGS)" OPT="-O1 -g" test-c
-	ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
-	  $(MAKE) BUILD=build/asan SAN="$(ASAN_FLAGS)" OPT="-O1 -g" test-lua
+	$(MAKE) BUILD=build/asan SAN="$(ASAN_FLAGS)" OPT="-O1 -g" test-lua \
+	  RUN_ENV='ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD="$(shell $(CC) -print-file-name=libasan.so) $(shell $(CC) -print-file-name=libubsan.so)"'
+
 
 valgrind: all
 	NIM_SERVER=./$(BUILD)/nim-server valgrind --error-exitcode=1 --leak-check=no -q \

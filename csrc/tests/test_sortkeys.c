@@ -15,7 +15,7 @@ static nim_sortkey key(int has, int64_t t, uint32_t pos) {
 
 static void test_strmap(void) {
     enum { N = 5000 };
-    static char ids[N][16];
+    static char ids[N][24];
     nim_strmap m;
     void *mem = malloc(nim_strmap_bytes(N));
     nim_strmap_init(&m, mem, N);
@@ -26,7 +26,7 @@ static void test_strmap(void) {
         if (existed) ok = 0;
     }
     test_cond("strmap: distinct keys insert as new", ok && m.count == N);
-    char probe[16];
+    char probe[24];
     ok = 1;
     for (int i = 0; i < N; i++) {
         snprintf(probe, sizeof probe, "p2p-u%d", i);    /* equal content, other pointer */
