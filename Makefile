@@ -97,7 +97,13 @@ test-c: $(TEST_BIN)
 
 # BUSTED_ARGS narrows a run, e.g. make test-lua BUSTED_ARGS='--tags=merge'
 test-lua: $(MODULE) $(SERVER)
-	NIM_SERVER=./$(BUILD)/nim-server $(RUN_ENV) $(BUSTED) --cpath='./$(BUILD)/?.so' $(BUSTED_ARGS) spec
+	@mkdir -p $(BUILD)
+	@{ NIM_SERVER=./$(BUILD)/nim-server $(RUN_ENV) $(BUSTED) --cpath='./$(BUILD)/?.so' $(BUSTED_ARGS) spec; \
+	   echo $$? > $(BUILD)/busted.rc; } | tee $(BUILD)/busted.log
+	@awk '/^[0-9]+ successes? \/ [0-9]+ failures? \/ [0-9]+ errors? \/ [0-9]+ pending/ \
+	  { line = sprintf("specs: %d passed, %d failed, %d skipped", $$1, $$4 + $$7, $$10) } \
+	  END { if (line) print line }' $(BUILD)/busted.log
+	@exit $$(cat $(BUILD)/busted.rc)
 
 bench: deps
 	$(MAKE) all
