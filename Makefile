@@ -92,7 +92,7 @@ test: deps
 	$(MAKE) test-c
 	$(MAKE) test-lua
 
-test-c: $(TEST_BIN)
+test-c: $(TEST_BIN) $(SERVER)
 	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t; done
 
 # BUSTED_ARGS narrows a run, e.g. make test-lua BUSTED_ARGS='--tags=merge'

@@ -3,7 +3,6 @@
  * docs/protocol.md. Any thread; no state. */
 #include "net/proto.h"
 #include "core/alloc.h"
-#include <math.h>
 #include <string.h>
 #include <stdio.h>
 
@@ -126,9 +125,11 @@ static const char *scan_json(const char *buf, size_t len) {
 static int is_int_value(const cJSON *v, int64_t min, int64_t max, int64_t *out) {
     if (!cJSON_IsNumber(v)) return 0;
     double d = v->valuedouble;
-    if (!isfinite(d) || d != floor(d)) return 0;
-    if (d < -(double)NIM_PROTO_MAX_INT || d > (double)NIM_PROTO_MAX_INT) return 0;
+    /* The range test also rejects NaN and infinities (every comparison
+     * with NaN is false). No libm: integral means the cast round-trips. */
+    if (!(d >= -(double)NIM_PROTO_MAX_INT && d <= (double)NIM_PROTO_MAX_INT)) return 0;
     int64_t i = (int64_t)d;
+    if ((double)i != d) return 0;
     if (i < min || i > max) return 0;
     *out = i;
     return 1;

@@ -1,0 +1,669 @@
+/* nim-server storage on SQLite. All statements are prepared once at open;
+ * every function resets its statement before returning, so a failure in the
+ * middle never leaves a statement holding a read transaction open. Server
+ * event-loop thread only. */
+#include "server/db.h"
+#include "net/sha256.h"
+#include "core/alloc.h"
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <time.h>
+
+enum {
+    S_BEGIN, S_COMMIT, S_ROLLBACK, S_NEXT_VER, S_MAX_MSG, S_MAX_VER, S_LAST_TIME,
+    S_ACC_GET, S_ACC_PUT, S_ACC_EXISTS, S_DEV_TOUCH,
+    S_MSG_BY_CLIENT, S_MSG_INSERT, S_INBOX_INSERT, S_MSG_HEAD,
+    S_OFFLINE, S_ROAMING, S_MARK_ONE, S_MARK_UPTO,
+    S_PTR_GET, S_PTR_SET, S_PTR_SINCE, S_DEL_SESSION,
+    S_RCPT_GET, S_RCPT_SET, S_RCPT_SINCE,
+    S_STICK_GET, S_STICK_PUT, S_STICK_DEL, S_STICK_LIST,
+    S_TEAM_INSERT, S_TEAM_MEMBER_ADD, S_TEAM_GET, S_TEAM_MEMBERS, S_TEAM_IS_MEMBER,
+    S__COUNT
+};
+
+#define MSG_COLS "m.id, m.id_client, m.scene, m.from_account, m.from_device, m.to_target, " \
+                 "m.time, m.type, m.text, m.content"
+
+static const char *const sql_text[S__COUNT] = {
+    [S_BEGIN]    = "BEGIN IMMEDIATE",
+    [S_COMMIT]   = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_NEXT_VER] = "UPDATE counters SET value = value + 1 WHERE name = 'ver' RETURNING value",
+    [S_MAX_MSG]  = "SELECT coalesce(max(id), 0) FROM msgs",
+    [S_MAX_VER]  = "SELECT value FROM counters WHERE name = 'ver'",
+    [S_LAST_TIME] = "SELECT coalesce(max(time), 0) FROM msgs",
+    [S_ACC_GET]  = "SELECT salt, hash, iterations FROM accounts WHERE account = ?1",
+    [S_ACC_PUT]  = "INSERT INTO accounts(account, salt, hash, iterations, created) VALUES(?1, ?2, ?3, ?4, ?5) "
+                   "ON CONFLICT(account) DO UPDATE SET salt = excluded.salt, hash = excluded.hash, "
+                   "iterations = excluded.iterations",
+    [S_ACC_EXISTS] = "SELECT 1 FROM accounts WHERE account = ?1",
+    [S_DEV_TOUCH] = "INSERT INTO devices(account, device_id, first_login, last_login) VALUES(?1, ?2, ?3, ?3) "
+                    "ON CONFLICT(account, device_id) DO UPDATE SET last_login = excluded.last_login",
+    [S_MSG_BY_CLIENT] = "SELECT " MSG_COLS " FROM msgs m WHERE m.from_account = ?1 AND m.id_client = ?2",
+    [S_MSG_INSERT] = "INSERT INTO msgs(id_client, scene, from_account, from_device, to_target, time, type, text, content) "
+                     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [S_INBOX_INSERT] = "INSERT INTO inbox(account, msg_id, session_id, delivered) VALUES(?1, ?2, ?3, ?4) "
+                       "ON CONFLICT DO NOTHING",
+    [S_MSG_HEAD] = "SELECT scene, from_account, to_target, time FROM msgs WHERE id = ?1",
+    [S_OFFLINE] = "SELECT " MSG_COLS " FROM inbox i JOIN msgs m ON m.id = i.msg_id "
+                  "LEFT JOIN deleted_sessions d ON d.account = i.account AND d.session_id = i.session_id "
+                  "WHERE i.account = ?1 AND i.delivered = 0 AND i.msg_id > coalesce(d.mark, 0) "
+                  "ORDER BY i.msg_id LIMIT ?2",
+    [S_ROAMING] = "SELECT " MSG_COLS " FROM ("
+                  " SELECT i.msg_id, row_number() OVER (PARTITION BY i.session_id ORDER BY i.msg_id DESC) AS rn"
+                  " FROM inbox i LEFT JOIN deleted_sessions d ON d.account = i.account AND d.session_id = i.session_id"
+                  " WHERE i.account = ?1 AND i.delivered = 1 AND i.msg_id > ?2 AND i.msg_id > coalesce(d.mark, 0)"
+                  ") r JOIN msgs m ON m.id = r.msg_id WHERE r.rn <= ?3 ORDER BY m.id",
+    [S_MARK_ONE]  = "UPDATE inbox SET delivered = 1 WHERE account = ?1 AND msg_id = ?2 AND delivered = 0",
+    [S_MARK_UPTO] = "UPDATE inbox SET delivered = 1 WHERE account = ?1 AND msg_id <= ?2 AND delivered = 0",
+    [S_PTR_GET] = "SELECT ack FROM read_pointers WHERE account = ?1 AND session_id = ?2",
+    [S_PTR_SET] = "INSERT INTO read_pointers(account, session_id, ack, ver) VALUES(?1, ?2, ?3, ?4) "
+                  "ON CONFLICT(account, session_id) DO UPDATE SET ack = excluded.ack, ver = excluded.ver",
+    [S_PTR_SINCE] = "SELECT session_id, ack, ver FROM read_pointers WHERE account = ?1 AND ver > ?2 ORDER BY ver",
+    [S_DEL_SESSION] = "INSERT INTO deleted_sessions(account, session_id, mark, time) VALUES(?1, ?2, ?3, ?4) "
+                      "ON CONFLICT(account, session_id) DO UPDATE SET mark = max(mark, excluded.mark), "
+                      "time = excluded.time",
+    [S_RCPT_GET] = "SELECT time FROM receipts WHERE peer = ?2 AND reader = ?1",
+    [S_RCPT_SET] = "INSERT INTO receipts(reader, peer, time, msg_id, ver) VALUES(?1, ?2, ?3, ?4, ?5) "
+                   "ON CONFLICT(peer, reader) DO UPDATE SET time = excluded.time, msg_id = excluded.msg_id, "
+                   "ver = excluded.ver",
+    [S_RCPT_SINCE] = "SELECT reader, time, msg_id, ver FROM receipts WHERE peer = ?1 AND ver > ?2 ORDER BY ver",
+    [S_STICK_GET] = "SELECT session_id, top_custom, create_time, update_time FROM stick_top "
+                    "WHERE account = ?1 AND session_id = ?2",
+    [S_STICK_PUT] = "INSERT INTO stick_top(account, session_id, top_custom, create_time, update_time) "
+                    "VALUES(?1, ?2, ?3, ?4, ?4) ON CONFLICT(account, session_id) DO UPDATE SET "
+                    "top_custom = excluded.top_custom, update_time = excluded.update_time",
+    [S_STICK_DEL] = "DELETE FROM stick_top WHERE account = ?1 AND session_id = ?2",
+    [S_STICK_LIST] = "SELECT session_id, top_custom, create_time, update_time FROM stick_top "
+                     "WHERE account = ?1 ORDER BY update_time DESC, session_id",
+    [S_TEAM_INSERT] = "INSERT INTO teams(name, owner, created) VALUES(?1, ?2, ?3)",
+    [S_TEAM_MEMBER_ADD] = "INSERT INTO team_members(team_id, account, joined) VALUES(?1, ?2, ?3) "
+                          "ON CONFLICT DO NOTHING",
+    [S_TEAM_GET] = "SELECT name FROM teams WHERE id = ?1",
+    [S_TEAM_MEMBERS] = "SELECT account FROM team_members WHERE team_id = ?1 ORDER BY joined, account",
+    [S_TEAM_IS_MEMBER] = "SELECT 1 FROM team_members WHERE team_id = ?1 AND account = ?2",
+};
+
+static const char schema_v1[] =
+    "CREATE TABLE accounts(account TEXT PRIMARY KEY, salt BLOB NOT NULL, hash BLOB NOT NULL,"
+    "  iterations INTEGER NOT NULL, created INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE devices(account TEXT NOT NULL, device_id TEXT NOT NULL,"
+    "  first_login INTEGER NOT NULL, last_login INTEGER NOT NULL,"
+    "  PRIMARY KEY(account, device_id)) WITHOUT ROWID;"
+    "CREATE TABLE teams(id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL,"
+    "  owner TEXT NOT NULL, created INTEGER NOT NULL);"
+    "CREATE TABLE team_members(team_id INTEGER NOT NULL, account TEXT NOT NULL,"
+    "  joined INTEGER NOT NULL, PRIMARY KEY(team_id, account)) WITHOUT ROWID;"
+    "CREATE TABLE msgs(id INTEGER PRIMARY KEY AUTOINCREMENT, id_client TEXT NOT NULL,"
+    "  scene TEXT NOT NULL, from_account TEXT NOT NULL, from_device TEXT NOT NULL,"
+    "  to_target TEXT NOT NULL, time INTEGER NOT NULL, type TEXT NOT NULL, text TEXT, content TEXT);"
+    "CREATE UNIQUE INDEX msgs_client ON msgs(from_account, id_client);"
+    /* One row per (recipient or sender, message): the per-account index of
+     * messages; delivered = 0 is the account's offline queue. */
+    "CREATE TABLE inbox(account TEXT NOT NULL, msg_id INTEGER NOT NULL, session_id TEXT NOT NULL,"
+    "  delivered INTEGER NOT NULL, PRIMARY KEY(account, msg_id)) WITHOUT ROWID;"
+    "CREATE INDEX inbox_offline ON inbox(account, delivered, msg_id);"
+    "CREATE TABLE read_pointers(account TEXT NOT NULL, session_id TEXT NOT NULL, ack INTEGER NOT NULL,"
+    "  ver INTEGER NOT NULL, PRIMARY KEY(account, session_id)) WITHOUT ROWID;"
+    "CREATE INDEX read_pointers_ver ON read_pointers(account, ver);"
+    "CREATE TABLE deleted_sessions(account TEXT NOT NULL, session_id TEXT NOT NULL,"
+    "  mark INTEGER NOT NULL, time INTEGER NOT NULL, PRIMARY KEY(account, session_id)) WITHOUT ROWID;"
+    "CREATE TABLE receipts(reader TEXT NOT NULL, peer TEXT NOT NULL, time INTEGER NOT NULL,"
+    "  msg_id INTEGER NOT NULL, ver INTEGER NOT NULL, PRIMARY KEY(peer, reader)) WITHOUT ROWID;"
+    "CREATE INDEX receipts_ver ON receipts(peer, ver);"
+    "CREATE TABLE stick_top(account TEXT NOT NULL, session_id TEXT NOT NULL, top_custom TEXT NOT NULL,"
+    "  create_time INTEGER NOT NULL, update_time INTEGER NOT NULL,"
+    "  PRIMARY KEY(account, session_id)) WITHOUT ROWID;"
+    "CREATE TABLE counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
+    "INSERT INTO counters VALUES('ver', 0);"
+    "PRAGMA user_version = 1;";
+
+struct srv_db {
+    sqlite3      *h;
+    sqlite3_stmt *st[S__COUNT];
+};
+
+const char *srv_db_errmsg(srv_db *db) { return sqlite3_errmsg(db->h); }
+
+static sqlite3_stmt *stmt(srv_db *db, int i) {
+    sqlite3_reset(db->st[i]);
+    sqlite3_clear_bindings(db->st[i]);
+    return db->st[i];
+}
+
+static void db_log(srv_db *db, const char *what) {
+    fprintf(stderr, "nim-server: sqlite: %s: %s\n", what, sqlite3_errmsg(db->h));
+}
+
+/* Runs a statement that returns no rows (or whose rows are ignored). */
+static int run(srv_db *db, int i) {
+    sqlite3_stmt *s = db->st[i];
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {}
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) { db_log(db, sql_text[i]); return NIM_CODE_SERVER; }
+    return NIM_CODE_OK;
+}
+
+/* Steps a statement expected to give at most one row: NIM_CODE_OK with the
+ * row ready, NIM_CODE_NOT_FOUND, or 500. The caller resets. */
+static int one(srv_db *db, int i) {
+    int rc = sqlite3_step(db->st[i]);
+    if (rc == SQLITE_ROW) return NIM_CODE_OK;
+    sqlite3_reset(db->st[i]);
+    if (rc == SQLITE_DONE) return NIM_CODE_NOT_FOUND;
+    db_log(db, sql_text[i]);
+    return NIM_CODE_SERVER;
+}
+
+static void bind_text(sqlite3_stmt *s, int i, const char *v) {
+    if (v) sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+    else sqlite3_bind_null(s, i);
+}
+
+static const char *col_text(sqlite3_stmt *s, int i) {
+    return (const char *)sqlite3_column_text(s, i);
+}
+
+srv_db *srv_db_open(const char *path, char *err, size_t errlen) {
+    srv_db *db = nim_calloc(1, sizeof *db);
+    if (!db) { snprintf(err, errlen, "out of memory"); return NULL; }
+    if (sqlite3_open_v2(path, &db->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot open %s: %s", path, db->h ? sqlite3_errmsg(db->h) : "?");
+        goto fail;
+    }
+    sqlite3_busy_timeout(db->h, 5000);
+    char *emsg = NULL;
+    if (sqlite3_exec(db->h, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL, &emsg) != SQLITE_OK)
+        goto exec_fail;
+    sqlite3_stmt *v;
+    int version = -1;
+    if (sqlite3_prepare_v2(db->h, "PRAGMA user_version", -1, &v, NULL) == SQLITE_OK) {
+        if (sqlite3_step(v) == SQLITE_ROW) version = sqlite3_column_int(v, 0);
+        sqlite3_finalize(v);
+    }
+    if (version == 0) {
+        if (sqlite3_exec(db->h, "BEGIN IMMEDIATE", NULL, NULL, &emsg) != SQLITE_OK) goto exec_fail;
+        if (sqlite3_exec(db->h, schema_v1, NULL, NULL, &emsg) != SQLITE_OK) {
+            sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+            goto exec_fail;
+        }
+        if (sqlite3_exec(db->h, "COMMIT", NULL, NULL, &emsg) != SQLITE_OK) goto exec_fail;
+    } else if (version != SRV_DB_SCHEMA_VERSION) {
+        snprintf(err, errlen, "%s: schema version %d, this server knows %d", path, version,
+                 SRV_DB_SCHEMA_VERSION);
+        goto fail;
+    }
+    for (int i = 0; i < S__COUNT; i++) {
+        if (sqlite3_prepare_v3(db->h, sql_text[i], -1, SQLITE_PREPARE_PERSISTENT, &db->st[i], NULL) != SQLITE_OK) {
+            snprintf(err, errlen, "prepare failed: %s: %s", sqlite3_errmsg(db->h), sql_text[i]);
+            goto fail;
+        }
+    }
+    return db;
+exec_fail:
+    snprintf(err, errlen, "%s: %s", path, emsg ? emsg : sqlite3_errmsg(db->h));
+    sqlite3_free(emsg);
+fail:
+    srv_db_close(db);
+    return NULL;
+}
+
+void srv_db_close(srv_db *db) {
+    if (!db) return;
+    for (int i = 0; i < S__COUNT; i++) sqlite3_finalize(db->st[i]);
+    sqlite3_close(db->h);
+    nim_free(db);
+}
+
+int srv_db_begin(srv_db *db) { stmt(db, S_BEGIN); return run(db, S_BEGIN); }
+int srv_db_commit(srv_db *db) { stmt(db, S_COMMIT); return run(db, S_COMMIT); }
+void srv_db_rollback(srv_db *db) {
+    if (!sqlite3_get_autocommit(db->h)) { stmt(db, S_ROLLBACK); run(db, S_ROLLBACK); }
+}
+
+int srv_db_next_ver(srv_db *db, int64_t *ver) {
+    sqlite3_stmt *s = stmt(db, S_NEXT_VER);
+    int rc = one(db, S_NEXT_VER);
+    if (rc != NIM_CODE_OK) return NIM_CODE_SERVER;
+    *ver = sqlite3_column_int64(s, 0);
+    return run(db, S_NEXT_VER); /* finish the RETURNING statement */
+}
+
+int srv_db_cursors(srv_db *db, int64_t *max_msg, int64_t *max_ver) {
+    sqlite3_stmt *s = stmt(db, S_MAX_MSG);
+    if (one(db, S_MAX_MSG) != NIM_CODE_OK) return NIM_CODE_SERVER;
+    *max_msg = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    s = stmt(db, S_MAX_VER);
+    if (one(db, S_MAX_VER) != NIM_CODE_OK) return NIM_CODE_SERVER;
+    *max_ver = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return NIM_CODE_OK;
+}
+
+int64_t srv_db_last_msg_time(srv_db *db) {
+    sqlite3_stmt *s = stmt(db, S_LAST_TIME);
+    if (one(db, S_LAST_TIME) != NIM_CODE_OK) return 0;
+    int64_t t = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return t;
+}
+
+static int random_bytes(uint8_t *b, size_t n) {
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, b + got, n - got);
+        if (r <= 0) { close(fd); return -1; }
+        got += (size_t)r;
+    }
+    close(fd);
+    return 0;
+}
+
+int srv_db_set_account(srv_db *db, const char *account, const char *token, int *created) {
+    uint8_t salt[16], hash[NIM_SHA256_LEN];
+    if (random_bytes(salt, sizeof salt) != 0) return NIM_CODE_SERVER;
+    nim_pbkdf2_sha256(token, strlen(token), salt, sizeof salt, SRV_PBKDF2_ITERATIONS, hash, sizeof hash);
+    sqlite3_stmt *s = stmt(db, S_ACC_EXISTS);
+    bind_text(s, 1, account);
+    int rc = one(db, S_ACC_EXISTS);
+    sqlite3_reset(s);
+    if (rc == NIM_CODE_SERVER) return rc;
+    *created = rc == NIM_CODE_NOT_FOUND;
+    s = stmt(db, S_ACC_PUT);
+    bind_text(s, 1, account);
+    sqlite3_bind_blob(s, 2, salt, sizeof salt, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(s, 3, hash, sizeof hash, SQLITE_TRANSIENT);
+    sqlite3_bind_int(s, 4, SRV_PBKDF2_ITERATIONS);
+    sqlite3_bind_int64(s, 5, (int64_t)time(NULL) * 1000);
+    return run(db, S_ACC_PUT);
+}
+
+int srv_db_check_login(srv_db *db, const char *account, const char *token,
+                       int open_registration, int64_t now) {
+    (void)now;
+    sqlite3_stmt *s = stmt(db, S_ACC_GET);
+    bind_text(s, 1, account);
+    int rc = one(db, S_ACC_GET);
+    if (rc == NIM_CODE_SERVER) return rc;
+    uint8_t salt[16] = { 0 }, want[NIM_SHA256_LEN] = { 0 }, got[NIM_SHA256_LEN];
+    int iterations = SRV_PBKDF2_ITERATIONS, found = rc == NIM_CODE_OK;
+    if (found) {
+        const void *sb = sqlite3_column_blob(s, 0), *hb = sqlite3_column_blob(s, 1);
+        if (sb && hb && sqlite3_column_bytes(s, 0) == (int)sizeof salt &&
+            sqlite3_column_bytes(s, 1) == (int)sizeof want) {
+            memcpy(salt, sb, sizeof salt);
+            memcpy(want, hb, sizeof want);
+        } else {
+            found = 0; /* a damaged row never authenticates */
+        }
+        int it = sqlite3_column_int(s, 2);
+        if (it > 0 && it <= 10000000) iterations = it;
+        sqlite3_reset(s);
+    }
+    /* Hash even for unknown accounts, so timing does not tell which exist. */
+    nim_pbkdf2_sha256(token, strlen(token), salt, sizeof salt, (uint32_t)iterations, got, sizeof got);
+    int equal = nim_ct_equal(got, want, sizeof got);
+    if (found) return equal ? NIM_CODE_OK : NIM_CODE_AUTH;
+    if (rc == NIM_CODE_NOT_FOUND && open_registration) {
+        int created;
+        return srv_db_set_account(db, account, token, &created);
+    }
+    return NIM_CODE_AUTH;
+}
+
+int srv_db_account_exists(srv_db *db, const char *account) {
+    sqlite3_stmt *s = stmt(db, S_ACC_EXISTS);
+    bind_text(s, 1, account);
+    int rc = one(db, S_ACC_EXISTS);
+    sqlite3_reset(s);
+    return rc;
+}
+
+int srv_db_touch_device(srv_db *db, const char *account, const char *device, int64_t now) {
+    sqlite3_stmt *s = stmt(db, S_DEV_TOUCH);
+    bind_text(s, 1, account);
+    bind_text(s, 2, device);
+    sqlite3_bind_int64(s, 3, now);
+    return run(db, S_DEV_TOUCH);
+}
+
+/* The current row (MSG_COLS order) as a protocol message object. */
+static cJSON *row_msg(sqlite3_stmt *s) {
+    nim_proto_msg m = {
+        .id_server = sqlite3_column_int64(s, 0),
+        .id_client = col_text(s, 1),
+        .scene = nim_proto_scene_from_name(col_text(s, 2)),
+        .from = col_text(s, 3),
+        .from_device = col_text(s, 4),
+        .to = col_text(s, 5),
+        .time = sqlite3_column_int64(s, 6),
+        .type = col_text(s, 7),
+        .text = col_text(s, 8),
+        .content = col_text(s, 9),
+    };
+    if (!m.from || !m.to || !m.type) return NULL;
+    return nim_proto_msg_to_json(&m);
+}
+
+int srv_db_find_client_msg(srv_db *db, const char *from, const char *id_client, cJSON **out) {
+    sqlite3_stmt *s = stmt(db, S_MSG_BY_CLIENT);
+    bind_text(s, 1, from);
+    bind_text(s, 2, id_client);
+    int rc = one(db, S_MSG_BY_CLIENT);
+    if (rc != NIM_CODE_OK) return rc;
+    *out = row_msg(s);
+    sqlite3_reset(s);
+    return *out ? NIM_CODE_OK : NIM_CODE_SERVER;
+}
+
+int srv_db_insert_msg(srv_db *db, nim_proto_msg *m) {
+    sqlite3_stmt *s = stmt(db, S_MSG_INSERT);
+    bind_text(s, 1, m->id_client ? m->id_client : "");
+    bind_text(s, 2, nim_proto_scene_name(m->scene));
+    bind_text(s, 3, m->from);
+    bind_text(s, 4, m->from_device ? m->from_device : "");
+    bind_text(s, 5, m->to);
+    sqlite3_bind_int64(s, 6, m->time);
+    bind_text(s, 7, m->type);
+    bind_text(s, 8, m->text);
+    bind_text(s, 9, m->content);
+    int rc = run(db, S_MSG_INSERT);
+    if (rc == NIM_CODE_OK) m->id_server = sqlite3_last_insert_rowid(db->h);
+    return rc;
+}
+
+int srv_db_insert_inbox(srv_db *db, const char *account, int64_t msg_id,
+                        const char *session_id, int delivered) {
+    sqlite3_stmt *s = stmt(db, S_INBOX_INSERT);
+    bind_text(s, 1, account);
+    sqlite3_bind_int64(s, 2, msg_id);
+    bind_text(s, 3, session_id);
+    sqlite3_bind_int(s, 4, delivered ? 1 : 0);
+    return run(db, S_INBOX_INSERT);
+}
+
+int srv_db_msg_head(srv_db *db, int64_t id, srv_msg_head *h) {
+    sqlite3_stmt *s = stmt(db, S_MSG_HEAD);
+    sqlite3_bind_int64(s, 1, id);
+    int rc = one(db, S_MSG_HEAD);
+    if (rc != NIM_CODE_OK) return rc;
+    h->scene = nim_proto_scene_from_name(col_text(s, 0));
+    snprintf(h->from, sizeof h->from, "%s", col_text(s, 1) ? col_text(s, 1) : "");
+    snprintf(h->to, sizeof h->to, "%s", col_text(s, 2) ? col_text(s, 2) : "");
+    h->time = sqlite3_column_int64(s, 3);
+    sqlite3_reset(s);
+    return NIM_CODE_OK;
+}
+
+/* Appends every row of a prepared message query to arr. */
+static int collect_msgs(srv_db *db, int i, cJSON *arr) {
+    sqlite3_stmt *s = db->st[i];
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        cJSON *m = row_msg(s);
+        if (!m || !cJSON_AddItemToArray(arr, m)) {
+            cJSON_Delete(m);
+            sqlite3_reset(s);
+            return NIM_CODE_SERVER;
+        }
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) { db_log(db, sql_text[i]); return NIM_CODE_SERVER; }
+    return NIM_CODE_OK;
+}
+
+int srv_db_offline_msgs(srv_db *db, const char *account, int64_t limit, cJSON *arr) {
+    sqlite3_stmt *s = stmt(db, S_OFFLINE);
+    bind_text(s, 1, account);
+    sqlite3_bind_int64(s, 2, limit);
+    return collect_msgs(db, S_OFFLINE, arr);
+}
+
+int srv_db_roaming_msgs(srv_db *db, const char *account, int64_t cursor, int64_t per_session,
+                        cJSON *arr) {
+    sqlite3_stmt *s = stmt(db, S_ROAMING);
+    bind_text(s, 1, account);
+    sqlite3_bind_int64(s, 2, cursor);
+    sqlite3_bind_int64(s, 3, per_session);
+    return collect_msgs(db, S_ROAMING, arr);
+}
+
+int srv_db_mark_received(srv_db *db, const char *account, int64_t msg_id, int64_t *n) {
+    sqlite3_stmt *s = stmt(db, S_MARK_ONE);
+    bind_text(s, 1, account);
+    sqlite3_bind_int64(s, 2, msg_id);
+    int rc = run(db, S_MARK_ONE);
+    if (rc == NIM_CODE_OK) *n += sqlite3_changes(db->h);
+    return rc;
+}
+
+int srv_db_mark_received_upto(srv_db *db, const char *account, int64_t upto, int64_t *n) {
+    sqlite3_stmt *s = stmt(db, S_MARK_UPTO);
+    bind_text(s, 1, account);
+    sqlite3_bind_int64(s, 2, upto);
+    int rc = run(db, S_MARK_UPTO);
+    if (rc == NIM_CODE_OK) *n += sqlite3_changes(db->h);
+    return rc;
+}
+
+int srv_db_read_ptr_get(srv_db *db, const char *account, const char *session_id, int64_t *ack) {
+    sqlite3_stmt *s = stmt(db, S_PTR_GET);
+    bind_text(s, 1, account);
+    bind_text(s, 2, session_id);
+    int rc = one(db, S_PTR_GET);
+    *ack = 0;
+    if (rc == NIM_CODE_NOT_FOUND) return NIM_CODE_OK;
+    if (rc != NIM_CODE_OK) return rc;
+    *ack = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return NIM_CODE_OK;
+}
+
+int srv_db_read_ptr_set(srv_db *db, const char *account, const char *session_id, int64_t ack,
+                        int64_t ver) {
+    sqlite3_stmt *s = stmt(db, S_PTR_SET);
+    bind_text(s, 1, account);
+    bind_text(s, 2, session_id);
+    sqlite3_bind_int64(s, 3, ack);
+    sqlite3_bind_int64(s, 4, ver);
+    return run(db, S_PTR_SET);
+}
+
+int srv_db_read_ptrs_since(srv_db *db, const char *account, int64_t since, cJSON *arr) {
+    sqlite3_stmt *s = stmt(db, S_PTR_SINCE);
+    bind_text(s, 1, account);
+    sqlite3_bind_int64(s, 2, since);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        cJSON *o = cJSON_CreateObject();
+        if (!o || !cJSON_AddItemToArray(arr, o) ||
+            !cJSON_AddStringToObject(o, "sessionId", col_text(s, 0) ? col_text(s, 0) : "") ||
+            !cJSON_AddNumberToObject(o, "ack", (double)sqlite3_column_int64(s, 1)) ||
+            !cJSON_AddNumberToObject(o, "ver", (double)sqlite3_column_int64(s, 2))) {
+            sqlite3_reset(s);
+            return NIM_CODE_SERVER;
+        }
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) { db_log(db, sql_text[S_PTR_SINCE]); return NIM_CODE_SERVER; }
+    return NIM_CODE_OK;
+}
+
+int srv_db_delete_session(srv_db *db, const char *account, const char *session_id,
+                          int64_t mark, int64_t now) {
+    sqlite3_stmt *s = stmt(db, S_DEL_SESSION);
+    bind_text(s, 1, account);
+    bind_text(s, 2, session_id);
+    sqlite3_bind_int64(s, 3, mark);
+    sqlite3_bind_int64(s, 4, now);
+    return run(db, S_DEL_SESSION);
+}
+
+int srv_db_receipt_get(srv_db *db, const char *reader, const char *peer, int64_t *time) {
+    sqlite3_stmt *s = stmt(db, S_RCPT_GET);
+    bind_text(s, 1, reader);
+    bind_text(s, 2, peer);
+    int rc = one(db, S_RCPT_GET);
+    *time = 0;
+    if (rc == NIM_CODE_NOT_FOUND) return NIM_CODE_OK;
+    if (rc != NIM_CODE_OK) return rc;
+    *time = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return NIM_CODE_OK;
+}
+
+int srv_db_receipt_set(srv_db *db, const char *reader, const char *peer, int64_t time,
+                       int64_t msg_id, int64_t ver) {
+    sqlite3_stmt *s = stmt(db, S_RCPT_SET);
+    bind_text(s, 1, reader);
+    bind_text(s, 2, peer);
+    sqlite3_bind_int64(s, 3, time);
+    sqlite3_bind_int64(s, 4, msg_id);
+    sqlite3_bind_int64(s, 5, ver);
+    return run(db, S_RCPT_SET);
+}
+
+int srv_db_receipts_since(srv_db *db, const char *peer, int64_t since, cJSON *arr) {
+    sqlite3_stmt *s = stmt(db, S_RCPT_SINCE);
+    bind_text(s, 1, peer);
+    sqlite3_bind_int64(s, 2, since);
+    int rc;
+    char sid[NIM_PROTO_MAX_SESSION_ID + 1], idbuf[24];
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        snprintf(sid, sizeof sid, "p2p-%s", col_text(s, 0) ? col_text(s, 0) : "");
+        snprintf(idbuf, sizeof idbuf, "%lld", (long long)sqlite3_column_int64(s, 2));
+        cJSON *o = cJSON_CreateObject();
+        if (!o || !cJSON_AddItemToArray(arr, o) ||
+            !cJSON_AddStringToObject(o, "sessionId", sid) ||
+            !cJSON_AddNumberToObject(o, "time", (double)sqlite3_column_int64(s, 1)) ||
+            !cJSON_AddStringToObject(o, "idServer", idbuf) ||
+            !cJSON_AddNumberToObject(o, "ver", (double)sqlite3_column_int64(s, 3))) {
+            sqlite3_reset(s);
+            return NIM_CODE_SERVER;
+        }
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) { db_log(db, sql_text[S_RCPT_SINCE]); return NIM_CODE_SERVER; }
+    return NIM_CODE_OK;
+}
+
+static cJSON *row_stick(sqlite3_stmt *s) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o || !cJSON_AddStringToObject(o, "sessionId", col_text(s, 0) ? col_text(s, 0) : "") ||
+        !cJSON_AddStringToObject(o, "topCustom", col_text(s, 1) ? col_text(s, 1) : "") ||
+        !cJSON_AddNumberToObject(o, "createTime", (double)sqlite3_column_int64(s, 2)) ||
+        !cJSON_AddNumberToObject(o, "updateTime", (double)sqlite3_column_int64(s, 3))) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+int srv_db_stick_get(srv_db *db, const char *account, const char *session_id, cJSON **out) {
+    sqlite3_stmt *s = stmt(db, S_STICK_GET);
+    bind_text(s, 1, account);
+    bind_text(s, 2, session_id);
+    int rc = one(db, S_STICK_GET);
+    if (rc != NIM_CODE_OK) return rc;
+    *out = row_stick(s);
+    sqlite3_reset(s);
+    return *out ? NIM_CODE_OK : NIM_CODE_SERVER;
+}
+
+int srv_db_stick_put(srv_db *db, const char *account, const char *session_id,
+                     const char *top_custom, int64_t now) {
+    sqlite3_stmt *s = stmt(db, S_STICK_PUT);
+    bind_text(s, 1, account);
+    bind_text(s, 2, session_id);
+    bind_text(s, 3, top_custom ? top_custom : "");
+    sqlite3_bind_int64(s, 4, now);
+    return run(db, S_STICK_PUT);
+}
+
+int srv_db_stick_delete(srv_db *db, const char *account, const char *session_id) {
+    sqlite3_stmt *s = stmt(db, S_STICK_DEL);
+    bind_text(s, 1, account);
+    bind_text(s, 2, session_id);
+    int rc = run(db, S_STICK_DEL);
+    if (rc == NIM_CODE_OK && sqlite3_changes(db->h) == 0) return NIM_CODE_NOT_FOUND;
+    return rc;
+}
+
+int srv_db_stick_list(srv_db *db, const char *account, cJSON *arr) {
+    sqlite3_stmt *s = stmt(db, S_STICK_LIST);
+    bind_text(s, 1, account);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        cJSON *o = row_stick(s);
+        if (!o || !cJSON_AddItemToArray(arr, o)) {
+            cJSON_Delete(o);
+            sqlite3_reset(s);
+            return NIM_CODE_SERVER;
+        }
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) { db_log(db, sql_text[S_STICK_LIST]); return NIM_CODE_SERVER; }
+    return NIM_CODE_OK;
+}
+
+int srv_db_team_create(srv_db *db, const char *name, const char *owner, int64_t now,
+                       int64_t *team_id) {
+    sqlite3_stmt *s = stmt(db, S_TEAM_INSERT);
+    bind_text(s, 1, name);
+    bind_text(s, 2, owner);
+    sqlite3_bind_int64(s, 3, now);
+    int rc = run(db, S_TEAM_INSERT);
+    if (rc == NIM_CODE_OK) *team_id = sqlite3_last_insert_rowid(db->h);
+    return rc;
+}
+
+int srv_db_team_add_member(srv_db *db, int64_t team_id, const char *account, int64_t now) {
+    sqlite3_stmt *s = stmt(db, S_TEAM_MEMBER_ADD);
+    sqlite3_bind_int64(s, 1, team_id);
+    bind_text(s, 2, account);
+    sqlite3_bind_int64(s, 3, now);
+    return run(db, S_TEAM_MEMBER_ADD);
+}
+
+int srv_db_team_members(srv_db *db, int64_t team_id, cJSON *arr, char *name, size_t namelen) {
+    sqlite3_stmt *s = stmt(db, S_TEAM_GET);
+    sqlite3_bind_int64(s, 1, team_id);
+    int rc = one(db, S_TEAM_GET);
+    if (rc != NIM_CODE_OK) return rc;
+    if (name) snprintf(name, namelen, "%s", col_text(s, 0) ? col_text(s, 0) : "");
+    sqlite3_reset(s);
+    s = stmt(db, S_TEAM_MEMBERS);
+    sqlite3_bind_int64(s, 1, team_id);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        cJSON *a = cJSON_CreateString(col_text(s, 0) ? col_text(s, 0) : "");
+        if (!a || !cJSON_AddItemToArray(arr, a)) {
+            cJSON_Delete(a);
+            sqlite3_reset(s);
+            return NIM_CODE_SERVER;
+        }
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) { db_log(db, sql_text[S_TEAM_MEMBERS]); return NIM_CODE_SERVER; }
+    return NIM_CODE_OK;
+}
+
+int srv_db_team_is_member(srv_db *db, int64_t team_id, const char *account) {
+    sqlite3_stmt *s = stmt(db, S_TEAM_GET);
+    sqlite3_bind_int64(s, 1, team_id);
+    int rc = one(db, S_TEAM_GET);
+    if (rc != NIM_CODE_OK) return rc;
+    sqlite3_reset(s);
+    s = stmt(db, S_TEAM_IS_MEMBER);
+    sqlite3_bind_int64(s, 1, team_id);
+    bind_text(s, 2, account);
+    rc = one(db, S_TEAM_IS_MEMBER);
+    sqlite3_reset(s);
+    return rc == NIM_CODE_NOT_FOUND ? NIM_CODE_FORBIDDEN : rc;
+}

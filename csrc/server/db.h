@@ -1,0 +1,108 @@
+/* nim-server storage: one SQLite database (WAL, synchronous=FULL, prepared
+ * statements, schema versioned with PRAGMA user_version). Every function runs
+ * on the server's single event-loop thread. Functions returning int give
+ * NIM_CODE_OK (200) on success, NIM_CODE_SERVER (500) on a storage failure,
+ * or the protocol code named in their comment. */
+#ifndef NIM_SERVER_DB_H
+#define NIM_SERVER_DB_H
+#include <stdint.h>
+#include <stddef.h>
+#include <cjson/cJSON.h>
+#include "net/proto.h"
+
+#define SRV_DB_SCHEMA_VERSION 1
+#define SRV_PBKDF2_ITERATIONS 4096
+
+typedef struct srv_db srv_db;
+
+/* Opens (creating when needed) and migrates the database. NULL on failure
+ * with a reason in err. */
+srv_db *srv_db_open(const char *path, char *err, size_t errlen);
+void    srv_db_close(srv_db *db);
+const char *srv_db_errmsg(srv_db *db);
+
+int srv_db_begin(srv_db *db);
+int srv_db_commit(srv_db *db);
+void srv_db_rollback(srv_db *db);
+
+/* Next value of the state version counter (read pointers, receipts). */
+int srv_db_next_ver(srv_db *db, int64_t *ver);
+int srv_db_cursors(srv_db *db, int64_t *max_msg, int64_t *max_ver);
+/* Latest message time stored (0 if none), so restarts keep times monotonic. */
+int64_t srv_db_last_msg_time(srv_db *db);
+
+/* Accounts. set_account creates or replaces the token (*created says which). */
+int srv_db_set_account(srv_db *db, const char *account, const char *token, int *created);
+/* NIM_CODE_OK, NIM_CODE_AUTH (unknown account or wrong token) or 500. With
+ * open_registration an unknown account is created with this token. */
+int srv_db_check_login(srv_db *db, const char *account, const char *token,
+                       int open_registration, int64_t now);
+/* NIM_CODE_OK if it exists, NIM_CODE_NOT_FOUND if not. */
+int srv_db_account_exists(srv_db *db, const char *account);
+int srv_db_touch_device(srv_db *db, const char *account, const char *device, int64_t now);
+
+/* Messages. find_client_msg: NIM_CODE_OK with *out set when from already
+ * sent id_client, NIM_CODE_NOT_FOUND otherwise. */
+int srv_db_find_client_msg(srv_db *db, const char *from, const char *id_client, cJSON **out);
+/* Stores m (id_server is set from the new row). */
+int srv_db_insert_msg(srv_db *db, nim_proto_msg *m);
+int srv_db_insert_inbox(srv_db *db, const char *account, int64_t msg_id,
+                        const char *session_id, int delivered);
+/* The fields of one message that receipts need; NIM_CODE_NOT_FOUND if none. */
+typedef struct {
+    nim_scene scene;
+    char      from[NIM_PROTO_MAX_ACCOUNT + 1];
+    char      to[NIM_PROTO_MAX_ACCOUNT + 1];
+    int64_t   time;
+} srv_msg_head;
+int srv_db_msg_head(srv_db *db, int64_t id, srv_msg_head *h);
+
+/* Appends message objects to arr. offline: undelivered to account, oldest
+ * first, at most limit. roaming: delivered, newer than cursor, the latest
+ * per_session of each session, oldest first. Both skip messages at or below a
+ * session's deletion mark. */
+int srv_db_offline_msgs(srv_db *db, const char *account, int64_t limit, cJSON *arr);
+int srv_db_roaming_msgs(srv_db *db, const char *account, int64_t cursor, int64_t per_session,
+                        cJSON *arr);
+/* Marks account's copies delivered; adds the number of rows changed to *n. */
+int srv_db_mark_received(srv_db *db, const char *account, int64_t msg_id, int64_t *n);
+int srv_db_mark_received_upto(srv_db *db, const char *account, int64_t upto, int64_t *n);
+
+/* Read pointers: *ack = 0 when none. */
+int srv_db_read_ptr_get(srv_db *db, const char *account, const char *session_id, int64_t *ack);
+int srv_db_read_ptr_set(srv_db *db, const char *account, const char *session_id, int64_t ack,
+                        int64_t ver);
+/* Appends {sessionId, ack, ver} objects with ver > since. */
+int srv_db_read_ptrs_since(srv_db *db, const char *account, int64_t since, cJSON *arr);
+
+int srv_db_delete_session(srv_db *db, const char *account, const char *session_id,
+                          int64_t mark, int64_t now);
+
+/* Receipts: reader has read peer's messages up to time. */
+int srv_db_receipt_get(srv_db *db, const char *reader, const char *peer, int64_t *time);
+int srv_db_receipt_set(srv_db *db, const char *reader, const char *peer, int64_t time,
+                       int64_t msg_id, int64_t ver);
+/* Appends {sessionId: "p2p-<reader>", time, idServer, ver} for receipts on
+ * peer's messages with ver > since. */
+int srv_db_receipts_since(srv_db *db, const char *peer, int64_t since, cJSON *arr);
+
+/* Sticky top. get: NIM_CODE_OK with *out = {sessionId, topCustom, createTime,
+ * updateTime} or NIM_CODE_NOT_FOUND. */
+int srv_db_stick_get(srv_db *db, const char *account, const char *session_id, cJSON **out);
+int srv_db_stick_put(srv_db *db, const char *account, const char *session_id,
+                     const char *top_custom, int64_t now);
+/* NIM_CODE_NOT_FOUND when it was not sticky. */
+int srv_db_stick_delete(srv_db *db, const char *account, const char *session_id);
+int srv_db_stick_list(srv_db *db, const char *account, cJSON *arr);
+
+/* Teams. */
+int srv_db_team_create(srv_db *db, const char *name, const char *owner, int64_t now,
+                       int64_t *team_id);
+int srv_db_team_add_member(srv_db *db, int64_t team_id, const char *account, int64_t now);
+/* NIM_CODE_NOT_FOUND if the team does not exist; else appends member
+ * accounts to arr (strings) and copies the name. */
+int srv_db_team_members(srv_db *db, int64_t team_id, cJSON *arr, char *name, size_t namelen);
+/* NIM_CODE_OK if member, NIM_CODE_FORBIDDEN if not, NIM_CODE_NOT_FOUND if no team. */
+int srv_db_team_is_member(srv_db *db, int64_t team_id, const char *account);
+
+#endif

@@ -1,0 +1,152 @@
+/* nim-server: the reference server of the nim protocol (docs/protocol.md).
+ *
+ *   nim-server --listen HOST:PORT --db PATH [--open-registration] [--idle SECONDS] [--verbose]
+ *   nim-server --db PATH adduser ACCOUNT TOKEN
+ *
+ * PORT 0 picks a free port; the real one is printed in the single line
+ * "listening on HOST:PORT" once connections are accepted. SIGINT/SIGTERM end
+ * the event loop; the database is closed cleanly. One thread. */
+#include "server/server.h"
+#include <libwebsockets.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+
+extern const struct lws_protocols srv_protocols[];
+
+static volatile sig_atomic_t interrupted;
+static struct lws_context *volatile signal_ctx;
+
+/* Signal handler: lws_cancel_service only writes to lws's wake-up pipe, so
+ * the blocked poll() returns and the loop sees the flag. */
+static void on_signal(int sig) {
+    (void)sig;
+    interrupted = 1;
+    if (signal_ctx) lws_cancel_service(signal_ctx);
+}
+
+static void usage(FILE *to) {
+    fprintf(to,
+        "usage: nim-server --listen HOST:PORT --db PATH [--open-registration] [--idle SECONDS] [--verbose]\n"
+        "       nim-server --db PATH adduser ACCOUNT TOKEN\n"
+        "PORT 0 picks a free port; the server prints \"listening on HOST:PORT\" when ready.\n");
+}
+
+/* Splits "127.0.0.1:8787", "[::1]:8787" or "localhost:0" into host and port. */
+static int parse_listen(const char *s, char *host, size_t hostlen, int *port) {
+    const char *colon;
+    if (s[0] == '[') {
+        const char *end = strchr(s, ']');
+        if (!end || end[1] != ':' || (size_t)(end - s - 1) >= hostlen) return -1;
+        memcpy(host, s + 1, (size_t)(end - s - 1));
+        host[end - s - 1] = 0;
+        colon = end + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon || (size_t)(colon - s) >= hostlen || colon == s) return -1;
+        memcpy(host, s, (size_t)(colon - s));
+        host[colon - s] = 0;
+    }
+    char *end;
+    errno = 0;
+    long p = strtol(colon + 1, &end, 10);
+    if (errno || *end || end == colon + 1 || p < 0 || p > 65535) return -1;
+    *port = (int)p;
+    return 0;
+}
+
+static int cmd_adduser(const char *dbpath, const char *account, const char *token) {
+    if (!nim_proto_valid_account(account)) {
+        fprintf(stderr, "nim-server: invalid account name (1..64 of A-Z a-z 0-9 _ . @ -)\n");
+        return 2;
+    }
+    size_t tl = strlen(token);
+    if (tl == 0 || tl > NIM_PROTO_MAX_TOKEN || !nim_proto_utf8_valid(token, tl)) {
+        fprintf(stderr, "nim-server: a token is 1..%d bytes of UTF-8\n", NIM_PROTO_MAX_TOKEN);
+        return 2;
+    }
+    char err[512];
+    srv_db *db = srv_db_open(dbpath, err, sizeof err);
+    if (!db) { fprintf(stderr, "nim-server: %s\n", err); return 1; }
+    int created = 0;
+    int rc = srv_db_set_account(db, account, token, &created);
+    srv_db_close(db);
+    if (rc != NIM_CODE_OK) { fprintf(stderr, "nim-server: could not store the account\n"); return 1; }
+    printf("%s %s\n", created ? "added" : "updated token of", account);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    const char *listen = NULL, *dbpath = NULL;
+    int open_reg = 0, verbose = 0, idle = 120, i;
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) listen = argv[++i];
+        else if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) dbpath = argv[++i];
+        else if (strcmp(argv[i], "--open-registration") == 0) open_reg = 1;
+        else if (strcmp(argv[i], "--verbose") == 0) verbose = 1;
+        else if (strcmp(argv[i], "--idle") == 0 && i + 1 < argc) idle = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) { usage(stdout); return 0; }
+        else break;
+    }
+    if (i < argc && strcmp(argv[i], "adduser") == 0) {
+        if (!dbpath || argc - i != 3) { usage(stderr); return 2; }
+        return cmd_adduser(dbpath, argv[i + 1], argv[i + 2]);
+    }
+    if (i < argc || !listen || !dbpath || idle < 0) { usage(stderr); return 2; }
+
+    char host[256];
+    int port;
+    if (parse_listen(listen, host, sizeof host, &port) != 0) {
+        fprintf(stderr, "nim-server: --listen wants HOST:PORT, got %s\n", listen);
+        return 2;
+    }
+
+    char err[512];
+    srv.db = srv_db_open(dbpath, err, sizeof err);
+    if (!srv.db) { fprintf(stderr, "nim-server: %s\n", err); return 1; }
+    srv.open_registration = open_reg;
+    srv.idle_timeout_s = idle;
+    srv.last_msg_time = srv_db_last_msg_time(srv.db);
+
+    lws_set_log_level(verbose ? (LLL_ERR | LLL_WARN | LLL_NOTICE) : LLL_ERR, NULL);
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.port = port;
+    info.iface = host;
+    info.protocols = srv_protocols;
+    info.options = LWS_SERVER_OPTION_DISABLE_IPV6 * (strchr(host, ':') == NULL);
+    info.timeout_secs = 10;  /* handshake and other lws-internal timeouts */
+
+    struct lws_context *ctx = lws_create_context(&info);
+    if (!ctx) {
+        fprintf(stderr, "nim-server: cannot listen on %s\n", listen);
+        srv_db_close(srv.db);
+        return 1;
+    }
+    srv.ctx = ctx;
+    struct lws_vhost *vh = lws_get_vhost_by_name(ctx, "default");
+    int real_port = vh ? lws_get_vhost_listen_port(vh) : port;
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    signal_ctx = ctx;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (strchr(host, ':')) printf("listening on [%s]:%d\n", host, real_port);
+    else printf("listening on %s:%d\n", host, real_port);
+    fflush(stdout);
+
+    while (!interrupted && lws_service(ctx, 0) >= 0) {}
+
+    signal_ctx = NULL;
+    lws_context_destroy(ctx);
+    srv_db_close(srv.db);
+    if (verbose) fprintf(stderr, "nim-server: stopped\n");
+    return 0;
+}

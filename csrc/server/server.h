@@ -1,0 +1,83 @@
+/* nim-server internals shared by its files. The server is one thread: the
+ * lws event loop runs every callback, every handler and every SQLite call,
+ * so nothing here is locked. */
+#ifndef NIM_SERVER_H
+#define NIM_SERVER_H
+#include <stdint.h>
+#include <stddef.h>
+#include <cjson/cJSON.h>
+#include "net/proto.h"
+#include "server/db.h"
+
+struct lws;
+struct lws_context;
+
+/* Limits a client cannot push the server past. */
+#define SRV_MAX_QUEUED_BYTES   (16u * 1024 * 1024) /* unsent output per connection */
+#define SRV_MAX_BAD_FRAMES     16   /* malformed frames per connection, then close 1008 */
+#define SRV_MAX_AUTH_FAILURES  5    /* failed logins per connection, then close 1008 */
+#define SRV_LOGIN_TIMEOUT_S    30   /* a connection must log in within this */
+#define SRV_BATCH_BYTES        (256 * 1024) /* sync pushes are split near this size */
+#define SRV_ROAMING_PER_SESSION 100
+#define SRV_OFFLINE_LIMIT      10000
+
+typedef struct srv_out {
+    struct srv_out *next;
+    size_t          len;
+    unsigned char   buf[];  /* LWS_PRE headroom, then len bytes of JSON */
+} srv_out;
+
+/* One WebSocket connection; lws allocates it zeroed as per-session data. */
+typedef struct srv_conn {
+    struct lws      *wsi;
+    struct srv_conn *prev, *next;          /* every open connection */
+    int              logged_in;
+    char             account[NIM_PROTO_MAX_ACCOUNT + 1];
+    char             device[NIM_PROTO_MAX_DEVICE + 1];
+    unsigned char   *rx;                   /* the message being reassembled */
+    size_t           rx_len, rx_cap;
+    srv_out         *out_head, *out_tail;  /* frames waiting for WRITEABLE */
+    size_t           out_bytes;
+    int              close_code;           /* close once the queue drains */
+    char             close_reason[96];
+    unsigned         bad_frames, auth_failures;
+} srv_conn;
+
+typedef struct {
+    srv_db             *db;
+    struct lws_context *ctx;
+    srv_conn           *conns;
+    int                 open_registration;
+    int                 idle_timeout_s;
+    int64_t             last_msg_time;  /* message times never go backwards */
+} srv_state;
+
+extern srv_state srv;
+
+int64_t srv_now_ms(void);
+/* A message time: now, but never before the previous message's time. */
+int64_t srv_msg_time(void);
+
+/* ws.c: queues a frame for c (copied); on a full queue the connection is
+ * closed with 1008 instead. Returns 0, or -1 if it was not queued. */
+int  srv_queue_raw(srv_conn *c, const char *json, size_t len);
+int  srv_queue_json(srv_conn *c, const cJSON *root);
+/* Sends the reply to request id (data is taken). */
+void srv_reply(srv_conn *c, int64_t id, const char *cmd, int code, const char *error, cJSON *data);
+/* Sends push `name` (data is taken) to every logged-in connection of account
+ * except `except` (may be NULL). */
+void srv_push_account(const char *account, const srv_conn *except, const char *name, cJSON *data);
+/* 1 when account has a logged-in connection other than except. */
+int  srv_account_online(const char *account, const srv_conn *except);
+/* Closes c with code/reason once everything queued before has been sent. */
+void srv_close_after_flush(srv_conn *c, int code, const char *reason);
+/* Queues `name` pushes carrying array items under data[key], split so each
+ * frame stays near SRV_BATCH_BYTES. Takes items. Returns 0 or -1. */
+int  srv_queue_batched(srv_conn *c, const char *name, const char *key, cJSON *items);
+
+/* handlers.c: one complete text message from c. */
+void srv_handle_message(srv_conn *c, const char *buf, size_t len);
+/* handlers.c: the connection is going away. */
+void srv_conn_gone(srv_conn *c);
+
+#endif

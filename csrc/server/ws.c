@@ -1,0 +1,241 @@
+/* nim-server's WebSocket side: the lws protocol callback, message reassembly
+ * with the size limit, and the per-connection output queue written only from
+ * LWS_CALLBACK_SERVER_WRITEABLE (after the lws minimal examples). Event-loop
+ * thread only. */
+#include "server/server.h"
+#include "core/alloc.h"
+#include <libwebsockets.h>
+#include <string.h>
+#include <stdio.h>
+
+srv_state srv;
+
+int srv_queue_raw(srv_conn *c, const char *json, size_t len) {
+    if (c->close_code) return -1; /* closing: nothing more goes out */
+    if (c->out_bytes + len > SRV_MAX_QUEUED_BYTES) {
+        /* A reader this slow would make us hold unbounded memory. */
+        srv_close_after_flush(c, NIM_CLOSE_POLICY, "reader too slow");
+        return -1;
+    }
+    srv_out *o = nim_malloc(sizeof *o + LWS_PRE + len);
+    if (!o) return -1;
+    o->next = NULL;
+    o->len = len;
+    memcpy(o->buf + LWS_PRE, json, len);
+    if (c->out_tail) c->out_tail->next = o;
+    else c->out_head = o;
+    c->out_tail = o;
+    c->out_bytes += len;
+    lws_callback_on_writable(c->wsi);
+    return 0;
+}
+
+int srv_queue_json(srv_conn *c, const cJSON *root) {
+    size_t len;
+    char *s = nim_proto_print(root, 0, &len);
+    if (!s) return -1;
+    int rc = srv_queue_raw(c, s, len);
+    nim_free(s);
+    return rc;
+}
+
+void srv_reply(srv_conn *c, int64_t id, const char *cmd, int code, const char *error, cJSON *data) {
+    cJSON *r = nim_proto_response(id, cmd, code, error, data);
+    if (!r) {
+        /* Out of memory building the reply: the client still gets a code. */
+        char buf[128];
+        int n = snprintf(buf, sizeof buf, "{\"id\":%lld,\"cmd\":\"\",\"code\":500,\"error\":\"server error\"}",
+                         (long long)(id < 0 ? 0 : id));
+        srv_queue_raw(c, buf, (size_t)n);
+        return;
+    }
+    srv_queue_json(c, r);
+    cJSON_Delete(r);
+}
+
+void srv_push_account(const char *account, const srv_conn *except, const char *name, cJSON *data) {
+    cJSON *p = nim_proto_push(name, data);
+    if (!p) return;
+    size_t len;
+    char *s = nim_proto_print(p, 0, &len);
+    cJSON_Delete(p);
+    if (!s) return;
+    for (srv_conn *c = srv.conns; c; c = c->next)
+        if (c != except && c->logged_in && strcmp(c->account, account) == 0)
+            srv_queue_raw(c, s, len);
+    nim_free(s);
+}
+
+int srv_account_online(const char *account, const srv_conn *except) {
+    for (srv_conn *c = srv.conns; c; c = c->next)
+        if (c != except && c->logged_in && !c->close_code && strcmp(c->account, account) == 0)
+            return 1;
+    return 0;
+}
+
+void srv_close_after_flush(srv_conn *c, int code, const char *reason) {
+    if (c->close_code) return;
+    c->close_code = code;
+    snprintf(c->close_reason, sizeof c->close_reason, "%s", reason);
+    if (code == NIM_CLOSE_POLICY) {
+        /* Drop what is queued: the peer is not reading, or is hostile. */
+        while (c->out_head) {
+            srv_out *o = c->out_head;
+            c->out_head = o->next;
+            nim_free(o);
+        }
+        c->out_tail = NULL;
+        c->out_bytes = 0;
+    }
+    /* If the peer never lets us write the close frame, give up after 5 s. */
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+    lws_callback_on_writable(c->wsi);
+}
+
+int srv_queue_batched(srv_conn *c, const char *name, const char *key, cJSON *items) {
+    /* Items are printed once each and joined into frames by hand, so a frame
+     * is measured exactly without printing it twice. */
+    size_t head_len, cap = SRV_BATCH_BYTES + 1024, len = 0;
+    char head[96];
+    int rc = 0, n_in_frame = 0;
+    head_len = (size_t)snprintf(head, sizeof head, "{\"push\":\"%s\",\"data\":{\"%s\":[", name, key);
+    char *frame = nim_malloc(cap);
+    if (!frame) { cJSON_Delete(items); return -1; }
+    memcpy(frame, head, head_len);
+    len = head_len;
+    for (cJSON *it = items ? items->child : NULL; it; it = it->next) {
+        char *s = cJSON_PrintUnformatted(it);
+        if (!s) { rc = -1; break; }
+        size_t n = strlen(s);
+        if (n_in_frame > 0 && len + n + 4 > SRV_BATCH_BYTES) {
+            memcpy(frame + len, "]}}", 3);
+            if (srv_queue_raw(c, frame, len + 3) != 0) rc = -1;
+            len = head_len;
+            n_in_frame = 0;
+        }
+        if (len + n + 4 > cap) {
+            char *bigger = nim_realloc(frame, len + n + 4);
+            if (!bigger) { cJSON_free(s); rc = -1; break; }
+            frame = bigger;
+            cap = len + n + 4;
+        }
+        if (n_in_frame > 0) frame[len++] = ',';
+        memcpy(frame + len, s, n);
+        len += n;
+        n_in_frame++;
+        cJSON_free(s);
+        if (rc) break;
+    }
+    if (rc == 0 && n_in_frame > 0) {
+        memcpy(frame + len, "]}}", 3);
+        if (srv_queue_raw(c, frame, len + 3) != 0) rc = -1;
+    }
+    nim_free(frame);
+    cJSON_Delete(items);
+    return rc;
+}
+
+static void conn_free_buffers(srv_conn *c) {
+    while (c->out_head) {
+        srv_out *o = c->out_head;
+        c->out_head = o->next;
+        nim_free(o);
+    }
+    c->out_tail = NULL;
+    c->out_bytes = 0;
+    nim_free(c->rx);
+    c->rx = NULL;
+    c->rx_len = c->rx_cap = 0;
+}
+
+static int close_now(struct lws *wsi, int code, const char *reason) {
+    lws_close_reason(wsi, (enum lws_close_status)code, (unsigned char *)reason, strlen(reason));
+    return -1;
+}
+
+/* Appends a received piece to the message being reassembled. The limit is
+ * checked against what is still announced to come too, so an oversized
+ * frame is refused at its first piece, before it is buffered. */
+static int rx_append(srv_conn *c, const void *in, size_t len, size_t remaining) {
+    if (c->rx_len + len + remaining > NIM_PROTO_MAX_REQUEST) return 1;
+    if (c->rx_len + len > c->rx_cap) {
+        size_t cap = c->rx_cap ? c->rx_cap : 1024;
+        while (cap < c->rx_len + len) cap *= 2;
+        if (cap > NIM_PROTO_MAX_REQUEST) cap = NIM_PROTO_MAX_REQUEST;
+        unsigned char *p = nim_realloc(c->rx, cap);
+        if (!p) return -1;
+        c->rx = p;
+        c->rx_cap = cap;
+    }
+    memcpy(c->rx + c->rx_len, in, len);
+    c->rx_len += len;
+    return 0;
+}
+
+static int callback_nim(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                        void *in, size_t len) {
+    srv_conn *c = user;
+    switch (reason) {
+    case LWS_CALLBACK_ESTABLISHED:
+        memset(c, 0, sizeof *c);
+        c->wsi = wsi;
+        c->next = srv.conns;
+        if (srv.conns) srv.conns->prev = c;
+        srv.conns = c;
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, SRV_LOGIN_TIMEOUT_S);
+        break;
+
+    case LWS_CALLBACK_CLOSED:
+        if (!c->wsi) break;
+        srv_conn_gone(c);
+        if (c->prev) c->prev->next = c->next;
+        else srv.conns = c->next;
+        if (c->next) c->next->prev = c->prev;
+        conn_free_buffers(c);
+        c->wsi = NULL;
+        break;
+
+    case LWS_CALLBACK_RECEIVE: {
+        if (!c->wsi || c->close_code) break;
+        if (lws_frame_is_binary(wsi))
+            return close_now(wsi, NIM_CLOSE_UNSUPPORTED, "binary frames are not supported");
+        int r = rx_append(c, in, len, lws_remaining_packet_payload(wsi));
+        if (r > 0) return close_now(wsi, NIM_CLOSE_TOO_LARGE, "frame over 65536 bytes");
+        if (r < 0) return close_now(wsi, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+        if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) > 0) break;
+        size_t n = c->rx_len;
+        c->rx_len = 0;
+        if (c->logged_in && srv.idle_timeout_s > 0)
+            lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, srv.idle_timeout_s);
+        srv_handle_message(c, (const char *)c->rx, n);
+        break;
+    }
+
+    case LWS_CALLBACK_SERVER_WRITEABLE: {
+        if (!c->wsi) break;
+        srv_out *o = c->out_head;
+        if (o) {
+            c->out_head = o->next;
+            if (!c->out_head) c->out_tail = NULL;
+            c->out_bytes -= o->len;
+            int n = lws_write(wsi, o->buf + LWS_PRE, o->len, LWS_WRITE_TEXT);
+            size_t want = o->len;
+            nim_free(o);
+            if (n < (int)want) return -1;
+            if (c->out_head || c->close_code) lws_callback_on_writable(wsi);
+            break;
+        }
+        if (c->close_code) return close_now(wsi, c->close_code, c->close_reason);
+        break;
+    }
+
+    default:
+        break;
+    }
+    return 0;
+}
+
+const struct lws_protocols srv_protocols[] = {
+    { NIM_PROTO_SUBPROTOCOL, callback_nim, sizeof(srv_conn), 16384, 0, NULL, 0 },
+    { NULL, NULL, 0, 0, 0, NULL, 0 }
+};

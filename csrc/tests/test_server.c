@@ -1,0 +1,956 @@
+/* Integration tests of nim-server: each run starts the real server binary
+ * on a free loopback port (--listen 127.0.0.1:0, reading the "listening on"
+ * line) with a database in a fresh temporary directory, drives it over real
+ * WebSockets with the raw client of wsclient.h, and stops it. Nothing here
+ * sleeps: "nothing else arrives" is checked with a ping barrier (the server
+ * answers in order on each connection, and queues pushes caused by a
+ * request before it answers that request).
+ *
+ * The server binary: $NIM_SERVER, else ../nim-server next to this test
+ * binary's directory (build/X/tests/test_server -> build/X/nim-server). */
+#include "tests/testhelp.h"
+#include "tests/wsclient.h"
+#include "net/proto.h"
+#include <cjson/cJSON.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#define T_MS 5000 /* every wait gives up after this: a hung server fails the test */
+
+static char g_server[PATH_MAX];
+static char g_dir[64];
+static char g_db[PATH_MAX];
+static pid_t g_pid = -1;
+static int g_port;
+
+/* ---- the server process ---------------------------------------------- */
+
+static void watchdog(int sig) {
+    (void)sig;
+    static const char msg[] = "test_server: watchdog: a step hung for 300 s\n";
+    if (write(2, msg, sizeof msg - 1) < 0) {}
+    if (g_pid > 0) kill(g_pid, SIGKILL);
+    _exit(1);
+}
+
+/* Starts nim-server and waits for its "listening on" line. 0 on success. */
+static int server_start(const char *extra) {
+    int out[2];
+    if (pipe(out) != 0) return -1;
+    g_pid = fork();
+    if (g_pid < 0) return -1;
+    if (g_pid == 0) {
+        dup2(out[1], 1);
+        close(out[0]);
+        close(out[1]);
+        if (extra) execl(g_server, g_server, "--listen", "127.0.0.1:0", "--db", g_db, extra, (char *)NULL);
+        else execl(g_server, g_server, "--listen", "127.0.0.1:0", "--db", g_db, (char *)NULL);
+        _exit(127);
+    }
+    close(out[1]);
+    char line[256];
+    size_t n = 0;
+    int64_t deadline = ws_now_ms() + 10000;
+    while (n < sizeof line - 1) {
+        struct pollfd p = { .fd = out[0], .events = POLLIN };
+        int64_t left = deadline - ws_now_ms();
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0) break;
+        ssize_t r = read(out[0], line + n, 1);
+        if (r <= 0) break;
+        if (line[n] == '\n') break;
+        n++;
+    }
+    line[n] = 0;
+    close(out[0]); /* the server writes nothing else to stdout */
+    if (sscanf(line, "listening on 127.0.0.1:%d", &g_port) != 1 || g_port <= 0) {
+        fprintf(stderr, "test_server: no 'listening on' line from %s (got '%s')\n", g_server, line);
+        if (g_pid > 0) { kill(g_pid, SIGKILL); waitpid(g_pid, NULL, 0); g_pid = -1; }
+        return -1;
+    }
+    return 0;
+}
+
+/* Sends sig and reaps the server; returns its exit status, or 128+signal. */
+static int server_stop(int sig) {
+    if (g_pid <= 0) return -1;
+    kill(g_pid, sig);
+    int st = 0;
+    while (waitpid(g_pid, &st, 0) < 0 && errno == EINTR) {}
+    g_pid = -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static int run_server_cmd(const char *a1, const char *a2, const char *a3) {
+    pid_t p = fork();
+    if (p == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        execl(g_server, g_server, "--db", g_db, a1, a2, a3, (char *)NULL);
+        _exit(127);
+    }
+    int st = 0;
+    while (waitpid(p, &st, 0) < 0 && errno == EINTR) {}
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int adduser(const char *account, const char *token) {
+    return run_server_cmd("adduser", account, token);
+}
+
+/* ---- a protocol client over the raw socket ----------------------------- */
+
+typedef struct {
+    ws_t    ws;
+    int64_t next_id;
+    cJSON  *stash;   /* frames that arrived while waiting for something else */
+} cli;
+
+static const char *str_of(const cJSON *o, const char *k) {
+    const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static int64_t int_of(const cJSON *o, const char *k) {
+    const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
+    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : -1;
+}
+
+static cJSON *obj_of(const cJSON *o, const char *k) {
+    return o ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
+}
+
+static int code_of(const cJSON *resp) { return resp ? (int)int_of(resp, "code") : -1; }
+
+static int cli_open(cli *c, const char *protocol) {
+    memset(c, 0, sizeof *c);
+    c->next_id = 1;
+    c->stash = cJSON_CreateArray();
+    return ws_connect(&c->ws, g_port, protocol);
+}
+
+static void cli_free(cli *c) {
+    ws_free(&c->ws);
+    cJSON_Delete(c->stash);
+    c->stash = NULL;
+}
+
+static cJSON *cli_read(cli *c, int ms) {
+    char *s = ws_recv(&c->ws, ms);
+    if (!s) return NULL;
+    cJSON *j = cJSON_Parse(s);
+    if (!j) fprintf(stderr, "test_server: server sent non-JSON: %.200s\n", s);
+    free(s);
+    return j;
+}
+
+/* Sends a request with data (a JSON text or NULL) and returns its reply,
+ * stashing any pushes that come first. NULL on timeout. */
+static cJSON *cli_call(cli *c, const char *cmd, const char *data) {
+    int64_t id = c->next_id++;
+    char *buf = malloc(strlen(cmd) + (data ? strlen(data) : 0) + 64);
+    sprintf(buf, "{\"id\":%lld,\"cmd\":\"%s\"%s%s}", (long long)id, cmd, data ? ",\"data\":" : "",
+            data ? data : "");
+    int rc = ws_send_text(&c->ws, buf);
+    free(buf);
+    if (rc != 0) return NULL;
+    int64_t deadline = ws_now_ms() + T_MS;
+    for (;;) {
+        int64_t left = deadline - ws_now_ms();
+        if (left <= 0) return NULL;
+        cJSON *f = cli_read(c, (int)left);
+        if (!f) return NULL;
+        if (cJSON_GetObjectItemCaseSensitive(f, "code") && int_of(f, "id") == id) return f;
+        cJSON_AddItemToArray(c->stash, f);
+    }
+}
+
+static int cli_call_code(cli *c, const char *cmd, const char *data) {
+    cJSON *r = cli_call(c, cmd, data);
+    int code = code_of(r);
+    cJSON_Delete(r);
+    return code;
+}
+
+/* Removes and returns the first stashed push named name, or NULL. */
+static cJSON *cli_take(cli *c, const char *name) {
+    int i = 0;
+    for (cJSON *f = c->stash->child; f; f = f->next, i++)
+        if (strcmp(str_of(f, "push"), name) == 0) return cJSON_DetachItemFromArray(c->stash, i);
+    return NULL;
+}
+
+/* Waits for a push named name (stashing others). NULL on timeout. */
+static cJSON *cli_push(cli *c, const char *name) {
+    cJSON *f = cli_take(c, name);
+    int64_t deadline = ws_now_ms() + T_MS;
+    while (!f) {
+        int64_t left = deadline - ws_now_ms();
+        if (left <= 0) return NULL;
+        cJSON *g = cli_read(c, (int)left);
+        if (!g) return NULL;
+        if (strcmp(str_of(g, "push"), name) == 0) return g;
+        cJSON_AddItemToArray(c->stash, g);
+    }
+    return f;
+}
+
+/* A ping round trip: afterwards, every push queued for this connection
+ * before the ping was answered is in the stash. */
+static int cli_barrier(cli *c) { return cli_call_code(c, "ping", NULL) == 200; }
+
+/* 1 when no push named name arrived (checked after a barrier). */
+static int cli_none(cli *c, const char *name) {
+    if (!cli_barrier(c)) return 0;
+    cJSON *f = cli_take(c, name);
+    cJSON_Delete(f);
+    return f == NULL;
+}
+
+/* Appends the items of frame.data[key] to arr. */
+static void append_items(cJSON *arr, const cJSON *frame, const char *key) {
+    const cJSON *items = obj_of(obj_of(frame, "data"), key);
+    for (const cJSON *it = items ? items->child : NULL; it; it = it->next)
+        cJSON_AddItemToArray(arr, cJSON_Duplicate(it, 1));
+}
+
+/* Connects and logs in; on 200 collects the sync into *sync: {order: [push
+ * names as they came], roamingMsgs: [...], offlineMsgs: [...], readPointers:
+ * [...], msgReceipts: [...], stickTopSessions: [...], cursors: {...}}.
+ * Returns the login reply code. */
+static int cli_login(cli *c, const char *account, const char *token, const char *device,
+                     const char *cursors, cJSON **sync) {
+    if (sync) *sync = NULL;
+    if (cli_open(c, NIM_PROTO_SUBPROTOCOL) != 0) return -1;
+    char data[512];
+    snprintf(data, sizeof data,
+             "{\"account\":\"%s\",\"token\":\"%s\",\"deviceId\":\"%s\",\"version\":%d%s%s}",
+             account, token, device, NIM_PROTO_VERSION, cursors ? ",\"cursors\":" : "",
+             cursors ? cursors : "");
+    cJSON *r = cli_call(c, "login", data);
+    int code = code_of(r);
+    cJSON_Delete(r);
+    if (code != 200) return code;
+    cJSON *s = cJSON_CreateObject(), *order = cJSON_AddArrayToObject(s, "order");
+    cJSON *roam = cJSON_AddArrayToObject(s, "roamingMsgs"), *off = cJSON_AddArrayToObject(s, "offlineMsgs");
+    cJSON *ptr = cJSON_AddArrayToObject(s, "readPointers"), *rc = cJSON_AddArrayToObject(s, "msgReceipts");
+    cJSON *top = cJSON_AddArrayToObject(s, "stickTopSessions");
+    for (;;) {
+        cJSON *f = cli_read(c, T_MS);
+        if (!f) { cJSON_Delete(s); return -2; }
+        const char *name = str_of(f, "push");
+        cJSON_AddItemToArray(order, cJSON_CreateString(name));
+        if (strcmp(name, "roamingMsgs") == 0) append_items(roam, f, "msgs");
+        else if (strcmp(name, "offlineMsgs") == 0) append_items(off, f, "msgs");
+        else if (strcmp(name, "readPointers") == 0) append_items(ptr, f, "pointers");
+        else if (strcmp(name, "msgReceipts") == 0) append_items(rc, f, "receipts");
+        else if (strcmp(name, "stickTopSessions") == 0) append_items(top, f, "sessions");
+        else if (strcmp(name, "syncDone") == 0) {
+            cJSON_AddItemToObject(s, "cursors", cJSON_Duplicate(obj_of(obj_of(f, "data"), "cursors"), 1));
+            cJSON_Delete(f);
+            break;
+        } else cJSON_AddItemToArray(c->stash, cJSON_Duplicate(f, 1));
+        cJSON_Delete(f);
+    }
+    if (sync) *sync = s;
+    else cJSON_Delete(s);
+    return 200;
+}
+
+static int arr_len(const cJSON *s, const char *k) { return cJSON_GetArraySize(obj_of(s, k)); }
+
+static const cJSON *find_by(const cJSON *arr, const char *key, const char *val) {
+    for (const cJSON *it = arr ? arr->child : NULL; it; it = it->next)
+        if (strcmp(str_of(it, key), val) == 0) return it;
+    return NULL;
+}
+
+/* The cursors object of a sync, printed, for the next login. */
+static char *cursors_text(const cJSON *sync) {
+    return cJSON_PrintUnformatted(obj_of(sync, "cursors"));
+}
+
+static cJSON *send_text(cli *c, const char *scene, const char *to, const char *idc, const char *text) {
+    char data[512];
+    snprintf(data, sizeof data, "{\"scene\":\"%s\",\"to\":\"%s\",\"type\":\"text\",\"idClient\":\"%s\",\"text\":\"%s\"}",
+             scene, to, idc, text);
+    return cli_call(c, "sendMsg", data);
+}
+
+/* ---- scenarios --------------------------------------------------------- */
+
+static void t_login(void) {
+    cli c;
+    cJSON *sync = NULL;
+    test_cond("login: wrong token gets 302", cli_login(&c, "alice", "wrong", "d1", NULL, NULL) == 302);
+    test_cond("login: the connection stays usable after 302", cli_barrier(&c));
+    cli_free(&c);
+    test_cond("login: unknown account gets 302", cli_login(&c, "nobody", "secret", "d1", NULL, NULL) == 302);
+    cli_free(&c);
+
+    cli_open(&c, NIM_PROTO_SUBPROTOCOL);
+    test_cond("before login: sendMsg refused with 401",
+              cli_call_code(&c, "sendMsg", "{\"scene\":\"p2p\",\"to\":\"bob\",\"type\":\"text\",\"idClient\":\"x\",\"text\":\"hi\"}") == 401);
+    test_cond("before login: deleteSessions refused with 401",
+              cli_call_code(&c, "deleteSessions", "{\"sessions\":[\"p2p-bob\"]}") == 401);
+    test_cond("before login: getStickTop refused with 401", cli_call_code(&c, "getStickTop", NULL) == 401);
+    test_cond("before login: ping answered", cli_call_code(&c, "ping", NULL) == 200);
+    cJSON *r = cli_call(&c, "login", "{\"account\":\"alice\",\"token\":\"secret\",\"deviceId\":\"d1\",\"version\":99}");
+    test_cond("login: other protocol version gets 426 naming ours",
+              code_of(r) == 426 && int_of(obj_of(r, "data"), "version") == NIM_PROTO_VERSION);
+    cJSON_Delete(r);
+    test_cond("login: token missing gets 414",
+              cli_call_code(&c, "login", "{\"account\":\"alice\",\"deviceId\":\"d1\",\"version\":1}") == 414);
+    test_cond("login: token of the wrong type gets 414",
+              cli_call_code(&c, "login", "{\"account\":\"alice\",\"token\":5,\"deviceId\":\"d1\",\"version\":1}") == 414);
+    test_cond("login: bad account name gets 414",
+              cli_call_code(&c, "login", "{\"account\":\"a b\",\"token\":\"x\",\"deviceId\":\"d1\",\"version\":1}") == 414);
+    test_cond("login: cursors of the wrong type gets 414",
+              cli_call_code(&c, "login", "{\"account\":\"alice\",\"token\":\"secret\",\"deviceId\":\"d1\",\"version\":1,\"cursors\":[]}") == 414);
+    cli_free(&c);
+
+    /* A connection without a subprotocol header gets the default protocol. */
+    test_cond("login: connect without Sec-WebSocket-Protocol", cli_open(&c, NULL) == 0 && cli_barrier(&c));
+    cli_free(&c);
+
+    test_cond("login: right token", cli_login(&c, "alice", "secret", "d1", NULL, &sync) == 200);
+    const cJSON *order = obj_of(sync, "order");
+    test_cond("login: a fresh account syncs stickTopSessions then syncDone",
+              cJSON_GetArraySize(order) == 2 && strcmp(cJSON_GetArrayItem(order, 0)->valuestring, "stickTopSessions") == 0 &&
+              strcmp(cJSON_GetArrayItem(order, 1)->valuestring, "syncDone") == 0);
+    test_cond("login: syncDone carries both cursors",
+              int_of(obj_of(sync, "cursors"), "msgs") >= 0 && int_of(obj_of(sync, "cursors"), "state") >= 0);
+    test_cond("login: a second login on the same connection gets 409",
+              cli_call_code(&c, "login", "{\"account\":\"bob\",\"token\":\"secret\",\"deviceId\":\"d1\",\"version\":1}") == 409);
+    test_cond("logout: answered 200", cli_call_code(&c, "logout", NULL) == 200);
+    test_cond("logout: then the server closes with 1000", ws_wait_closed(&c.ws, T_MS) && c.ws.close_code == 1000);
+    cJSON_Delete(sync);
+    cli_free(&c);
+
+    /* Repeated failed logins end the connection. */
+    cli_open(&c, NIM_PROTO_SUBPROTOCOL);
+    for (int i = 0; i < 5; i++)
+        cli_call_code(&c, "login", "{\"account\":\"alice\",\"token\":\"bad\",\"deviceId\":\"d1\",\"version\":1}");
+    test_cond("login: five failures close the connection with 1008",
+              ws_wait_closed(&c.ws, T_MS) && c.ws.close_code == 1008);
+    cli_free(&c);
+}
+
+static void t_p2p(void) {
+    cli a1, a2, b1, b2, b3;
+    cJSON *sync = NULL;
+    cli_login(&a1, "alice", "secret", "p2p-a1", NULL, NULL);
+    cli_login(&a2, "alice", "secret", "p2p-a2", NULL, NULL);
+
+    cJSON *r = send_text(&a1, "p2p", "bob", "m-1", "hello bob");
+    const cJSON *m = obj_of(obj_of(r, "data"), "msg");
+    char id1[32];
+    snprintf(id1, sizeof id1, "%s", str_of(m, "idServer"));
+    int64_t t1 = int_of(m, "time");
+    test_cond("sendMsg: ack with server id and server time", code_of(r) == 200 && id1[0] && t1 > 0);
+    test_cond("sendMsg: from is the logged-in account, fromDevice the device",
+              strcmp(str_of(m, "from"), "alice") == 0 && strcmp(str_of(m, "fromDevice"), "p2p-a1") == 0 &&
+              strcmp(str_of(m, "idClient"), "m-1") == 0 && strcmp(str_of(m, "text"), "hello bob") == 0);
+    cJSON_Delete(r);
+    cJSON *p = cli_push(&a2, "msg");
+    test_cond("sendMsg: my other device gets the msg push",
+              p && strcmp(str_of(obj_of(obj_of(p, "data"), "msg"), "idServer"), id1) == 0);
+    cJSON_Delete(p);
+    test_cond("sendMsg: the sending device gets no push of its own message", cli_none(&a1, "msg"));
+
+    /* Resending the same idClient is idempotent. */
+    r = send_text(&a1, "p2p", "bob", "m-1", "hello bob");
+    test_cond("sendMsg: a resent idClient gets the same server id, marked duplicate",
+              code_of(r) == 200 && strcmp(str_of(obj_of(obj_of(r, "data"), "msg"), "idServer"), id1) == 0 &&
+              cJSON_IsTrue(obj_of(obj_of(r, "data"), "duplicate")));
+    cJSON_Delete(r);
+    test_cond("sendMsg: a duplicate is not pushed again", cli_none(&a2, "msg"));
+
+    /* Bad sends. */
+    test_cond("sendMsg: unknown peer gets 404", code_of(r = send_text(&a1, "p2p", "nobody", "m-x", "x")) == 404);
+    cJSON_Delete(r);
+    test_cond("sendMsg: unknown scene gets 414", code_of(r = send_text(&a1, "superTeam", "bob", "m-y", "x")) == 414);
+    cJSON_Delete(r);
+    test_cond("sendMsg: text missing gets 414",
+              cli_call_code(&a1, "sendMsg", "{\"scene\":\"p2p\",\"to\":\"bob\",\"type\":\"text\",\"idClient\":\"m-z\"}") == 414);
+    test_cond("sendMsg: idClient missing gets 414",
+              cli_call_code(&a1, "sendMsg", "{\"scene\":\"p2p\",\"to\":\"bob\",\"type\":\"text\",\"text\":\"x\"}") == 414);
+    test_cond("sendMsg: type notification refused",
+              cli_call_code(&a1, "sendMsg", "{\"scene\":\"p2p\",\"to\":\"bob\",\"type\":\"notification\",\"idClient\":\"n\",\"text\":\"x\"}") == 414);
+    test_cond("sendMsg: text of the wrong type gets 414",
+              cli_call_code(&a1, "sendMsg", "{\"scene\":\"p2p\",\"to\":\"bob\",\"type\":\"text\",\"idClient\":\"n\",\"text\":[1]}") == 414);
+
+    /* Bob was offline: his first login brings it as an offline message. */
+    test_cond("offline: bob logs in", cli_login(&b1, "bob", "secret", "p2p-b1", NULL, &sync) == 200);
+    const cJSON *off = obj_of(sync, "offlineMsgs");
+    test_cond("offline: the message arrives as offline, once",
+              cJSON_GetArraySize(off) == 1 && find_by(off, "idServer", id1) && arr_len(sync, "roamingMsgs") == 0);
+    test_cond("offline: sync order is offlineMsgs, stickTopSessions, syncDone",
+              strcmp(cJSON_GetArrayItem(obj_of(sync, "order"), 0)->valuestring, "offlineMsgs") == 0);
+    test_cond("offline: syncDone's msgs cursor covers it",
+              int_of(obj_of(sync, "cursors"), "msgs") >= atoll(id1));
+    char *cur_b1 = cursors_text(sync);
+    cJSON_Delete(sync);
+
+    /* Unmarked, a second device of bob's also gets it as offline. */
+    cli_login(&b2, "bob", "secret", "p2p-b2", NULL, &sync);
+    test_cond("offline: stays offline for other devices until marked", arr_len(sync, "offlineMsgs") == 1);
+    cJSON_Delete(sync);
+    cli_free(&b2);
+
+    char data[128];
+    snprintf(data, sizeof data, "{\"ids\":[\"%s\"]}", id1);
+    r = cli_call(&b1, "markMsgsReceived", data);
+    test_cond("markMsgsReceived: one message marked", code_of(r) == 200 && int_of(obj_of(r, "data"), "count") == 1);
+    cJSON_Delete(r);
+    test_cond("markMsgsReceived: neither ids nor upTo gets 414", cli_call_code(&b1, "markMsgsReceived", "{}") == 414);
+    test_cond("markMsgsReceived: bad id gets 414", cli_call_code(&b1, "markMsgsReceived", "{\"ids\":[\"abc\"]}") == 414);
+    cli_login(&b2, "bob", "secret", "p2p-b2", NULL, &sync);
+    test_cond("roaming: once marked, a fresh device gets it as roaming",
+              arr_len(sync, "offlineMsgs") == 0 && arr_len(sync, "roamingMsgs") == 1 &&
+              find_by(obj_of(sync, "roamingMsgs"), "idServer", id1));
+    cJSON_Delete(sync);
+
+    /* Live: both bob devices online get the push, and it is not offline. */
+    r = send_text(&a1, "p2p", "bob", "m-2", "are you there");
+    char id2[32];
+    snprintf(id2, sizeof id2, "%s", str_of(obj_of(obj_of(r, "data"), "msg"), "idServer"));
+    cJSON_Delete(r);
+    test_cond("server ids increase", atoll(id2) > atoll(id1));
+    p = cli_push(&b1, "msg");
+    test_cond("live: bob's first device gets the push", p && strcmp(str_of(obj_of(obj_of(p, "data"), "msg"), "idServer"), id2) == 0);
+    cJSON_Delete(p);
+    p = cli_push(&b2, "msg");
+    test_cond("live: bob's second device gets the push", p != NULL);
+    cJSON_Delete(p);
+    p = cli_push(&a2, "msg");
+    test_cond("live: alice's other device gets it too", p != NULL);
+    cJSON_Delete(p);
+
+    /* Bob replies; alice's devices see it. */
+    r = send_text(&b1, "p2p", "alice", "b-1", "yes");
+    test_cond("reply: bob -> alice acked", code_of(r) == 200);
+    cJSON_Delete(r);
+    p = cli_push(&a1, "msg");
+    test_cond("reply: alice gets bob's message", p && strcmp(str_of(obj_of(obj_of(p, "data"), "msg"), "from"), "bob") == 0);
+    cJSON_Delete(p);
+    cli_free(&b2);
+
+    /* Reconnect with cursors: only what is new. */
+    cli_free(&b1);
+    cli_login(&b3, "bob", "secret", "p2p-b1", cur_b1, &sync);
+    const cJSON *roam = obj_of(sync, "roamingMsgs");
+    test_cond("cursors: a reconnect brings only messages after the cursor",
+              !find_by(roam, "idServer", id1) && find_by(roam, "idServer", id2) && arr_len(sync, "offlineMsgs") == 0);
+    cJSON_Delete(sync);
+    free(cur_b1);
+
+    /* Same account + device logging in again kicks the older connection. */
+    cli b4;
+    cli_login(&b4, "bob", "secret", "p2p-b1", NULL, NULL);
+    p = cli_push(&b3, "kicked");
+    test_cond("kick: the older connection of the same device gets kicked", p != NULL);
+    cJSON_Delete(p);
+    test_cond("kick: and is closed with 4001", ws_wait_closed(&b3.ws, T_MS) && b3.ws.close_code == 4001);
+    test_cond("kick: the new connection works", cli_barrier(&b4));
+    cli_free(&b3);
+    cli_free(&b4);
+    cli_free(&a1);
+    cli_free(&a2);
+}
+
+static void t_read_pointers(void) {
+    cli a1, a2, a3;
+    cJSON *sync = NULL;
+    cli_login(&a1, "alice", "secret", "rp-1", NULL, &sync);
+    char *cur0 = cursors_text(sync);
+    cJSON_Delete(sync);
+    cli_login(&a2, "alice", "secret", "rp-2", NULL, NULL);
+
+    cJSON *r = cli_call(&a1, "updateReadPointers", "{\"pointers\":[{\"sessionId\":\"p2p-bob\",\"ack\":1000},{\"sessionId\":\"team-7\",\"ack\":5}]}");
+    const cJSON *ps = obj_of(obj_of(r, "data"), "pointers");
+    test_cond("read pointers: update answered with the stored pointers",
+              code_of(r) == 200 && int_of(find_by(ps, "sessionId", "p2p-bob"), "ack") == 1000);
+    cJSON_Delete(r);
+    cJSON *p = cli_push(&a2, "readPointers");
+    const cJSON *pp = obj_of(obj_of(p, "data"), "pointers");
+    test_cond("read pointers: my other device gets the push",
+              p && int_of(find_by(pp, "sessionId", "p2p-bob"), "ack") == 1000 &&
+              int_of(find_by(pp, "sessionId", "p2p-bob"), "ver") > 0);
+    cJSON_Delete(p);
+    test_cond("read pointers: not pushed back to the device that set it", cli_none(&a1, "readPointers"));
+
+    r = cli_call(&a1, "updateReadPointers", "{\"pointers\":[{\"sessionId\":\"p2p-bob\",\"ack\":500}]}");
+    test_cond("read pointers: never move back (reply keeps 1000)",
+              code_of(r) == 200 && int_of(cJSON_GetArrayItem(obj_of(obj_of(r, "data"), "pointers"), 0), "ack") == 1000);
+    cJSON_Delete(r);
+    test_cond("read pointers: a no-op is not pushed", cli_none(&a2, "readPointers"));
+    test_cond("read pointers: bad session id gets 414",
+              cli_call_code(&a1, "updateReadPointers", "{\"pointers\":[{\"sessionId\":\"bob\",\"ack\":1}]}") == 414);
+    test_cond("read pointers: fractional ack gets 414",
+              cli_call_code(&a1, "updateReadPointers", "{\"pointers\":[{\"sessionId\":\"p2p-bob\",\"ack\":1.5}]}") == 414);
+    test_cond("read pointers: empty list gets 414", cli_call_code(&a1, "updateReadPointers", "{\"pointers\":[]}") == 414);
+
+    cli_login(&a3, "alice", "secret", "rp-3", cur0, &sync);
+    const cJSON *sp = obj_of(sync, "readPointers");
+    test_cond("read pointers: a login after the change syncs them",
+              int_of(find_by(sp, "sessionId", "p2p-bob"), "ack") == 1000 && find_by(sp, "sessionId", "team-7"));
+    char *cur1 = cursors_text(sync);
+    cJSON_Delete(sync);
+    cli_free(&a3);
+    cli_login(&a3, "alice", "secret", "rp-3", cur1, &sync);
+    test_cond("read pointers: with the newer state cursor nothing is resent", arr_len(sync, "readPointers") == 0);
+    cJSON_Delete(sync);
+    free(cur0);
+    free(cur1);
+    cli_free(&a1);
+    cli_free(&a2);
+    cli_free(&a3);
+
+    /* Bob's pointers are his own: alice's never reach him. */
+    cli_login(&a1, "bob", "secret", "rp-b", NULL, &sync);
+    test_cond("read pointers: another account never sees mine",
+              !find_by(obj_of(sync, "readPointers"), "sessionId", "team-7"));
+    cJSON_Delete(sync);
+    cli_free(&a1);
+}
+
+static void t_receipts(void) {
+    cli a, b, c;
+    cli_login(&a, "alice", "secret", "rc-a", NULL, NULL);
+    cli_login(&b, "bob", "secret", "rc-b", NULL, NULL);
+    cli_login(&c, "carol", "secret", "rc-c", NULL, NULL);
+    cJSON *r = send_text(&a, "p2p", "bob", "rc-1", "read me");
+    char id[32], data[96];
+    snprintf(id, sizeof id, "%s", str_of(obj_of(obj_of(r, "data"), "msg"), "idServer"));
+    int64_t t = int_of(obj_of(obj_of(r, "data"), "msg"), "time");
+    cJSON_Delete(r);
+    snprintf(data, sizeof data, "{\"idServer\":\"%s\"}", id);
+
+    test_cond("receipt: carol cannot send a receipt for alice->bob (403)",
+              cli_call_code(&c, "sendMsgReceipt", data) == 403);
+    test_cond("receipt: the sender cannot either (403)", cli_call_code(&a, "sendMsgReceipt", data) == 403);
+    test_cond("receipt: alice got no receipt from those", cli_none(&a, "msgReceipts"));
+    test_cond("receipt: unknown message gets 404",
+              cli_call_code(&b, "sendMsgReceipt", "{\"idServer\":\"999999\"}") == 404);
+    test_cond("receipt: idServer as a number gets 414",
+              cli_call_code(&b, "sendMsgReceipt", "{\"idServer\":5}") == 414);
+    r = cli_call(&b, "sendMsgReceipt", data);
+    test_cond("receipt: bob's receipt answered with the session and time",
+              code_of(r) == 200 && strcmp(str_of(obj_of(r, "data"), "sessionId"), "p2p-alice") == 0 &&
+              int_of(obj_of(r, "data"), "time") == t);
+    cJSON_Delete(r);
+    cJSON *p = cli_push(&a, "msgReceipts");
+    const cJSON *it = cJSON_GetArrayItem(obj_of(obj_of(p, "data"), "receipts"), 0);
+    test_cond("receipt: pushed to the peer as its session with bob",
+              p && strcmp(str_of(it, "sessionId"), "p2p-bob") == 0 && int_of(it, "time") == t &&
+              strcmp(str_of(it, "idServer"), id) == 0);
+    cJSON_Delete(p);
+    cJSON *sync = NULL;
+    cli a2;
+    cli_login(&a2, "alice", "secret", "rc-a2", NULL, &sync);
+    test_cond("receipt: synced at login", int_of(find_by(obj_of(sync, "msgReceipts"), "sessionId", "p2p-bob"), "time") == t);
+    cJSON_Delete(sync);
+    cli_free(&a2);
+    cli_free(&a);
+    cli_free(&b);
+    cli_free(&c);
+}
+
+static void t_delete_sessions(void) {
+    cli a, b, c;
+    cJSON *sync = NULL, *r;
+    cli_login(&a, "alice", "secret", "del-a", NULL, NULL);
+    cli_login(&b, "bob", "secret", "del-b", NULL, NULL);
+    cJSON_Delete(send_text(&a, "p2p", "bob", "del-1", "before delete"));
+    /* carol deleting "her" sessions with alice and bob touches nothing of theirs */
+    cli_login(&c, "carol", "secret", "del-c", NULL, NULL);
+    test_cond("delete: carol deletes her p2p-alice and p2p-bob",
+              cli_call_code(&c, "deleteSessions", "{\"sessions\":[\"p2p-alice\",\"p2p-bob\"]}") == 200);
+    cli_free(&c);
+
+    test_cond("delete: alice deletes p2p-bob",
+              cli_call_code(&a, "deleteSessions", "{\"sessions\":[\"p2p-bob\"]}") == 200);
+    test_cond("delete: bad session id gets 414",
+              cli_call_code(&a, "deleteSessions", "{\"sessions\":[\"bob\"]}") == 414);
+    test_cond("delete: sessions not an array gets 414",
+              cli_call_code(&a, "deleteSessions", "{\"sessions\":\"p2p-bob\"}") == 414);
+    cli a2;
+    cli_login(&a2, "alice", "secret", "del-a2", NULL, &sync);
+    test_cond("delete: a fresh login of alice has no p2p-bob roaming",
+              !find_by(obj_of(sync, "roamingMsgs"), "to", "bob") && !find_by(obj_of(sync, "roamingMsgs"), "from", "bob"));
+    cJSON_Delete(sync);
+    cli_free(&a2);
+
+    cli b2;
+    cli_login(&b2, "bob", "secret", "del-b2", NULL, &sync);
+    test_cond("delete: bob's side is untouched (alice's delete is alice's)",
+              find_by(obj_of(sync, "roamingMsgs"), "idClient", "del-1") != NULL);
+    test_cond("delete: carol's delete did not reach bob either", arr_len(sync, "roamingMsgs") >= 1);
+    cJSON_Delete(sync);
+    cli_free(&b2);
+
+    r = send_text(&b, "p2p", "alice", "del-2", "after delete");
+    cJSON_Delete(r);
+    cli_login(&a2, "alice", "secret", "del-a3", NULL, &sync);
+    const cJSON *roam = obj_of(sync, "roamingMsgs");
+    test_cond("delete: a new message brings the session back, without the old ones",
+              find_by(roam, "idClient", "del-2") && !find_by(roam, "idClient", "del-1"));
+    cJSON_Delete(sync);
+    cli_free(&a2);
+    cli_free(&a);
+    cli_free(&b);
+}
+
+static void t_stick_top(void) {
+    cli a1, a2, b;
+    cJSON *sync = NULL, *r, *p;
+    cli_login(&a1, "alice", "secret", "st-1", NULL, NULL);
+    cli_login(&a2, "alice", "secret", "st-2", NULL, NULL);
+    r = cli_call(&a1, "addStickTop", "{\"sessionId\":\"p2p-bob\",\"topCustom\":\"pin\"}");
+    const cJSON *s = obj_of(obj_of(r, "data"), "session");
+    test_cond("stick top: add answered with the session",
+              code_of(r) == 200 && strcmp(str_of(s, "sessionId"), "p2p-bob") == 0 &&
+              strcmp(str_of(s, "topCustom"), "pin") == 0 && int_of(s, "updateTime") > 0);
+    cJSON_Delete(r);
+    p = cli_push(&a2, "stickTop");
+    test_cond("stick top: add pushed to my other device",
+              p && strcmp(str_of(obj_of(p, "data"), "op"), "add") == 0 &&
+              strcmp(str_of(obj_of(obj_of(p, "data"), "session"), "sessionId"), "p2p-bob") == 0);
+    cJSON_Delete(p);
+    test_cond("stick top: update", cli_call_code(&a1, "updateStickTop", "{\"sessionId\":\"p2p-bob\",\"topCustom\":\"pin2\"}") == 200);
+    p = cli_push(&a2, "stickTop");
+    test_cond("stick top: update pushed", p && strcmp(str_of(obj_of(p, "data"), "op"), "update") == 0 &&
+              strcmp(str_of(obj_of(obj_of(p, "data"), "session"), "topCustom"), "pin2") == 0);
+    cJSON_Delete(p);
+    test_cond("stick top: update of a non-sticky session gets 404",
+              cli_call_code(&a1, "updateStickTop", "{\"sessionId\":\"p2p-carol\"}") == 404);
+    test_cond("stick top: topCustom of the wrong type gets 414",
+              cli_call_code(&a1, "addStickTop", "{\"sessionId\":\"p2p-carol\",\"topCustom\":{}}") == 414);
+    test_cond("stick top: add without topCustom", cli_call_code(&a1, "addStickTop", "{\"sessionId\":\"team-3\"}") == 200);
+    p = cli_push(&a2, "stickTop");
+    test_cond("stick top: second add pushed", p && strcmp(str_of(obj_of(obj_of(p, "data"), "session"), "sessionId"), "team-3") == 0);
+    cJSON_Delete(p);
+    r = cli_call(&a1, "getStickTop", NULL);
+    const cJSON *list = obj_of(obj_of(r, "data"), "sessions");
+    test_cond("stick top: get lists both", code_of(r) == 200 && cJSON_GetArraySize(list) == 2 &&
+              strcmp(str_of(find_by(list, "sessionId", "p2p-bob"), "topCustom"), "pin2") == 0);
+    cJSON_Delete(r);
+
+    cli_login(&b, "bob", "secret", "st-b", NULL, &sync);
+    test_cond("stick top: another account's list is its own", arr_len(sync, "stickTopSessions") == 0);
+    test_cond("stick top: bob cannot delete alice's (it is not his)",
+              cli_call_code(&b, "deleteStickTop", "{\"sessionId\":\"p2p-bob\"}") == 404);
+    test_cond("stick top: bob's attempt reached no alice device", cli_none(&a2, "stickTop"));
+    cJSON_Delete(sync);
+    cli_free(&b);
+
+    test_cond("stick top: delete", cli_call_code(&a1, "deleteStickTop", "{\"sessionId\":\"team-3\"}") == 200);
+    p = cli_push(&a2, "stickTop");
+    test_cond("stick top: delete pushed", p && strcmp(str_of(obj_of(p, "data"), "op"), "delete") == 0);
+    cJSON_Delete(p);
+    test_cond("stick top: deleting again gets 404", cli_call_code(&a1, "deleteStickTop", "{\"sessionId\":\"team-3\"}") == 404);
+    cli a3;
+    cli_login(&a3, "alice", "secret", "st-3", NULL, &sync);
+    test_cond("stick top: the login sync has the current list",
+              arr_len(sync, "stickTopSessions") == 1 && find_by(obj_of(sync, "stickTopSessions"), "sessionId", "p2p-bob"));
+    cJSON_Delete(sync);
+    cli_free(&a3);
+    cli_free(&a1);
+    cli_free(&a2);
+}
+
+static char g_team[32];
+
+static void t_teams(void) {
+    cli a, b, d;
+    cJSON *sync = NULL, *r, *p;
+    cli_login(&a, "alice", "secret", "tm-a", NULL, NULL);
+    cli_login(&b, "bob", "secret", "tm-b", NULL, NULL);
+    r = cli_call(&a, "createTeam", "{\"name\":\"friends\",\"accounts\":[\"bob\",\"nobody\",\"ghost\"]}");
+    test_cond("team: unknown members get 404 listing them",
+              code_of(r) == 404 && cJSON_GetArraySize(obj_of(obj_of(r, "data"), "unknown")) == 2);
+    cJSON_Delete(r);
+    test_cond("team: name missing gets 414", cli_call_code(&a, "createTeam", "{\"accounts\":[\"bob\"]}") == 414);
+    r = cli_call(&a, "createTeam", "{\"name\":\"friends\",\"accounts\":[\"bob\",\"carol\",\"bob\",\"alice\"]}");
+    const cJSON *team = obj_of(obj_of(r, "data"), "team");
+    snprintf(g_team, sizeof g_team, "%s", str_of(team, "teamId"));
+    test_cond("team: created with an id and the members (deduplicated, owner included)",
+              code_of(r) == 200 && g_team[0] && cJSON_GetArraySize(obj_of(team, "members")) == 3 &&
+              strcmp(str_of(team, "owner"), "alice") == 0);
+    cJSON_Delete(r);
+    p = cli_push(&b, "team");
+    test_cond("team: members' devices get the team push",
+              p && strcmp(str_of(obj_of(obj_of(p, "data"), "team"), "teamId"), g_team) == 0);
+    cJSON_Delete(p);
+
+    r = send_text(&a, "team", g_team, "tm-1", "hi team");
+    test_cond("team: a member sends", code_of(r) == 200);
+    cJSON_Delete(r);
+    p = cli_push(&b, "msg");
+    test_cond("team: the message reaches an online member",
+              p && strcmp(str_of(obj_of(obj_of(p, "data"), "msg"), "to"), g_team) == 0 &&
+              strcmp(str_of(obj_of(obj_of(p, "data"), "msg"), "scene"), "team") == 0);
+    cJSON_Delete(p);
+
+    cli_login(&d, "dave", "secret", "tm-d", NULL, NULL);
+    test_cond("team: a non-member cannot send (403)", code_of(r = send_text(&d, "team", g_team, "tm-d", "let me in")) == 403);
+    cJSON_Delete(r);
+    test_cond("team: the refused message reached nobody", cli_none(&b, "msg"));
+    test_cond("team: unknown team gets 404", code_of(r = send_text(&d, "team", "99999", "tm-e", "x")) == 404);
+    cJSON_Delete(r);
+    test_cond("team: team id that is not a number gets 414", code_of(r = send_text(&d, "team", "abc", "tm-f", "x")) == 414);
+    cJSON_Delete(r);
+    cli_free(&d);
+
+    cli c;
+    cli_login(&c, "carol", "secret", "tm-c", NULL, &sync);
+    test_cond("team: an offline member gets it as offline",
+              find_by(obj_of(sync, "offlineMsgs"), "idClient", "tm-1") != NULL);
+    cJSON_Delete(sync);
+    r = send_text(&c, "team", g_team, "tm-2", "carol here");
+    cJSON_Delete(r);
+    p = cli_push(&a, "msg");
+    test_cond("team: alice gets carol's team message", p != NULL);
+    cJSON_Delete(p);
+    p = cli_push(&b, "msg");
+    test_cond("team: bob gets carol's team message", p != NULL);
+    cJSON_Delete(p);
+    cli_free(&c);
+    cli_free(&a);
+    cli_free(&b);
+}
+
+static void t_hostile(void) {
+    cli h;
+    cJSON *r;
+    cli_open(&h, NIM_PROTO_SUBPROTOCOL);
+    struct { const char *what, *frame; } bad[] = {
+        { "not JSON", "hello" },
+        { "truncated JSON", "{\"id\":1,\"cmd\":\"pi" },
+        { "array root", "[1,2,3]" },
+        { "id of the wrong type", "{\"id\":\"1\",\"cmd\":\"ping\"}" },
+        { "cmd of the wrong type", "{\"id\":1,\"cmd\":{}}" },
+        { "data of the wrong type", "{\"id\":1,\"cmd\":\"ping\",\"data\":[]}" },
+        { "a response sent to the server", "{\"id\":1,\"cmd\":\"ping\",\"code\":200}" },
+        { "a push sent to the server", "{\"push\":\"msg\",\"data\":{}}" },
+        { "invalid UTF-8", "{\"id\":1,\"cmd\":\"p\xff\xfe\"}" },
+        { "deep nesting", "{\"id\":1,\"cmd\":\"ping\",\"data\":{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]}}" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ws_send_text(&h.ws, bad[i].frame);
+        r = cli_read(&h, T_MS);
+        char what[128];
+        snprintf(what, sizeof what, "hostile: %s gets a 400 reply with a reason", bad[i].what);
+        test_cond(what, code_of(r) == 400 && str_of(r, "error")[0] != 0);
+        cJSON_Delete(r);
+    }
+    ws_send_text(&h.ws, "{\"id\":77,\"cmd\":5}");
+    r = cli_read(&h, T_MS);
+    test_cond("hostile: a bad envelope with a readable id is answered to that id",
+              code_of(r) == 400 && int_of(r, "id") == 77);
+    cJSON_Delete(r);
+    test_cond("hostile: unknown command gets 405", cli_call_code(&h, "rmrf", "{}") == 405);
+    test_cond("hostile: the connection still works after all that", cli_barrier(&h));
+    cli_free(&h);
+
+    /* A logged-in connection sending garbage keeps working too. */
+    cli_login(&h, "alice", "secret", "hostile-1", NULL, NULL);
+    ws_send_text(&h.ws, "{{{{");
+    r = cli_read(&h, T_MS);
+    test_cond("hostile: garbage after login gets 400", code_of(r) == 400);
+    cJSON_Delete(r);
+    test_cond("hostile: unknown fields in data are ignored",
+              cli_call_code(&h, "getStickTop", "{\"whatever\":[1,{\"x\":null}]}") == 200);
+    test_cond("hostile: huge number as ack gets 414",
+              cli_call_code(&h, "updateReadPointers", "{\"pointers\":[{\"sessionId\":\"p2p-bob\",\"ack\":1e308}]}") == 414);
+    test_cond("hostile: 1001 pointers (over the batch limit) gets 414", ({
+        char *big = malloc(64 * 1024);
+        size_t n = (size_t)sprintf(big, "{\"pointers\":[");
+        for (int i = 0; i < 1001; i++) n += (size_t)sprintf(big + n, "%s{\"sessionId\":\"p2p-u%d\",\"ack\":1}", i ? "," : "", i);
+        sprintf(big + n, "]}");
+        int code = cli_call_code(&h, "updateReadPointers", big);
+        free(big);
+        code == 414;
+    }));
+    cli_free(&h);
+
+    /* Binary frames are not part of the protocol. */
+    cli_open(&h, NIM_PROTO_SUBPROTOCOL);
+    ws_send_frame(&h.ws, 2, 1, "\x01\x02", 2);
+    test_cond("hostile: a binary frame closes with 1003", ws_wait_closed(&h.ws, T_MS) && h.ws.close_code == 1003);
+    cli_free(&h);
+
+    /* Oversized frames: one big frame, fragments adding up, a lying length. */
+    size_t big = NIM_PROTO_MAX_REQUEST + 100;
+    char *buf = malloc(big);
+    memset(buf, ' ', big);
+    cli_login(&h, "alice", "secret", "hostile-2", NULL, NULL);
+    ws_send_frame(&h.ws, 1, 1, buf, big);
+    test_cond("hostile: a frame over 64 KiB closes with 1009",
+              ws_wait_closed(&h.ws, T_MS) && h.ws.close_code == 1009 && h.ws.close_reason[0]);
+    cli_free(&h);
+    cli_open(&h, NIM_PROTO_SUBPROTOCOL);
+    for (int i = 0; i < 5 && !h.ws.closed; i++)
+        ws_send_frame(&h.ws, i == 0 ? 1 : 0, 0, buf, 20000);
+    test_cond("hostile: fragments adding up over 64 KiB close with 1009",
+              ws_wait_closed(&h.ws, T_MS) && h.ws.close_code == 1009);
+    cli_free(&h);
+    cli_open(&h, NIM_PROTO_SUBPROTOCOL);
+    ws_send_frame_ex(&h.ws, 1, 1, "{", 1, (uint64_t)1 << 40);
+    test_cond("hostile: a frame announcing 1 TiB closes with 1009 at once",
+              ws_wait_closed(&h.ws, T_MS) && h.ws.close_code == 1009);
+    cli_free(&h);
+    /* Exactly at the limit is accepted (and answered, as not JSON...). */
+    cli_open(&h, NIM_PROTO_SUBPROTOCOL);
+    memcpy(buf, "{\"id\":5,\"cmd\":\"ping\"}", 21);
+    ws_send_frame(&h.ws, 1, 1, buf, NIM_PROTO_MAX_REQUEST);
+    r = cli_read(&h, T_MS);
+    test_cond("hostile: a frame of exactly 64 KiB is accepted", code_of(r) == 200 && int_of(r, "id") == 5);
+    cJSON_Delete(r);
+    /* ...and a fragmented message within the limit is reassembled. */
+    ws_send_frame(&h.ws, 1, 0, "{\"id\":6,", 8);
+    ws_send_frame(&h.ws, 0, 0, "\"cmd\":", 6);
+    ws_send_frame(&h.ws, 0, 1, "\"ping\"}", 7);
+    r = cli_read(&h, T_MS);
+    test_cond("hostile: a fragmented message is reassembled", code_of(r) == 200 && int_of(r, "id") == 6);
+    cJSON_Delete(r);
+    cli_free(&h);
+    free(buf);
+
+    /* Too many malformed frames end the connection. */
+    cli_open(&h, NIM_PROTO_SUBPROTOCOL);
+    for (int i = 0; i < 20 && !h.ws.closed; i++) ws_send_text(&h.ws, "nope");
+    test_cond("hostile: 16 malformed frames close with 1008", ws_wait_closed(&h.ws, T_MS) && h.ws.close_code == 1008);
+    cli_free(&h);
+
+    /* Not even WebSocket: raw bytes on the TCP port. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)g_port) };
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int conn_ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    const char junk[] = "\x16\x03\x01\x02\x00garbage\r\n\r\n\x00\xff";
+    if (conn_ok) ws_write_all(fd, junk, sizeof junk);
+    ws_t raw = { .fd = fd };
+    int closed = ws_wait_closed(&raw, T_MS);
+    test_cond("hostile: non-HTTP bytes get the connection closed", conn_ok && closed);
+    free(raw.in);
+    free(raw.msg);
+    close(fd);
+
+    cli_login(&h, "alice", "secret", "hostile-3", NULL, NULL);
+    test_cond("hostile: after all of it the server still serves logins", cli_barrier(&h));
+    cli_free(&h);
+}
+
+/* SIGKILL in the middle of use loses nothing that was acknowledged. */
+static void t_kill_restart(void) {
+    cli a, b;
+    cJSON *sync = NULL, *r;
+    cli_login(&a, "alice", "secret", "kill-a", NULL, NULL);
+    char last[32] = "";
+    for (int i = 0; i < 50; i++) {
+        char idc[32];
+        snprintf(idc, sizeof idc, "kill-%d", i);
+        r = send_text(&a, "p2p", "erin", idc, "before the crash");
+        snprintf(last, sizeof last, "%s", str_of(obj_of(obj_of(r, "data"), "msg"), "idServer"));
+        cJSON_Delete(r);
+    }
+    cli_call_code(&a, "updateReadPointers", "{\"pointers\":[{\"sessionId\":\"p2p-erin\",\"ack\":4242}]}");
+    cli_call_code(&a, "addStickTop", "{\"sessionId\":\"p2p-erin\",\"topCustom\":\"k\"}");
+    cJSON_Delete(send_text(&a, "team", g_team, "kill-team", "team before crash"));
+    test_cond("kill: the server dies of SIGKILL", server_stop(SIGKILL) == 128 + SIGKILL);
+    cli_free(&a);
+
+    test_cond("kill: restarts on the same database", server_start(NULL) == 0);
+    cli_login(&b, "erin", "secret", "kill-e", NULL, &sync);
+    test_cond("kill: every acknowledged message is still there (as offline)",
+              arr_len(sync, "offlineMsgs") == 50 && find_by(obj_of(sync, "offlineMsgs"), "idServer", last));
+    cJSON_Delete(sync);
+    cli_free(&b);
+    cli_login(&a, "alice", "secret", "kill-a2", NULL, &sync);
+    test_cond("kill: alice's read pointer survived",
+              int_of(find_by(obj_of(sync, "readPointers"), "sessionId", "p2p-erin"), "ack") == 4242);
+    test_cond("kill: alice's sticky top survived",
+              find_by(obj_of(sync, "stickTopSessions"), "sessionId", "p2p-erin") != NULL);
+    test_cond("kill: the team message survived as roaming",
+              find_by(obj_of(sync, "roamingMsgs"), "idClient", "kill-team") != NULL);
+    cJSON_Delete(sync);
+    r = send_text(&a, "p2p", "erin", "kill-after", "after the crash");
+    test_cond("kill: new server ids continue after the old ones",
+              code_of(r) == 200 && atoll(str_of(obj_of(obj_of(r, "data"), "msg"), "idServer")) > atoll(last));
+    cJSON_Delete(r);
+    r = send_text(&a, "team", g_team, "kill-team-2", "team after crash");
+    test_cond("kill: the team still works", code_of(r) == 200);
+    cJSON_Delete(r);
+    cli_free(&a);
+}
+
+static void t_open_registration(void) {
+    cli c;
+    test_cond("open registration: server restarts with --open-registration",
+              server_start("--open-registration") == 0);
+    test_cond("open registration: a new account logs in", cli_login(&c, "newbie", "pw1", "d", NULL, NULL) == 200);
+    cli_free(&c);
+    test_cond("open registration: its token is now required", cli_login(&c, "newbie", "pw2", "d", NULL, NULL) == 302);
+    cli_free(&c);
+    test_cond("open registration: existing accounts keep their token",
+              cli_login(&c, "alice", "not-secret", "d", NULL, NULL) == 302);
+    cli_free(&c);
+}
+
+int main(int argc, char **argv) {
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGALRM, watchdog);
+    alarm(300);
+    const char *env = getenv("NIM_SERVER");
+    if (env && *env) snprintf(g_server, sizeof g_server, "%s", env);
+    else {
+        /* build/X/tests/test_server -> build/X/nim-server */
+        snprintf(g_server, sizeof g_server, "%s", argv[0]);
+        char *slash = strrchr(g_server, '/');
+        if (slash) { *slash = 0; slash = strrchr(g_server, '/'); }
+        if (slash) snprintf(slash + 1, sizeof g_server - (size_t)(slash + 1 - g_server), "nim-server");
+        else snprintf(g_server, sizeof g_server, "./build/nim-server");
+    }
+    (void)argc;
+    if (access(g_server, X_OK) != 0) {
+        fprintf(stderr, "test_server: no server binary at %s (set NIM_SERVER)\n", g_server);
+        test_cond("the nim-server binary exists", 0);
+        return test_report();
+    }
+    snprintf(g_dir, sizeof g_dir, "/tmp/nim-server-test-XXXXXX");
+    if (!mkdtemp(g_dir)) { perror("mkdtemp"); return 1; }
+    snprintf(g_db, sizeof g_db, "%s/server.db", g_dir);
+
+    const char *users[] = { "alice", "bob", "carol", "dave", "erin" };
+    int ok = 1;
+    for (size_t i = 0; i < sizeof users / sizeof users[0]; i++) ok &= adduser(users[i], "secret") == 0;
+    test_cond("adduser registers accounts", ok);
+    test_cond("adduser refuses a bad account name", adduser("bad name", "x") == 2);
+
+    if (server_start(NULL) != 0) {
+        test_cond("the server starts and prints its port", 0);
+    } else {
+        t_login();
+        t_p2p();
+        t_read_pointers();
+        t_receipts();
+        t_delete_sessions();
+        t_stick_top();
+        t_teams();
+        t_hostile();
+        t_kill_restart();
+        test_cond("SIGTERM: the server exits cleanly with status 0", server_stop(SIGTERM) == 0);
+        t_open_registration();
+        test_cond("SIGINT: the server exits cleanly with status 0", server_stop(SIGINT) == 0);
+    }
+    if (g_pid > 0) server_stop(SIGKILL);
+    char cmd[PATH_MAX + 16];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+    if (system(cmd) != 0) fprintf(stderr, "test_server: could not remove %s\n", g_dir);
+    return test_report();
+}
