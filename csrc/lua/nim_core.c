@@ -21,5 +21,6 @@ int luaopen_nim_core(lua_State *L) {
     lua_pushliteral(L, NIM_VERSION);
     lua_setfield(L, -2, "version");
     nim_merge_open(L);
+    nim_instance_open(L);
     return 1;
 }

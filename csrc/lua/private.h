@@ -12,5 +12,14 @@ int nim_argerror(lua_State *L, const char *fname, const char *arg, const char *f
 
 /* Each area registers its functions into the module table at the top of the stack. */
 void nim_merge_open(lua_State *L);
+void nim_instance_open(lua_State *L);   /* instance.c: newInstance, the Instance metatable */
+
+/* json.c: Lua values <-> cJSON trees (for data crossing to the engine). */
+#include <cjson/cJSON.h>
+/* A new tree for the value at idx; raises "<fname>: bad argument '<path>'"
+ * naming the bad value's path under argname, without leaking. */
+cJSON *nim_lua_tojson(lua_State *L, int idx, const char *fname, const char *argname);
+/* Pushes the Lua value of j (objects and arrays become tables). */
+void nim_lua_pushjson(lua_State *L, const cJSON *j);
 
 #endif

@@ -11,4 +11,7 @@ local NIM = {
   findSession = core.findSession,
 }
 
+-- Instances: NIM.getInstance{account=, ...} (lua/nim/instance.lua).
+NIM.getInstance = require("nim.instance").getInstance
+
 return NIM

@@ -1,0 +1,908 @@
+/* The session engine (see engine.h): one background thread per instance
+ * owning the store and the in-memory session table.
+ *
+ * Memory is a write-through cache of the sessions table: every change is
+ * made to the in-memory session, marked dirty, and written in the same
+ * transaction as the messages that caused it. When a transaction fails the
+ * cache is reloaded from the database, so memory never holds what the disk
+ * does not. Unread is kept per session as "countable stored messages with
+ * time > ack": a newly stored countable message after the pointer adds one
+ * (it was not stored before, so this equals a recount), and whenever the
+ * pointer moves the count is taken again from the messages table. */
+#include "core/engine.h"
+#include "core/store.h"
+#include "core/alloc.h"
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <errno.h>
+#include <string.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <time.h>
+#include <math.h>
+
+typedef struct {
+    nim_session **slots;
+    size_t cap, count;     /* cap a power of two, load <= 1/2 */
+} smap;
+
+struct nim_engine {
+    char *account;
+    char *db_path;
+    unsigned flags;
+    nim_engine_hooks hooks;
+    int has_hooks;
+
+    pthread_t thread;
+    int thread_started;
+    int joined;
+
+    pthread_mutex_t qlock;         /* commands + default wait */
+    pthread_cond_t  qcond;
+    nim_cmd *cmd_head, *cmd_tail;
+    int woken;
+    int close_submitted;           /* owner thread only */
+
+    pthread_mutex_t evlock;
+    nim_event *ev_head, *ev_tail;
+    int evfd;
+    int finished;                  /* atomic */
+
+    /* engine thread only from here */
+    nim_store *store;
+    int broken;                    /* no store: every request fails with DB_Error */
+    smap sessions;
+    nim_session **dirty;
+    size_t ndirty, capdirty;
+    char *curr;                    /* current session id or NULL */
+    int stop;
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint32_t hash_str(const char *s, size_t n) {
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) { h ^= (unsigned char)s[i]; h *= 16777619u; }
+    return h;
+}
+
+static char *xstrdup(const char *s) { return s ? nim_strndup(s, strlen(s)) : NULL; }
+
+int nim_msg_countable(const char *flow, const char *type, int unreadable_false) {
+    if (!flow || strcmp(flow, "in") != 0) return 0;
+    if (type && strcmp(type, "notification") == 0) return 0;
+    return !unreadable_false;
+}
+
+/* ------------------------------------------------------------ session map */
+
+static nim_session *smap_get(const smap *m, const char *id, size_t len, uint32_t h) {
+    if (!m->cap) return NULL;
+    for (size_t i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        nim_session *s = m->slots[i];
+        if (!s) return NULL;
+        if (s->hash == h && strncmp(s->id, id, len) == 0 && s->id[len] == '\0') return s;
+    }
+}
+
+static int smap_put(smap *m, nim_session *s) {
+    if ((m->count + 1) * 2 > m->cap) {
+        size_t ncap = m->cap ? m->cap * 2 : 64;
+        nim_session **ns = nim_calloc(ncap, sizeof *ns);
+        if (!ns) return -1;
+        for (size_t i = 0; i < m->cap; i++) {
+            nim_session *x = m->slots[i];
+            if (!x) continue;
+            size_t j = x->hash & (ncap - 1);
+            while (ns[j]) j = (j + 1) & (ncap - 1);
+            ns[j] = x;
+        }
+        nim_free(m->slots);
+        m->slots = ns;
+        m->cap = ncap;
+    }
+    size_t j = s->hash & (m->cap - 1);
+    while (m->slots[j]) j = (j + 1) & (m->cap - 1);
+    m->slots[j] = s;
+    m->count++;
+    return 0;
+}
+
+static void session_free(nim_session *s) {
+    if (!s) return;
+    nim_free(s->id);
+    nim_free(s->lastMsg);
+    nim_free(s->localCustom);
+    nim_free(s->topCustom);
+    nim_free(s);
+}
+
+static void smap_clear(smap *m) {
+    for (size_t i = 0; i < m->cap; i++) session_free(m->slots[i]);
+    nim_free(m->slots);
+    m->slots = NULL;
+    m->cap = m->count = 0;
+}
+
+static nim_session *find(nim_engine *e, const char *id) {
+    size_t n = strlen(id);
+    return smap_get(&e->sessions, id, n, hash_str(id, n));
+}
+
+/* Engine thread. Creates an empty live session for a well-formed id. */
+static nim_session *create(nim_engine *e, const char *id) {
+    const char *dash = strchr(id, '-');
+    if (!dash || !dash[1]) return NULL;
+    int sc = nim_scene_parse(id, (size_t)(dash - id));
+    if (sc < 0) return NULL;
+    nim_session *s = nim_calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->id = xstrdup(id);
+    if (!s->id) { nim_free(s); return NULL; }
+    s->scene = (uint8_t)sc;
+    s->to = s->id + (dash - id) + 1;
+    s->hash = hash_str(id, strlen(id));
+    if (smap_put(&e->sessions, s) < 0) { session_free(s); return NULL; }
+    return s;
+}
+
+static int load_row(void *ud, nim_session *s) {
+    nim_engine *e = ud;
+    s->hash = hash_str(s->id, strlen(s->id));
+    if (smap_put(&e->sessions, s) < 0) { session_free(s); return -1; }
+    return 0;
+}
+
+/* Engine thread. (Re)fills the session table from the database. */
+static int reload(nim_engine *e) {
+    smap_clear(&e->sessions);
+    e->ndirty = 0;
+    return nim_store_load_sessions(e->store, load_row, e);
+}
+
+/* Engine thread. Marks s to be written in the current transaction. */
+static int mark(nim_engine *e, nim_session *s, int notify) {
+    if (notify) s->notify = 1;
+    if (s->dirty) return 0;
+    if (e->ndirty == e->capdirty) {
+        size_t nc = e->capdirty ? e->capdirty * 2 : 64;
+        nim_session **nd = nim_realloc(e->dirty, nc * sizeof *nd);
+        if (!nd) return -1;
+        e->dirty = nd;
+        e->capdirty = nc;
+    }
+    e->dirty[e->ndirty++] = s;
+    s->dirty = 1;
+    return 0;
+}
+
+/* ----------------------------------------------------------------- events */
+
+void nim_event_free(nim_event *ev) {
+    while (ev) {
+        nim_event *n = ev->next;
+        nim_free(ev->message);
+        cJSON_Delete(ev->data);
+        nim_free(ev);
+        ev = n;
+    }
+}
+
+void nim_engine_emit(nim_engine *e, nim_event *ev) {
+    ev->next = NULL;
+    pthread_mutex_lock(&e->evlock);
+    int was_empty = e->ev_head == NULL;
+    if (e->ev_tail) e->ev_tail->next = ev; else e->ev_head = ev;
+    e->ev_tail = ev;
+    if (was_empty) {
+        uint64_t one = 1;
+        ssize_t w = write(e->evfd, &one, sizeof one);
+        (void)w;
+    }
+    pthread_mutex_unlock(&e->evlock);
+}
+
+/* Engine thread. Queues an event; on allocation failure the data is freed
+ * (the event is lost, which is reported as well as memory allows). */
+static void emit(nim_engine *e, int type, uint64_t req, const char *code, const char *message,
+                 cJSON *data) {
+    nim_event *ev = nim_calloc(1, sizeof *ev);
+    if (!ev) { cJSON_Delete(data); return; }
+    ev->type = type;
+    ev->req = req;
+    ev->code = code;
+    ev->message = message ? xstrdup(message) : NULL;
+    ev->data = data;
+    nim_engine_emit(e, ev);
+}
+
+void nim_engine_reply(nim_engine *e, uint64_t req, const char *code, const char *message,
+                      cJSON *data) {
+    emit(e, NIM_EV_DONE, req, code, message, data);
+}
+
+nim_event *nim_engine_take_events(nim_engine *e) {
+    pthread_mutex_lock(&e->evlock);
+    uint64_t v;
+    ssize_t r = read(e->evfd, &v, sizeof v);
+    (void)r;
+    nim_event *h = e->ev_head;
+    e->ev_head = e->ev_tail = NULL;
+    pthread_mutex_unlock(&e->evlock);
+    return h;
+}
+
+void nim_engine_rearm(nim_engine *e) {
+    uint64_t one = 1;
+    ssize_t w = write(e->evfd, &one, sizeof one);
+    (void)w;
+}
+
+int nim_engine_fd(nim_engine *e) { return e->evfd; }
+int nim_engine_finished(nim_engine *e) { return __atomic_load_n(&e->finished, __ATOMIC_ACQUIRE); }
+const char *nim_engine_account(nim_engine *e) { return e->account; }
+
+/* ------------------------------------------------------------ JSON shapes */
+
+static cJSON *session_json(const nim_session *s) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddStringToObject(o, "id", s->id);
+    cJSON_AddStringToObject(o, "scene", nim_scene_names[s->scene]);
+    cJSON_AddStringToObject(o, "to", s->to);
+    cJSON_AddNumberToObject(o, "updateTime", (double)s->updateTime);
+    cJSON_AddNumberToObject(o, "unread", (double)s->unread);
+    if (s->lastMsg) {
+        cJSON *m = cJSON_Parse(s->lastMsg);
+        if (m) cJSON_AddItemToObject(o, "lastMsg", m);
+    }
+    if (s->localCustom) cJSON_AddStringToObject(o, "localCustom", s->localCustom);
+    cJSON_AddBoolToObject(o, "isTop", s->isTop);
+    if (s->topCustom) cJSON_AddStringToObject(o, "topCustom", s->topCustom);
+    if (s->scene == NIM_SCENE_P2P && s->msgReceiptTime > 0)
+        cJSON_AddNumberToObject(o, "msgReceiptTime", (double)s->msgReceiptTime);
+    return o;
+}
+
+cJSON *nim_engine_session_json(nim_engine *e, const char *id) {
+    nim_session *s = find(e, id);
+    return s && s->deleted == NIM_SESS_LIVE ? session_json(s) : NULL;
+}
+
+static const char *jstr(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* The integer at o[k] into *out; 0 when absent or not an integral number. */
+static int jint(const cJSON *o, const char *k, int64_t *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!cJSON_IsNumber(v)) return 0;
+    double d = v->valuedouble;
+    if (!isfinite(d) || d != floor(d) || fabs(d) > 9007199254740992.0) return 0;
+    *out = (int64_t)d;
+    return 1;
+}
+
+static int jbool(const cJSON *o, const char *k, int dflt) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (cJSON_IsBool(v)) return cJSON_IsTrue(v);
+    return dflt;
+}
+
+/* Sets o[k] = string v (replacing). 0 or -1 on allocation failure. */
+static int jset(cJSON *o, const char *k, const char *v) {
+    cJSON *s = cJSON_CreateString(v);
+    if (!s) return -1;
+    if (cJSON_GetObjectItemCaseSensitive(o, k)) cJSON_ReplaceItemInObjectCaseSensitive(o, k, s);
+    else cJSON_AddItemToObject(o, k, s);
+    return 0;
+}
+
+/* -------------------------------------------------------- transactions */
+
+/* Engine thread. Writes the dirty sessions (recounting unread where the
+ * pointer moved) and commits; then queues the update events. On failure
+ * rolls back, reloads the cache and returns -1. */
+static int commit(nim_engine *e) {
+    for (size_t i = 0; i < e->ndirty; i++) {
+        nim_session *s = e->dirty[i];
+        if (s->recount) {
+            if (nim_store_count_unread(e->store, s->id, s->ack, &s->unread) < 0) goto fail;
+            s->recount = 0;
+        }
+        if (nim_store_put_session(e->store, s) < 0) goto fail;
+    }
+    if (nim_store_commit(e->store) < 0) goto fail;
+    for (size_t i = 0; i < e->ndirty; i++) {
+        nim_session *s = e->dirty[i];
+        if (s->notify && s->deleted == NIM_SESS_LIVE && (e->flags & NIM_ENGINE_NOTIFY_UPDATES)) {
+            cJSON *j = session_json(s);
+            if (j) emit(e, NIM_EV_UPDATE_SESSION, 0, NULL, NULL, j);
+        }
+        s->dirty = s->notify = 0;
+    }
+    e->ndirty = 0;
+    return 0;
+fail:
+    emit(e, NIM_EV_ERROR, 0, NIM_ERR_DB, nim_store_errmsg(e->store), NULL);
+    nim_store_rollback(e->store);
+    if (reload(e) < 0) {
+        e->broken = 1;
+        emit(e, NIM_EV_ERROR, 0, NIM_ERR_DB, "cannot reload sessions after a failed write", NULL);
+    }
+    return -1;
+}
+
+static int begin(nim_engine *e) {
+    if (nim_store_begin(e->store) < 0) {
+        emit(e, NIM_EV_ERROR, 0, NIM_ERR_DB, nim_store_errmsg(e->store), NULL);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ unread rules */
+
+/* Engine thread. Pointer to the latest stored message: unread 0. */
+static int reset_unread(nim_engine *e, nim_session *s) {
+    if (s->deleted == NIM_SESS_REMOVED) return 0;
+    int changed = 0;
+    if (s->maxTime > s->ack) { s->ack = s->maxTime; changed = 1; }
+    if (s->unread != 0) { s->unread = 0; changed = 1; }
+    s->recount = 0;   /* no stored message is newer than maxTime */
+    if (changed) return mark(e, s, 1);
+    return 0;
+}
+
+static int is_curr(nim_engine *e, const char *sid) {
+    return e->curr && strcmp(e->curr, sid) == 0;
+}
+
+/* Engine thread. Applies one newly stored message to its session. */
+static int apply_msg(nim_engine *e, const char *sid, int64_t time, int countable,
+                     const char *json) {
+    nim_session *s = find(e, sid);
+    if (!s && !(s = create(e, sid))) return -1;
+    s->deleted = NIM_SESS_LIVE;         /* a new message brings a deleted session back */
+    if (time > s->maxTime) s->maxTime = time;
+    if (!s->lastMsg || time >= s->lastMsgTime) {
+        char *c = xstrdup(json);
+        if (!c) return -1;
+        nim_free(s->lastMsg);
+        s->lastMsg = c;
+        s->lastMsgTime = time;
+    }
+    if (time > s->updateTime) s->updateTime = time;
+    if (is_curr(e, sid)) {
+        if (time > s->ack) { s->ack = time; s->recount = 1; }
+    } else if (countable && time > s->ack) {
+        s->unread++;
+    }
+    return mark(e, s, 1);
+}
+
+/* Fills the derived fields of msg and returns its session id in sid.
+ * 0, or -1 when a required field is missing. */
+static int normalize(nim_engine *e, cJSON *msg, char *sid, size_t sidsz, char *key, size_t keysz,
+                     int64_t *time, int *countable) {
+    if (!cJSON_IsObject(msg)) return -1;
+    const char *scene = jstr(msg, "scene"), *from = jstr(msg, "from"), *to = jstr(msg, "to");
+    const char *ids = jstr(msg, "idServer"), *idc = jstr(msg, "idClient");
+    if (!scene || nim_scene_parse(scene, strlen(scene)) < 0 || !from || !to || !*to) return -1;
+    if (!jint(msg, "time", time)) return -1;
+    if ((!ids || !*ids) && (!idc || !*idc)) return -1;
+    int out = strcmp(from, e->account) == 0;
+    const char *target = (strcmp(scene, "p2p") == 0 && !out) ? from : to;
+    if (!*target) return -1;
+    if ((size_t)snprintf(sid, sidsz, "%s-%s", scene, target) >= sidsz) return -1;
+    if ((size_t)snprintf(key, keysz, "%s%s", ids && *ids ? "s:" : "c:", ids && *ids ? ids : idc)
+        >= keysz) return -1;
+    if (jset(msg, "flow", out ? "out" : "in") < 0) return -1;
+    /* target may point into from/to: copy before replacing items */
+    if (jset(msg, "sessionId", sid) < 0) return -1;
+    if (jset(msg, "target", sid + strlen(scene) + 1) < 0) return -1;
+    if (!jstr(msg, "status") && jset(msg, "status", "success") < 0) return -1;
+    if (!jstr(msg, "type") && jset(msg, "type", "text") < 0) return -1;
+    const cJSON *u = cJSON_GetObjectItemCaseSensitive(msg, "isUnreadable");
+    *countable = nim_msg_countable(out ? "out" : "in", jstr(msg, "type"), cJSON_IsFalse(u));
+    return 0;
+}
+
+int nim_engine_ingest(nim_engine *e, cJSON *msgs, int *skipped) {
+    int skip = 0;
+    if (skipped) *skipped = 0;
+    if (e->broken) return -1;
+    if (begin(e) < 0) return -1;
+    char sid[1024], key[1024];
+    cJSON *m;
+    cJSON_ArrayForEach(m, msgs) {
+        int64_t time;
+        int countable, inserted;
+        if (normalize(e, m, sid, sizeof sid, key, sizeof key, &time, &countable) < 0) {
+            skip++;
+            continue;
+        }
+        char *json = cJSON_PrintUnformatted(m);
+        if (!json) goto fail;
+        int rc = nim_store_insert_msg(e->store, key, sid, time, countable, json, &inserted);
+        if (rc == 0 && inserted) rc = apply_msg(e, sid, time, countable, json);
+        cJSON_free(json);
+        if (rc < 0) goto fail;
+    }
+    if (skipped) *skipped = skip;
+    return commit(e);
+fail:
+    nim_store_rollback(e->store);
+    emit(e, NIM_EV_ERROR, 0, NIM_ERR_DB, nim_store_errmsg(e->store), NULL);
+    if (reload(e) < 0) e->broken = 1;
+    return -1;
+}
+
+/* --------------------------------------------------------------- commands */
+
+static int cmp_sess_desc(const void *a, const void *b) {
+    const nim_session *x = *(nim_session *const *)a, *y = *(nim_session *const *)b;
+    if (x->updateTime != y->updateTime) return x->updateTime > y->updateTime ? -1 : 1;
+    return -strcmp(x->id, y->id);
+}
+
+void nim_engine_emit_sync(nim_engine *e) {
+    if ((e->flags & NIM_ENGINE_NOTIFY_SESSIONS) && !e->broken) {
+        size_t n = 0;
+        nim_session **v = nim_malloc((e->sessions.count + 1) * sizeof *v);
+        if (v) {
+            for (size_t i = 0; i < e->sessions.cap; i++) {
+                nim_session *s = e->sessions.slots[i];
+                if (s && s->deleted == NIM_SESS_LIVE) v[n++] = s;
+            }
+            qsort(v, n, sizeof *v, cmp_sess_desc);
+            if (n) {
+                cJSON *arr = cJSON_CreateArray();
+                for (size_t i = 0; arr && i < n; i++) {
+                    cJSON *j = session_json(v[i]);
+                    if (j) cJSON_AddItemToArray(arr, j);
+                }
+                if (arr) emit(e, NIM_EV_SESSIONS, 0, NULL, NULL, arr);
+            }
+            nim_free(v);
+        }
+    }
+    emit(e, NIM_EV_SYNCDONE, 0, NULL, NULL, NULL);
+}
+
+typedef struct { nim_engine *e; cJSON *arr; } page_ctx;
+
+static int page_row(void *ud, const char *id) {
+    page_ctx *p = ud;
+    nim_session *s = find(p->e, id);
+    if (!s) return 0;
+    cJSON *j = session_json(s);
+    if (!j) return -1;
+    cJSON_AddItemToArray(p->arr, j);
+    return 0;
+}
+
+static int msg_row(void *ud, const char *json) {
+    cJSON *m = cJSON_Parse(json);
+    if (!m) return 0;   /* not ours to judge: skip an unreadable row */
+    cJSON_AddItemToArray((cJSON *)ud, m);
+    return 0;
+}
+
+static void reply_db(nim_engine *e, uint64_t req) {
+    nim_engine_reply(e, req, NIM_ERR_DB, e->broken ? "the database is not available"
+                                                   : nim_store_errmsg(e->store), NULL);
+}
+
+static cJSON *wrap(const char *k, cJSON *v) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) { cJSON_Delete(v); return NULL; }
+    cJSON_AddItemToObject(o, k, v);
+    return o;
+}
+
+static void cmd_get_sessions(nim_engine *e, nim_cmd *c) {
+    const char *last = jstr(c->args, "lastSessionId");
+    int64_t limit = 100, t = 0;
+    jint(c->args, "limit", &limit);
+    int reverse = jbool(c->args, "reverse", 0);
+    if (last) {
+        nim_session *s = find(e, last);
+        if (!s) {
+            nim_engine_reply(e, c->req, NIM_ERR_SESSION_NOT_EXIST, "lastSessionId is not a stored session", NULL);
+            return;
+        }
+        t = s->updateTime;
+    }
+    page_ctx p = { e, cJSON_CreateArray() };
+    if (!p.arr) { nim_engine_reply(e, c->req, NIM_ERR_NO_MEMORY, "out of memory", NULL); return; }
+    if (nim_store_page(e->store, reverse, last != NULL, t, last, limit, page_row, &p) < 0) {
+        cJSON_Delete(p.arr);
+        reply_db(e, c->req);
+        return;
+    }
+    nim_engine_reply(e, c->req, NULL, NULL, wrap("sessions", p.arr));
+}
+
+static void cmd_get_session(nim_engine *e, nim_cmd *c) {
+    const char *id = jstr(c->args, "sessionId");
+    nim_engine_reply(e, c->req, NULL, NULL, id ? nim_engine_session_json(e, id) : NULL);
+}
+
+/* Fills lastMsg/maxTime of a session (re)appearing from the stored messages. */
+static int adopt_stored(nim_engine *e, nim_session *s) {
+    char *json;
+    int64_t t = 0;
+    if (nim_store_latest_msg(e->store, s->id, &json, &t) < 0) return -1;
+    if (json) {
+        nim_free(s->lastMsg);
+        s->lastMsg = json;
+        s->lastMsgTime = t;
+        if (t > s->maxTime) s->maxTime = t;
+    }
+    s->recount = 1;
+    return 0;
+}
+
+static void cmd_insert_session(nim_engine *e, nim_cmd *c) {
+    const char *scene = jstr(c->args, "scene"), *to = jstr(c->args, "to");
+    char id[1024];
+    if (!scene || !to || (size_t)snprintf(id, sizeof id, "%s-%s", scene, to) >= sizeof id) {
+        nim_engine_reply(e, c->req, NIM_ERR_BAD_ARGS, "scene and to expected", NULL);
+        return;
+    }
+    nim_session *s = find(e, id);
+    if (s && s->deleted == NIM_SESS_LIVE) {
+        nim_engine_reply(e, c->req, NIM_ERR_SESSION_EXIST, "the session exists", NULL);
+        return;
+    }
+    if (begin(e) < 0) { reply_db(e, c->req); return; }
+    int fresh = !s;
+    if (!s && !(s = create(e, id))) {
+        nim_store_rollback(e->store);
+        nim_engine_reply(e, c->req, NIM_ERR_BAD_ARGS, "bad session id", NULL);
+        return;
+    }
+    if ((fresh || s->deleted == NIM_SESS_REMOVED) && adopt_stored(e, s) < 0) goto fail;
+    s->deleted = NIM_SESS_LIVE;
+    int64_t ut;
+    if (jint(c->args, "updateTime", &ut)) s->updateTime = ut;
+    else if (s->lastMsg) s->updateTime = s->lastMsgTime;
+    else s->updateTime = now_ms();
+    if (mark(e, s, 1) < 0) goto fail;
+    if (commit(e) < 0) { reply_db(e, c->req); return; }
+    nim_engine_reply(e, c->req, NULL, NULL, wrap("session", session_json(s)));
+    return;
+fail:
+    reply_db(e, c->req);
+    nim_store_rollback(e->store);
+    if (reload(e) < 0) e->broken = 1;
+}
+
+static void cmd_update_session(nim_engine *e, nim_cmd *c) {
+    const char *id = jstr(c->args, "id");
+    nim_session *s = id ? find(e, id) : NULL;
+    if (!s || s->deleted == NIM_SESS_REMOVED) {
+        nim_engine_reply(e, c->req, NIM_ERR_SESSION_NOT_EXIST, "no such session", NULL);
+        return;
+    }
+    const char *lc = jstr(c->args, "localCustom");
+    char *v = lc ? xstrdup(lc) : NULL;
+    if (lc && !v) { nim_engine_reply(e, c->req, NIM_ERR_NO_MEMORY, "out of memory", NULL); return; }
+    if (begin(e) < 0) { nim_free(v); reply_db(e, c->req); return; }
+    nim_free(s->localCustom);
+    s->localCustom = v;
+    mark(e, s, jbool(c->args, "needNotify", 1));
+    if (commit(e) < 0) { reply_db(e, c->req); return; }
+    nim_engine_reply(e, c->req, NULL, NULL, session_json(s));
+}
+
+static void cmd_delete_sessions(nim_engine *e, nim_cmd *c) {
+    int logic = jbool(c->args, "isLogic", 0);
+    if (begin(e) < 0) { reply_db(e, c->req); return; }
+    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(c->args, "ids"), *it;
+    cJSON_ArrayForEach(it, ids) {
+        if (!cJSON_IsString(it)) continue;
+        nim_session *s = find(e, it->valuestring);
+        if (!s || s->deleted == NIM_SESS_REMOVED) continue;
+        if (logic) {
+            if (s->deleted == NIM_SESS_HIDDEN) continue;
+            s->deleted = NIM_SESS_HIDDEN;
+        } else {
+            /* Removed: the row stays as a tombstone holding the pointer at
+             * the latest message, so stored messages do not count again
+             * when the session comes back. */
+            s->deleted = NIM_SESS_REMOVED;
+            if (s->maxTime > s->ack) s->ack = s->maxTime;
+            s->unread = 0;
+            s->recount = 0;
+            nim_free(s->localCustom);
+            s->localCustom = NULL;
+        }
+        mark(e, s, 0);
+    }
+    if (commit(e) < 0) { reply_db(e, c->req); return; }
+    nim_engine_reply(e, c->req, NULL, NULL, NULL);
+}
+
+static void cmd_reset(nim_engine *e, nim_cmd *c, int all) {
+    if (begin(e) < 0) { reply_db(e, c->req); return; }
+    if (c->type == NIM_CMD_SET_CURR) {
+        const char *id = jstr(c->args, "id");
+        char *v = id ? xstrdup(id) : NULL;
+        nim_free(e->curr);
+        e->curr = v;
+    }
+    if (all) {
+        for (size_t i = 0; i < e->sessions.cap; i++) {
+            nim_session *s = e->sessions.slots[i];
+            if (s && s->deleted == NIM_SESS_LIVE) reset_unread(e, s);
+        }
+    } else if (c->type == NIM_CMD_SET_CURR) {
+        nim_session *s = e->curr ? find(e, e->curr) : NULL;
+        if (s) reset_unread(e, s);
+    } else {
+        const cJSON *ids = cJSON_GetObjectItemCaseSensitive(c->args, "ids"), *it;
+        cJSON_ArrayForEach(it, ids) {
+            nim_session *s = cJSON_IsString(it) ? find(e, it->valuestring) : NULL;
+            if (s) reset_unread(e, s);
+        }
+    }
+    if (commit(e) < 0) { reply_db(e, c->req); return; }
+    nim_engine_reply(e, c->req, NULL, NULL, NULL);
+}
+
+static void cmd_save_msgs(nim_engine *e, nim_cmd *c) {
+    cJSON *msgs = cJSON_DetachItemFromObjectCaseSensitive(c->args, "msgs");
+    if (cJSON_IsObject(msgs) && !msgs->child) msgs->type = cJSON_Array; /* {} from an empty Lua table */
+    if (!cJSON_IsArray(msgs)) {
+        cJSON_Delete(msgs);
+        nim_engine_reply(e, c->req, NIM_ERR_BAD_ARGS, "msgs array expected", NULL);
+        return;
+    }
+    int skipped;
+    if (nim_engine_ingest(e, msgs, &skipped) < 0) {
+        cJSON_Delete(msgs);
+        reply_db(e, c->req);
+        return;
+    }
+    nim_engine_reply(e, c->req, NULL, NULL, wrap("msgs", msgs));
+}
+
+static void cmd_get_msgs(nim_engine *e, nim_cmd *c) {
+    const char *sid = jstr(c->args, "sessionId");
+    int64_t limit = 100, start = INT64_MIN, end = INT64_MAX;
+    jint(c->args, "limit", &limit);
+    jint(c->args, "start", &start);
+    jint(c->args, "end", &end);
+    cJSON *arr = cJSON_CreateArray();
+    if (!arr) { nim_engine_reply(e, c->req, NIM_ERR_NO_MEMORY, "out of memory", NULL); return; }
+    if (nim_store_msgs(e->store, sid, start, end, jbool(c->args, "desc", 1), limit, msg_row, arr) < 0) {
+        cJSON_Delete(arr);
+        reply_db(e, c->req);
+        return;
+    }
+    nim_engine_reply(e, c->req, NULL, NULL, wrap("msgs", arr));
+}
+
+/* Recounts every session's unread from the messages table and lists the
+ * sessions whose kept count differs (there should be none). */
+static void cmd_verify(nim_engine *e, nim_cmd *c) {
+    cJSON *bad = cJSON_CreateArray(), *res = cJSON_CreateObject();
+    if (!bad || !res) { cJSON_Delete(bad); cJSON_Delete(res); return; }
+    double n = 0, unread = 0;
+    for (size_t i = 0; i < e->sessions.cap; i++) {
+        nim_session *s = e->sessions.slots[i];
+        if (!s) continue;
+        int64_t cnt;
+        n++;
+        if (nim_store_count_unread(e->store, s->id, s->ack, &cnt) < 0) {
+            cJSON_Delete(bad); cJSON_Delete(res); reply_db(e, c->req); return;
+        }
+        if (cnt != s->unread && s->deleted != NIM_SESS_REMOVED)
+            cJSON_AddItemToArray(bad, cJSON_CreateString(s->id));
+        unread += (double)s->unread;
+    }
+    cJSON_AddNumberToObject(res, "sessions", n);
+    cJSON_AddNumberToObject(res, "unread", unread);
+    cJSON_AddItemToObject(res, "mismatches", bad);
+    nim_engine_reply(e, c->req, NULL, NULL, res);
+}
+
+/* Engine thread. Runs one command and answers it. */
+static void run(nim_engine *e, nim_cmd *c) {
+    if (c->type == NIM_CMD_CLOSE) { e->stop = 1; return; }   /* answered after close */
+    if (c->type >= NIM_CMD_EXT) {
+        if (e->hooks.command) e->hooks.command(e, e->hooks.ud, c);
+        else nim_engine_reply(e, c->req, NIM_ERR_BAD_ARGS, "unknown command", NULL);
+        return;
+    }
+    if (e->broken) { reply_db(e, c->req); return; }
+    switch (c->type) {
+    case NIM_CMD_GET_SESSIONS:     cmd_get_sessions(e, c); break;
+    case NIM_CMD_GET_SESSION:      cmd_get_session(e, c); break;
+    case NIM_CMD_INSERT_SESSION:   cmd_insert_session(e, c); break;
+    case NIM_CMD_UPDATE_SESSION:   cmd_update_session(e, c); break;
+    case NIM_CMD_DELETE_SESSIONS:  cmd_delete_sessions(e, c); break;
+    case NIM_CMD_SET_CURR:         cmd_reset(e, c, 0); break;
+    case NIM_CMD_RESET_CURR:
+        nim_free(e->curr);
+        e->curr = NULL;
+        nim_engine_reply(e, c->req, NULL, NULL, NULL);
+        break;
+    case NIM_CMD_RESET_UNREAD:     cmd_reset(e, c, 0); break;
+    case NIM_CMD_RESET_ALL_UNREAD: cmd_reset(e, c, 1); break;
+    case NIM_CMD_SAVE_MSGS:        cmd_save_msgs(e, c); break;
+    case NIM_CMD_GET_MSGS:         cmd_get_msgs(e, c); break;
+    case NIM_CMD_VERIFY:           cmd_verify(e, c); break;
+    default: nim_engine_reply(e, c->req, NIM_ERR_BAD_ARGS, "unknown command", NULL);
+    }
+}
+
+/* ------------------------------------------------------------ the thread */
+
+static void default_wait(nim_engine *e, void *ud, int timeout_ms) {
+    (void)ud;
+    pthread_mutex_lock(&e->qlock);
+    if (timeout_ms < 0) {
+        while (!e->cmd_head && !e->woken) pthread_cond_wait(&e->qcond, &e->qlock);
+    } else if (!e->cmd_head && !e->woken) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += timeout_ms / 1000;
+        ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+        pthread_cond_timedwait(&e->qcond, &e->qlock, &ts);
+    }
+    e->woken = 0;
+    pthread_mutex_unlock(&e->qlock);
+}
+
+static void default_wake(nim_engine *e, void *ud) {
+    (void)ud;
+    pthread_mutex_lock(&e->qlock);
+    e->woken = 1;
+    pthread_cond_signal(&e->qcond);
+    pthread_mutex_unlock(&e->qlock);
+}
+
+static void cmd_free(nim_cmd *c) {
+    cJSON_Delete(c->args);
+    nim_free(c);
+}
+
+/* Engine thread. mkdir -p of the directory part of path (errors are left
+ * for the open to report). */
+static void make_parent_dirs(const char *path) {
+    char *p = xstrdup(path);
+    if (!p) return;
+    char *slash = strrchr(p, '/');
+    if (slash && slash != p) {
+        *slash = '\0';
+        for (char *q = p + 1; *q; q++) {
+            if (*q != '/') continue;
+            *q = '\0';
+            mkdir(p, 0777);
+            *q = '/';
+        }
+        mkdir(p, 0777);
+    }
+    nim_free(p);
+}
+
+static void *engine_main(void *arg) {
+    nim_engine *e = arg;
+    char *err = NULL;
+    uint64_t close_req = 0;
+    if (e->db_path) make_parent_dirs(e->db_path);
+    e->store = nim_store_open(e->db_path, &err);
+    if (!e->store) {
+        e->broken = 1;
+        emit(e, NIM_EV_ERROR, 0, NIM_ERR_DB, err ? err : "cannot open database", NULL);
+    } else if (reload(e) < 0) {
+        e->broken = 1;
+        emit(e, NIM_EV_ERROR, 0, NIM_ERR_DB, nim_store_errmsg(e->store), NULL);
+    }
+    nim_free(err);
+    if (e->hooks.start && e->hooks.start(e, e->hooks.ud) != 0) e->broken = 1;
+    if (!(e->flags & NIM_ENGINE_DEFER_SYNC)) nim_engine_emit_sync(e);
+
+    while (!e->stop) {
+        pthread_mutex_lock(&e->qlock);
+        nim_cmd *c = e->cmd_head;
+        e->cmd_head = e->cmd_tail = NULL;
+        pthread_mutex_unlock(&e->qlock);
+        if (!c) { e->hooks.wait(e, e->hooks.ud, -1); continue; }
+        while (c) {
+            nim_cmd *n = c->next;
+            run(e, c);
+            if (c->type == NIM_CMD_CLOSE) close_req = c->req;
+            cmd_free(c);
+            c = n;
+        }
+    }
+    if (e->hooks.stop) e->hooks.stop(e, e->hooks.ud);
+    nim_store_close(e->store);
+    e->store = NULL;
+    smap_clear(&e->sessions);
+    __atomic_store_n(&e->finished, 1, __ATOMIC_RELEASE);
+    nim_engine_reply(e, close_req, NULL, NULL, NULL);
+    return NULL;
+}
+
+nim_engine *nim_engine_start(const nim_engine_config *cfg) {
+    nim_engine *e = nim_calloc(1, sizeof *e);
+    if (!e) return NULL;
+    e->evfd = -1;
+    e->account = xstrdup(cfg->account ? cfg->account : "");
+    e->db_path = cfg->db_path ? xstrdup(cfg->db_path) : NULL;
+    e->flags = cfg->flags;
+    if (cfg->hooks) e->hooks = *cfg->hooks;
+    if (!e->hooks.wait || !e->hooks.wake) {
+        e->hooks.wait = default_wait;
+        e->hooks.wake = default_wake;
+    }
+    if (!e->account || (cfg->db_path && !e->db_path)) goto fail;
+    pthread_mutex_init(&e->qlock, NULL);
+    pthread_cond_init(&e->qcond, NULL);
+    pthread_mutex_init(&e->evlock, NULL);
+    e->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (e->evfd < 0) goto fail_sync;
+    if (pthread_create(&e->thread, NULL, engine_main, e) != 0) goto fail_sync;
+    e->thread_started = 1;
+    return e;
+fail_sync:
+    if (e->evfd >= 0) close(e->evfd);
+    pthread_mutex_destroy(&e->qlock);
+    pthread_cond_destroy(&e->qcond);
+    pthread_mutex_destroy(&e->evlock);
+fail:
+    nim_free(e->account);
+    nim_free(e->db_path);
+    nim_free(e);
+    return NULL;
+}
+
+int nim_engine_submit(nim_engine *e, int type, uint64_t req, cJSON *args) {
+    if (e->close_submitted) { cJSON_Delete(args); return -1; }
+    nim_cmd *c = nim_calloc(1, sizeof *c);
+    if (!c) { cJSON_Delete(args); return -1; }
+    c->type = type;
+    c->req = req;
+    c->args = args;
+    if (type == NIM_CMD_CLOSE) e->close_submitted = 1;
+    pthread_mutex_lock(&e->qlock);
+    if (e->cmd_tail) e->cmd_tail->next = c; else e->cmd_head = c;
+    e->cmd_tail = c;
+    pthread_mutex_unlock(&e->qlock);
+    e->hooks.wake(e, e->hooks.ud);
+    return 0;
+}
+
+void nim_engine_free(nim_engine *e) {
+    if (!e) return;
+    if (e->thread_started && !e->joined) {
+        if (!e->close_submitted) nim_engine_submit(e, NIM_CMD_CLOSE, 0, NULL);
+        pthread_join(e->thread, NULL);
+        e->joined = 1;
+    }
+    nim_event_free(e->ev_head);
+    nim_free(e->dirty);
+    nim_free(e->curr);
+    close(e->evfd);
+    pthread_mutex_destroy(&e->qlock);
+    pthread_cond_destroy(&e->qcond);
+    pthread_mutex_destroy(&e->evlock);
+    nim_free(e->account);
+    nim_free(e->db_path);
+    nim_free(e);
+}

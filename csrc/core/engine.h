@@ -1,0 +1,156 @@
+/* The session engine of one instance: a background thread that owns the
+ * SQLite store and the session state, fed by a command queue and reporting
+ * through an event queue plus an eventfd. Lua-free.
+ *
+ * Threads:
+ *   - the "owner" thread (the Lua thread in the module, main() in C tests)
+ *     calls nim_engine_start/submit/take_events/stop;
+ *   - the engine thread runs commands, ingests messages, emits events;
+ *     hooks (network layer) run on it, except hooks.wake (any thread).
+ *
+ * Data crosses the queues as cJSON trees whose ownership moves with the
+ * command or event. Messages and sessions have the shapes of REFERENCE.md.
+ *
+ * Network layer: supply nim_engine_hooks. The engine thread calls
+ * hooks.start once (after the store is open and onsessions/onsyncdone are
+ * queued... see NIM_ENGINE_DEFER_SYNC), then loops: run queued commands,
+ * then hooks.wait(ud, timeout) (e.g. lws_service) until something is
+ * queued; nim_engine_submit calls hooks.wake (e.g. lws_cancel_service).
+ * Commands >= NIM_CMD_EXT go to hooks.command. From the engine thread the
+ * network layer feeds received messages with nim_engine_ingest and emits
+ * its own events with nim_engine_emit. */
+#ifndef NIM_ENGINE_H
+#define NIM_ENGINE_H
+#include <stdint.h>
+#include <cjson/cJSON.h>
+
+typedef struct nim_engine nim_engine;
+
+/* Commands (owner -> engine). args is a cJSON object (may be NULL). */
+enum {
+    NIM_CMD_GET_SESSIONS,     /* {lastSessionId?, limit, reverse} -> {sessions=[...]} */
+    NIM_CMD_GET_SESSION,      /* {sessionId} -> session or no data */
+    NIM_CMD_INSERT_SESSION,   /* {scene, to, updateTime?} -> {session=} */
+    NIM_CMD_UPDATE_SESSION,   /* {id, localCustom?, needNotify} -> session */
+    NIM_CMD_DELETE_SESSIONS,  /* {ids=[...], isLogic} -> {} */
+    NIM_CMD_SET_CURR,         /* {id} */
+    NIM_CMD_RESET_CURR,       /* {} */
+    NIM_CMD_RESET_UNREAD,     /* {ids=[...]} */
+    NIM_CMD_RESET_ALL_UNREAD, /* {} */
+    NIM_CMD_SAVE_MSGS,        /* {msgs=[...]} -> {msgs=[...] normalized} */
+    NIM_CMD_GET_MSGS,         /* {sessionId?, limit, start?, end?, desc} -> {msgs=[...]} */
+    NIM_CMD_VERIFY,           /* {} -> {sessions=N, mismatches=[ids]}: unread recount check */
+    NIM_CMD_CLOSE,            /* flush, close the store, end the thread; last done */
+    NIM_CMD_EXT = 100         /* and up: handled by hooks.command */
+};
+
+/* Events (engine -> owner). */
+enum {
+    NIM_EV_DONE = 1,          /* reply to command req: code NULL = success, data = result */
+    NIM_EV_SESSIONS,          /* data = array of sessions, newest first (onsessions) */
+    NIM_EV_SYNCDONE,          /* onsyncdone */
+    NIM_EV_UPDATE_SESSION,    /* data = one session in its latest state (onupdatesession) */
+    NIM_EV_ERROR,             /* code/message: something failed outside a request (onerror) */
+    NIM_EV_EXT = 100          /* and up: the network layer's own events */
+};
+
+/* Error codes (static strings). */
+#define NIM_ERR_SESSION_EXIST     "Session_Exist"
+#define NIM_ERR_SESSION_NOT_EXIST "Session_Not_Exist"
+#define NIM_ERR_DB                "DB_Error"
+#define NIM_ERR_NO_MEMORY         "No_Memory"
+#define NIM_ERR_BAD_ARGS          "Bad_Arguments"
+#define NIM_ERR_CLOSED            "Closed"
+
+typedef struct nim_event {
+    struct nim_event *next;
+    int         type;
+    uint64_t    req;       /* NIM_EV_DONE: the command's req */
+    const char *code;      /* static string, NULL when no error */
+    double      numcode;   /* server's numeric code when code is NULL and this is not 0 */
+    char       *message;   /* owned, may be NULL */
+    cJSON      *data;      /* owned, may be NULL */
+} nim_event;
+
+typedef struct nim_cmd {
+    struct nim_cmd *next;
+    int       type;
+    uint64_t  req;
+    cJSON    *args;        /* owned */
+} nim_cmd;
+
+typedef struct nim_engine_hooks {
+    void *ud;
+    /* engine thread, once before the command loop; nonzero aborts to a
+     * broken engine that answers every request with DB_Error */
+    int  (*start)(nim_engine *e, void *ud);
+    /* engine thread: block up to timeout_ms (-1: no limit) or until wake */
+    void (*wait)(nim_engine *e, void *ud, int timeout_ms);
+    /* any thread: make a current or the next wait return soon */
+    void (*wake)(nim_engine *e, void *ud);
+    /* engine thread: a command >= NIM_CMD_EXT; must answer with
+     * nim_engine_reply (now or later) and free nothing (the engine frees c) */
+    void (*command)(nim_engine *e, void *ud, nim_cmd *c);
+    /* engine thread, once after the loop, before the store closes */
+    void (*stop)(nim_engine *e, void *ud);
+} nim_engine_hooks;
+
+enum {
+    NIM_ENGINE_NOTIFY_SESSIONS = 1, /* queue NIM_EV_SESSIONS at start */
+    NIM_ENGINE_NOTIFY_UPDATES  = 2, /* queue NIM_EV_UPDATE_SESSION on changes */
+    NIM_ENGINE_DEFER_SYNC      = 4  /* do not queue SESSIONS/SYNCDONE at start:
+                                       the network layer will after its sync */
+};
+
+typedef struct nim_engine_config {
+    const char *account;          /* required */
+    const char *db_path;          /* NULL: in-memory store */
+    unsigned    flags;            /* NIM_ENGINE_* */
+    const nim_engine_hooks *hooks; /* NULL: a condition variable */
+} nim_engine_config;
+
+/* Owner thread. Starts the engine thread, which opens the store (failures
+ * become an NIM_EV_ERROR and DB_Error replies, not a failed start). Returns
+ * NULL only when memory, the eventfd or the thread cannot be had. */
+nim_engine *nim_engine_start(const nim_engine_config *cfg);
+/* Owner thread. The eventfd, readable while events are queued. */
+int nim_engine_fd(nim_engine *e);
+/* Owner thread. Queues a command (takes args, even on failure). Returns -1
+ * after NIM_CMD_CLOSE was submitted or on allocation failure. */
+int nim_engine_submit(nim_engine *e, int type, uint64_t req, cJSON *args);
+/* Owner thread. Takes every queued event (oldest first) and clears the
+ * eventfd. NULL when there is none. */
+nim_event *nim_engine_take_events(nim_engine *e);
+/* Owner thread. Marks the eventfd readable again (events left unprocessed). */
+void nim_engine_rearm(nim_engine *e);
+/* Owner thread. 1 once the engine thread has finished (after CLOSE). */
+int nim_engine_finished(nim_engine *e);
+/* Owner thread. Submits CLOSE if not yet done, joins the thread, frees the
+ * engine and every event still queued. */
+void nim_engine_free(nim_engine *e);
+void nim_event_free(nim_event *ev);
+
+/* Engine thread: for the network layer. ---------------------------------- */
+
+/* Stores msgs (a cJSON array of messages; not taken) in one transaction,
+ * as REFERENCE.md's "received" path: fills flow, target, sessionId, status,
+ * type; stores each once by idServer (else idClient); updates sessions and
+ * unread; queues update events after commit. Invalid messages (missing
+ * fields) are skipped and counted in *skipped. Returns 0, or -1 when the
+ * transaction failed (nothing stored; the state is reloaded). */
+int nim_engine_ingest(nim_engine *e, cJSON *msgs, int *skipped);
+/* Queues an event (takes ev) and signals the eventfd. */
+void nim_engine_emit(nim_engine *e, nim_event *ev);
+/* Queues the reply to command req (takes data, copies message). */
+void nim_engine_reply(nim_engine *e, uint64_t req, const char *code, const char *message,
+                      cJSON *data);
+/* The session with id, as a new cJSON object, or NULL if unknown/removed. */
+cJSON *nim_engine_session_json(nim_engine *e, const char *id);
+/* Queues onsessions (every live session) then onsyncdone. */
+void nim_engine_emit_sync(nim_engine *e);
+const char *nim_engine_account(nim_engine *e);
+
+/* Unread rule, pure: 1 when a message counts toward unread. */
+int nim_msg_countable(const char *flow, const char *type, int unreadable_false);
+
+#endif

@@ -1,0 +1,342 @@
+/* SQLite store of one account (see store.h). Engine thread only. */
+#include "core/store.h"
+#include "core/alloc.h"
+#include <sqlite3.h>
+#include <string.h>
+#include <stdlib.h>
+#include <stdio.h>
+
+const char *const nim_scene_names[3] = { "p2p", "team", "superTeam" };
+
+int nim_scene_parse(const char *name, size_t len) {
+    for (int i = 0; i < 3; i++)
+        if (strlen(nim_scene_names[i]) == len && memcmp(nim_scene_names[i], name, len) == 0)
+            return i;
+    return -1;
+}
+
+/* Schema migrations: MIGRATIONS[v] takes user_version v to v + 1. */
+static const char *const MIGRATIONS[] = {
+    "CREATE TABLE msgs("
+    "  rid INTEGER PRIMARY KEY,"
+    "  key TEXT NOT NULL UNIQUE,"          /* 's:' idServer or 'c:' idClient */
+    "  sid TEXT NOT NULL,"
+    "  time INTEGER NOT NULL,"
+    "  countable INTEGER NOT NULL,"
+    "  json TEXT NOT NULL);"
+    "CREATE INDEX msgs_sid_time ON msgs(sid, time, countable);"
+    "CREATE TABLE sessions("
+    "  id TEXT PRIMARY KEY,"
+    "  scene TEXT NOT NULL,"
+    "  \"to\" TEXT NOT NULL,"
+    "  updateTime INTEGER NOT NULL,"
+    "  ack INTEGER NOT NULL DEFAULT 0,"
+    "  unread INTEGER NOT NULL DEFAULT 0,"
+    "  maxTime INTEGER NOT NULL DEFAULT 0,"
+    "  lastMsgTime INTEGER NOT NULL DEFAULT 0,"
+    "  lastMsg TEXT,"
+    "  localCustom TEXT,"
+    "  deleted INTEGER NOT NULL DEFAULT 0,"
+    "  isTop INTEGER NOT NULL DEFAULT 0,"
+    "  topCustom TEXT,"
+    "  msgReceiptTime INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX sessions_page ON sessions(deleted, updateTime, id);"
+    /* sync cursors and other small state, for the network layer */
+    "CREATE TABLE kv(k TEXT PRIMARY KEY, v) WITHOUT ROWID;",
+};
+#define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
+
+enum {
+    Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_INS_MSG, Q_PUT_SESS, Q_LOAD, Q_COUNT, Q_LATEST,
+    Q_PAGE_DESC, Q_PAGE_DESC_AFTER, Q_PAGE_ASC, Q_PAGE_ASC_AFTER,
+    Q_MSGS_SID_DESC, Q_MSGS_SID_ASC, Q_MSGS_ALL_DESC, Q_MSGS_ALL_ASC, Q_COUNT_ALL, Q_MAX
+};
+
+static const char *const SQL[Q_MAX] = {
+    [Q_BEGIN] = "BEGIN IMMEDIATE",
+    [Q_COMMIT] = "COMMIT",
+    [Q_ROLLBACK] = "ROLLBACK",
+    [Q_INS_MSG] = "INSERT INTO msgs(key, sid, time, countable, json) VALUES(?1, ?2, ?3, ?4, ?5)"
+                  " ON CONFLICT(key) DO NOTHING",
+    [Q_PUT_SESS] = "INSERT OR REPLACE INTO sessions(id, scene, \"to\", updateTime, ack, unread,"
+                   " maxTime, lastMsgTime, lastMsg, localCustom, deleted, isTop, topCustom,"
+                   " msgReceiptTime) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
+                   " ?13, ?14)",
+    [Q_LOAD] = "SELECT id, scene, updateTime, ack, unread, maxTime, lastMsgTime, lastMsg,"
+               " localCustom, deleted, isTop, topCustom, msgReceiptTime FROM sessions",
+    [Q_COUNT] = "SELECT count(*) FROM msgs WHERE sid = ?1 AND time > ?2 AND countable = 1",
+    [Q_LATEST] = "SELECT json, time FROM msgs WHERE sid = ?1 ORDER BY time DESC, rid DESC LIMIT 1",
+    [Q_PAGE_DESC] = "SELECT id FROM sessions WHERE deleted = 0"
+                    " ORDER BY updateTime DESC, id DESC LIMIT ?3",
+    [Q_PAGE_DESC_AFTER] = "SELECT id FROM sessions WHERE deleted = 0 AND (updateTime, id) < (?1, ?2)"
+                          " ORDER BY updateTime DESC, id DESC LIMIT ?3",
+    [Q_PAGE_ASC] = "SELECT id FROM sessions WHERE deleted = 0"
+                   " ORDER BY updateTime ASC, id ASC LIMIT ?3",
+    [Q_PAGE_ASC_AFTER] = "SELECT id FROM sessions WHERE deleted = 0 AND (updateTime, id) > (?1, ?2)"
+                         " ORDER BY updateTime ASC, id ASC LIMIT ?3",
+    [Q_MSGS_SID_DESC] = "SELECT json FROM msgs WHERE sid = ?1 AND time >= ?2 AND time <= ?3"
+                        " ORDER BY time DESC, rid DESC LIMIT ?4",
+    [Q_MSGS_SID_ASC] = "SELECT json FROM msgs WHERE sid = ?1 AND time >= ?2 AND time <= ?3"
+                       " ORDER BY time ASC, rid ASC LIMIT ?4",
+    [Q_MSGS_ALL_DESC] = "SELECT json FROM msgs WHERE time >= ?2 AND time <= ?3"
+                        " ORDER BY time DESC, rid DESC LIMIT ?4",
+    [Q_MSGS_ALL_ASC] = "SELECT json FROM msgs WHERE time >= ?2 AND time <= ?3"
+                       " ORDER BY time ASC, rid ASC LIMIT ?4",
+    [Q_COUNT_ALL] = "SELECT count(*) FROM msgs WHERE sid = ?1 AND countable = 1",
+};
+
+struct nim_store {
+    sqlite3      *db;
+    sqlite3_stmt *q[Q_MAX];
+};
+
+const char *nim_store_errmsg(nim_store *st) { return sqlite3_errmsg(st->db); }
+
+static char *dupmsg(const char *a, const char *b) {
+    size_t n = strlen(a) + strlen(b) + 3;
+    char *m = nim_malloc(n);
+    if (m) snprintf(m, n, "%s: %s", a, b);
+    return m;
+}
+
+/* Runs the statements of sql (no results expected). */
+static int exec(nim_store *st, const char *sql) {
+    return sqlite3_exec(st->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+}
+
+static int user_version(nim_store *st, int *v) {
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &s, NULL) != SQLITE_OK) return -1;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) *v = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+/* Takes the schema from its stored version to SCHEMA_VERSION, each step in
+ * one transaction. A newer schema than we know is refused. */
+static int migrate(nim_store *st, char **err) {
+    int v;
+    if (user_version(st, &v) < 0) goto fail;
+    if (v > SCHEMA_VERSION) {
+        if (err) *err = dupmsg("database schema is newer than this nim", "refusing to open");
+        return -1;
+    }
+    for (; v < SCHEMA_VERSION; v++) {
+        char set[64];
+        snprintf(set, sizeof set, "PRAGMA user_version = %d", v + 1);
+        if (exec(st, "BEGIN IMMEDIATE") < 0) goto fail;
+        if (exec(st, MIGRATIONS[v]) < 0 || exec(st, set) < 0) {
+            if (err) *err = dupmsg("schema migration failed", sqlite3_errmsg(st->db));
+            exec(st, "ROLLBACK");
+            return -1;
+        }
+        if (exec(st, "COMMIT") < 0) goto fail;
+    }
+    return 0;
+fail:
+    if (err) *err = dupmsg("cannot read database", sqlite3_errmsg(st->db));
+    return -1;
+}
+
+nim_store *nim_store_open(const char *path, char **err) {
+    if (err) *err = NULL;
+    nim_store *st = nim_calloc(1, sizeof *st);
+    if (!st) { if (err) *err = NULL; return NULL; }
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path ? path : ":memory:", &st->db, flags, NULL) != SQLITE_OK) {
+        if (err) *err = dupmsg("cannot open database", st->db ? sqlite3_errmsg(st->db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_extended_result_codes(st->db, 0);
+    sqlite3_busy_timeout(st->db, 5000);
+    if (path && exec(st, "PRAGMA journal_mode = WAL") < 0) {
+        if (err) *err = dupmsg("cannot open database", sqlite3_errmsg(st->db));
+        goto fail;
+    }
+    if (exec(st, "PRAGMA synchronous = FULL") < 0 || exec(st, "PRAGMA foreign_keys = OFF") < 0) {
+        if (err) *err = dupmsg("cannot open database", sqlite3_errmsg(st->db));
+        goto fail;
+    }
+    if (migrate(st, err) < 0) goto fail;
+    for (int i = 0; i < Q_MAX; i++) {
+        if (sqlite3_prepare_v3(st->db, SQL[i], -1, SQLITE_PREPARE_PERSISTENT, &st->q[i], NULL)
+            != SQLITE_OK) {
+            if (err) *err = dupmsg("cannot prepare statements", sqlite3_errmsg(st->db));
+            goto fail;
+        }
+    }
+    return st;
+fail:
+    nim_store_close(st);
+    return NULL;
+}
+
+void nim_store_close(nim_store *st) {
+    if (!st) return;
+    for (int i = 0; i < Q_MAX; i++) sqlite3_finalize(st->q[i]);
+    sqlite3_close_v2(st->db);
+    nim_free(st);
+}
+
+/* Steps a statement that returns no rows and resets it. */
+static int step_done(sqlite3_stmt *s) {
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int nim_store_begin(nim_store *st) { return step_done(st->q[Q_BEGIN]); }
+int nim_store_commit(nim_store *st) { return step_done(st->q[Q_COMMIT]); }
+void nim_store_rollback(nim_store *st) {
+    if (!sqlite3_get_autocommit(st->db)) step_done(st->q[Q_ROLLBACK]);
+}
+
+static void bind_text(sqlite3_stmt *s, int i, const char *v) {
+    if (v) sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+    else sqlite3_bind_null(s, i);
+}
+
+int nim_store_insert_msg(nim_store *st, const char *key, const char *sid, int64_t time,
+                         int countable, const char *json, int *inserted) {
+    sqlite3_stmt *s = st->q[Q_INS_MSG];
+    bind_text(s, 1, key);
+    bind_text(s, 2, sid);
+    sqlite3_bind_int64(s, 3, time);
+    sqlite3_bind_int(s, 4, countable);
+    bind_text(s, 5, json);
+    if (step_done(s) < 0) return -1;
+    *inserted = sqlite3_changes(st->db) > 0;
+    return 0;
+}
+
+int nim_store_put_session(nim_store *st, const nim_session *x) {
+    sqlite3_stmt *s = st->q[Q_PUT_SESS];
+    bind_text(s, 1, x->id);
+    bind_text(s, 2, nim_scene_names[x->scene]);
+    bind_text(s, 3, x->to);
+    sqlite3_bind_int64(s, 4, x->updateTime);
+    sqlite3_bind_int64(s, 5, x->ack);
+    sqlite3_bind_int64(s, 6, x->unread);
+    sqlite3_bind_int64(s, 7, x->maxTime);
+    sqlite3_bind_int64(s, 8, x->lastMsgTime);
+    bind_text(s, 9, x->lastMsg);
+    bind_text(s, 10, x->localCustom);
+    sqlite3_bind_int(s, 11, x->deleted);
+    sqlite3_bind_int(s, 12, x->isTop);
+    bind_text(s, 13, x->topCustom);
+    sqlite3_bind_int64(s, 14, x->msgReceiptTime);
+    return step_done(s);
+}
+
+static char *col_dup(sqlite3_stmt *s, int i) {
+    const unsigned char *t = sqlite3_column_text(s, i);
+    if (!t) return NULL;
+    return nim_strndup((const char *)t, (size_t)sqlite3_column_bytes(s, i));
+}
+
+int nim_store_load_sessions(nim_store *st, int (*row)(void *ud, nim_session *s), void *ud) {
+    sqlite3_stmt *q = st->q[Q_LOAD];
+    int rc, ret = 0;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        nim_session *s = nim_calloc(1, sizeof *s);
+        if (!s) { ret = -1; break; }
+        s->id = col_dup(q, 0);
+        const char *scene = (const char *)sqlite3_column_text(q, 1);
+        int sc = scene ? nim_scene_parse(scene, strlen(scene)) : -1;
+        if (!s->id || sc < 0) { nim_free(s->id); nim_free(s); ret = -1; break; }
+        s->scene = (uint8_t)sc;
+        s->to = s->id + strlen(nim_scene_names[sc]) + 1;
+        s->updateTime = sqlite3_column_int64(q, 2);
+        s->ack = sqlite3_column_int64(q, 3);
+        s->unread = sqlite3_column_int64(q, 4);
+        s->maxTime = sqlite3_column_int64(q, 5);
+        s->lastMsgTime = sqlite3_column_int64(q, 6);
+        s->lastMsg = col_dup(q, 7);
+        s->localCustom = col_dup(q, 8);
+        s->deleted = (uint8_t)sqlite3_column_int(q, 9);
+        s->isTop = (uint8_t)sqlite3_column_int(q, 10);
+        s->topCustom = col_dup(q, 11);
+        s->msgReceiptTime = sqlite3_column_int64(q, 12);
+        if (row(ud, s) < 0) { ret = -1; break; }
+    }
+    if (ret == 0 && rc != SQLITE_DONE) ret = -1;
+    sqlite3_reset(q);
+    return ret;
+}
+
+static int count_query(sqlite3_stmt *q, int64_t *count) {
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) *count = sqlite3_column_int64(q, 0);
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+int nim_store_count_unread(nim_store *st, const char *sid, int64_t after, int64_t *count) {
+    sqlite3_stmt *q = st->q[Q_COUNT];
+    bind_text(q, 1, sid);
+    sqlite3_bind_int64(q, 2, after);
+    return count_query(q, count);
+}
+
+int nim_store_count_all(nim_store *st, const char *sid, int64_t *total) {
+    sqlite3_stmt *q = st->q[Q_COUNT_ALL];
+    bind_text(q, 1, sid);
+    return count_query(q, total);
+}
+
+int nim_store_latest_msg(nim_store *st, const char *sid, char **json, int64_t *time) {
+    sqlite3_stmt *q = st->q[Q_LATEST];
+    bind_text(q, 1, sid);
+    *json = NULL;
+    int rc = sqlite3_step(q), ret = 0;
+    if (rc == SQLITE_ROW) {
+        *json = col_dup(q, 0);
+        *time = sqlite3_column_int64(q, 1);
+        if (!*json) ret = -1;
+    } else if (rc != SQLITE_DONE) {
+        ret = -1;
+    }
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    return ret;
+}
+
+/* Steps q, calling each(ud, text of column 0) per row. */
+static int each_text(sqlite3_stmt *q, int (*each)(void *ud, const char *t), void *ud) {
+    int rc, ret = 0;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(q, 0);
+        if (!t || each(ud, t) < 0) { ret = -1; break; }
+    }
+    if (ret == 0 && rc != SQLITE_DONE) ret = -1;
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    return ret;
+}
+
+int nim_store_page(nim_store *st, int reverse, int has_cursor, int64_t cur_time,
+                   const char *cur_id, int64_t limit,
+                   int (*id)(void *ud, const char *id), void *ud) {
+    sqlite3_stmt *q = st->q[reverse ? (has_cursor ? Q_PAGE_ASC_AFTER : Q_PAGE_ASC)
+                                    : (has_cursor ? Q_PAGE_DESC_AFTER : Q_PAGE_DESC)];
+    if (has_cursor) {
+        sqlite3_bind_int64(q, 1, cur_time);
+        bind_text(q, 2, cur_id);
+    }
+    sqlite3_bind_int64(q, 3, limit);
+    return each_text(q, id, ud);
+}
+
+int nim_store_msgs(nim_store *st, const char *sid, int64_t start, int64_t end, int desc,
+                   int64_t limit, int (*msg)(void *ud, const char *json), void *ud) {
+    sqlite3_stmt *q = st->q[sid ? (desc ? Q_MSGS_SID_DESC : Q_MSGS_SID_ASC)
+                                : (desc ? Q_MSGS_ALL_DESC : Q_MSGS_ALL_ASC)];
+    if (sid) bind_text(q, 1, sid);
+    sqlite3_bind_int64(q, 2, start);
+    sqlite3_bind_int64(q, 3, end);
+    sqlite3_bind_int64(q, 4, limit);
+    return each_text(q, msg, ud);
+}

@@ -1,0 +1,82 @@
+/* The SQLite store of one account: messages and session rows.
+ *
+ * Lua-free. Owned by the engine thread of one instance: every function here
+ * runs on that thread only (the connection is opened NOMUTEX). Prepared
+ * statements only; the schema is versioned with PRAGMA user_version and
+ * migrated on open. Functions return 0 on success and -1 on failure, with
+ * the SQLite message in nim_store_errmsg(). */
+#ifndef NIM_STORE_H
+#define NIM_STORE_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct nim_store nim_store;
+
+enum { NIM_SCENE_P2P = 0, NIM_SCENE_TEAM = 1, NIM_SCENE_SUPERTEAM = 2 };
+extern const char *const nim_scene_names[3];
+/* The scene index of name (len bytes), or -1. */
+int nim_scene_parse(const char *name, size_t len);
+
+/* deleted states of a session */
+enum { NIM_SESS_LIVE = 0, NIM_SESS_HIDDEN = 1 /* logical delete */, NIM_SESS_REMOVED = 2 };
+
+/* One session, as kept in memory by the engine and in the sessions table. */
+typedef struct nim_session {
+    char    *id;            /* "scene-to", owned */
+    const char *to;         /* points into id, after the '-' */
+    uint32_t hash;
+    uint8_t  scene;
+    uint8_t  deleted;       /* NIM_SESS_* */
+    uint8_t  isTop;
+    uint8_t  dirty;         /* row must be written in this transaction */
+    uint8_t  notify;        /* an update event must be sent after commit */
+    uint8_t  recount;       /* ack moved: unread must be recounted */
+    int64_t  updateTime;
+    int64_t  ack;           /* read pointer: a message time */
+    int64_t  unread;        /* countable stored messages with time > ack */
+    int64_t  maxTime;       /* time of the latest stored message, 0 if none */
+    int64_t  lastMsgTime;
+    int64_t  msgReceiptTime;
+    char    *lastMsg;       /* JSON text or NULL, owned */
+    char    *localCustom;   /* owned or NULL */
+    char    *topCustom;     /* owned or NULL */
+} nim_session;
+
+/* Opens (creating) path, or an in-memory database when path is NULL, sets
+ * WAL + synchronous=FULL and migrates the schema. On failure returns NULL
+ * and, when err is given, a malloc'd message in *err. */
+nim_store *nim_store_open(const char *path, char **err);
+void nim_store_close(nim_store *st);
+const char *nim_store_errmsg(nim_store *st);
+
+int nim_store_begin(nim_store *st);
+int nim_store_commit(nim_store *st);
+void nim_store_rollback(nim_store *st);
+
+/* Inserts a message unless its key is already stored. Sets *inserted to 1
+ * when it was new. */
+int nim_store_insert_msg(nim_store *st, const char *key, const char *sid, int64_t time,
+                         int countable, const char *json, int *inserted);
+/* Writes every column of s (insert or replace by id). */
+int nim_store_put_session(nim_store *st, const nim_session *s);
+/* Calls row(ud, s) for every stored session; s and its strings are owned
+ * by the callee after the call (the callee must take or free them). */
+int nim_store_load_sessions(nim_store *st, int (*row)(void *ud, nim_session *s), void *ud);
+/* Number of countable messages of sid with time > after. */
+int nim_store_count_unread(nim_store *st, const char *sid, int64_t after, int64_t *count);
+/* The latest message of sid: *json malloc'd (NULL when there is none). */
+int nim_store_latest_msg(nim_store *st, const char *sid, char **json, int64_t *time);
+/* One page of live session ids in (updateTime, id) order, newest first
+ * unless reverse; when has_cursor, only those strictly after (cur_time,
+ * cur_id). Calls id(ud, id) for each. */
+int nim_store_page(nim_store *st, int reverse, int has_cursor, int64_t cur_time,
+                   const char *cur_id, int64_t limit,
+                   int (*id)(void *ud, const char *id), void *ud);
+/* Messages (JSON text) of sid (NULL: all sessions) with start <= time <= end,
+ * newest first when desc, at most limit. */
+int nim_store_msgs(nim_store *st, const char *sid, int64_t start, int64_t end, int desc,
+                   int64_t limit, int (*msg)(void *ud, const char *json), void *ud);
+/* Recounts one session from the messages table (for checks and tests). */
+int nim_store_count_all(nim_store *st, const char *sid, int64_t *total);
+
+#endif

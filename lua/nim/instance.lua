@@ -1,0 +1,333 @@
+-- nim.instance: NIM.getInstance and the JS-shaped instance methods.
+--
+-- Argument checks, defaults and the option names of REFERENCE.md live here;
+-- the C methods underneath (poll, getfd, destroy, _request, _state) do the
+-- work. Programmer errors raise at once, naming the function and the
+-- parameter; everything else reaches `done(err, obj)` inside `nim:poll`.
+local core = require "nim.core"
+
+local M = {}
+local methods = core.Instance        -- the __index table of nim.Instance userdata
+
+local SCENES = { p2p = true, team = true, superTeam = true }
+local CALLBACKS = {
+  "onconnect", "ondisconnect", "onwillreconnect", "onerror", "onsyncdone",
+  "onsessions", "onupdatesession", "onupdatesessions", "onmsg", "onroamingmsgs",
+  "onofflinemsgs", "onStickTopSessions",
+}
+
+local type, tostring, error, select = type, tostring, error, select
+local math_type = math.type
+
+local THIS = debug.getinfo(1, "S").source
+
+-- Raises "<fname>: bad argument '<param>' (<why>)" at the first caller
+-- outside this file (the user's line).
+local function argerror(fname, param, why)
+  local level = 2
+  while true do
+    local info = debug.getinfo(level, "S")
+    if not info or info.source ~= THIS then break end
+    level = level + 1
+  end
+  error(fname .. ": bad argument '" .. param .. "' (" .. why .. ")", level - 1)
+end
+
+local function callable(v)
+  if type(v) == "function" then return true end
+  local mt = getmetatable(v)
+  return type(mt) == "table" and mt.__call ~= nil
+end
+
+local function check_self(self, fname)
+  if self == nil or type(self) ~= "userdata" or not self._state then
+    error(fname .. ": call it as a method (nim:" .. fname .. "(...))", 3)
+  end
+  if self:_state() ~= "open" then error("attempt to use a destroyed nim instance", 3) end
+end
+
+local function opts_table(fname, opts)
+  if type(opts) ~= "table" then argerror(fname, "options", "table expected, got " .. type(opts)) end
+  return opts
+end
+
+local function opt_done(fname, opts)
+  local done = opts.done
+  if done ~= nil and not callable(done) then
+    argerror(fname, "done", "callable expected, got " .. type(done))
+  end
+  return done
+end
+
+local function opt_string(fname, opts, key, required)
+  local v = opts[key]
+  if v == nil then
+    if required then argerror(fname, key, "string expected, got nil") end
+    return nil
+  end
+  if type(v) ~= "string" then argerror(fname, key, "string expected, got " .. type(v)) end
+  return v
+end
+
+local function opt_bool(fname, opts, key, default)
+  local v = opts[key]
+  if v == nil then return default end
+  if type(v) ~= "boolean" then argerror(fname, key, "boolean expected, got " .. type(v)) end
+  return v
+end
+
+local function opt_int(fname, opts, key, default, min)
+  local v = opts[key]
+  if v == nil then return default end
+  local i = math_type(v) == "float" and math.tointeger(v) or v
+  if math_type(i) ~= "integer" then
+    argerror(fname, key, "integer expected, got " .. (type(v) == "number" and tostring(v) or type(v)))
+  end
+  if min and i < min then argerror(fname, key, "integer >= " .. min .. " expected, got " .. i) end
+  return i
+end
+
+local function check_scene(fname, key, scene)
+  if type(scene) ~= "string" then argerror(fname, key, "string expected, got " .. type(scene)) end
+  if not SCENES[scene] then
+    argerror(fname, key, "unknown scene '" .. scene .. "' (p2p, team or superTeam)")
+  end
+end
+
+-- A session id "scene-to" with a known scene and a non-empty to.
+local function check_id(fname, key, id)
+  if type(id) ~= "string" then argerror(fname, key, "session id string expected, got " .. type(id)) end
+  local scene, to = id:match("^([^-]+)%-(.+)$")
+  if not scene then argerror(fname, key, "session id 'scene-to' expected, got '" .. id .. "'") end
+  if not SCENES[scene] then
+    argerror(fname, key, "unknown scene '" .. scene .. "' in session id '" .. id .. "'")
+  end
+  return id
+end
+
+-- An id or an array of ids (deleteLocalSession, resetSessionsUnread).
+local function check_ids(fname, key, ids, allow_string)
+  if allow_string and type(ids) == "string" then return { check_id(fname, key, ids) } end
+  if type(ids) ~= "table" then
+    argerror(fname, key, (allow_string and "string or " or "") .. "array of session ids expected, got " .. type(ids))
+  end
+  local out = {}
+  for i = 1, #ids do out[i] = check_id(fname, key .. "[" .. i .. "]", ids[i]) end
+  return out
+end
+
+---------------------------------------------------------------- sessions
+
+function methods:getLocalSessions(opts)
+  local F = "getLocalSessions"
+  check_self(self, F)
+  opts = opts_table(F, opts == nil and {} or opts)
+  local last = opts.lastSessionId
+  if last ~= nil then check_id(F, "lastSessionId", last) end
+  local args = {
+    lastSessionId = last,
+    limit = opt_int(F, opts, "limit", 100, 0),
+    reverse = opt_bool(F, opts, "reverse", false),
+  }
+  self:_request("getLocalSessions", args, opt_done(F, opts), F)
+end
+
+function methods:getLocalSession(opts)
+  local F = "getLocalSession"
+  check_self(self, F)
+  opts_table(F, opts)
+  local id = check_id(F, "sessionId", opts.sessionId)
+  self:_request("getLocalSession", { sessionId = id }, opt_done(F, opts), F)
+end
+
+function methods:insertLocalSession(opts)
+  local F = "insertLocalSession"
+  check_self(self, F)
+  opts_table(F, opts)
+  check_scene(F, "scene", opts.scene)
+  local to = opt_string(F, opts, "to", true)
+  if to == "" then argerror(F, "to", "non-empty string expected") end
+  local args = { scene = opts.scene, to = to, updateTime = opt_int(F, opts, "updateTime", nil, 0) }
+  self:_request("insertLocalSession", args, opt_done(F, opts), F)
+end
+
+function methods:updateLocalSession(opts)
+  local F = "updateLocalSession"
+  check_self(self, F)
+  opts_table(F, opts)
+  local args = {
+    id = check_id(F, "id", opts.id),
+    localCustom = opt_string(F, opts, "localCustom", false),
+    needNotify = opt_bool(F, opts, "needNotify", true),
+  }
+  self:_request("updateLocalSession", args, opt_done(F, opts), F)
+end
+
+function methods:deleteLocalSession(opts)
+  local F = "deleteLocalSession"
+  check_self(self, F)
+  opts_table(F, opts)
+  local args = {
+    ids = check_ids(F, "id", opts.id, true),
+    isLogic = opt_bool(F, opts, "isLogic", false),
+  }
+  -- the server part belongs to the network layer; local-only mode has none
+  args.isDeleteRoaming = opt_bool(F, opts, "isDeleteRoaming", false)
+  self:_request("deleteLocalSession", args, opt_done(F, opts), F)
+end
+
+---------------------------------------------------------------- unread
+
+function methods:setCurrSession(id, done)
+  local F = "setCurrSession"
+  check_self(self, F)
+  check_id(F, "id", id)
+  if done ~= nil and not callable(done) then argerror(F, "done", "callable expected, got " .. type(done)) end
+  self:_request("setCurrSession", { id = id }, done, F)
+end
+
+function methods:resetCurrSession()
+  check_self(self, "resetCurrSession")
+  self:_request("resetCurrSession", nil, nil, "resetCurrSession")
+end
+
+function methods:resetSessionUnread(id, done)
+  local F = "resetSessionUnread"
+  check_self(self, F)
+  check_id(F, "id", id)
+  if done ~= nil and not callable(done) then argerror(F, "done", "callable expected, got " .. type(done)) end
+  self:_request("resetSessionsUnread", { ids = { id } }, done, F)
+end
+
+function methods:resetSessionsUnread(ids, done)
+  local F = "resetSessionsUnread"
+  check_self(self, F)
+  ids = check_ids(F, "ids", ids, false)
+  if done ~= nil and not callable(done) then argerror(F, "done", "callable expected, got " .. type(done)) end
+  self:_request("resetSessionsUnread", { ids = ids }, done, F)
+end
+
+function methods:resetAllSessionUnread(done)
+  local F = "resetAllSessionUnread"
+  check_self(self, F)
+  if done ~= nil and not callable(done) then argerror(F, "done", "callable expected, got " .. type(done)) end
+  self:_request("resetAllSessionUnread", nil, done, F)
+end
+
+---------------------------------------------------------------- messages
+
+local function check_msg(F, i, m)
+  local where = "msgs[" .. i .. "]"
+  if type(m) ~= "table" then argerror(F, where, "message table expected, got " .. type(m)) end
+  check_scene(F, where .. ".scene", m.scene)
+  for _, k in ipairs { "from", "to" } do
+    if type(m[k]) ~= "string" or m[k] == "" then
+      argerror(F, where .. "." .. k, "non-empty string expected, got " .. type(m[k]))
+    end
+  end
+  local t = m.time
+  if math_type(t) == "float" then t = math.tointeger(t) end
+  if math_type(t) ~= "integer" then
+    argerror(F, where .. ".time", "integer (ms) expected, got " .. (type(m.time) == "number" and tostring(m.time) or type(m.time)))
+  end
+  local ids, idc = m.idServer, m.idClient
+  if ids ~= nil and (type(ids) ~= "string" or ids == "") then
+    argerror(F, where .. ".idServer", "non-empty string expected, got " .. type(ids))
+  end
+  if idc ~= nil and (type(idc) ~= "string" or idc == "") then
+    argerror(F, where .. ".idClient", "non-empty string expected, got " .. type(idc))
+  end
+  if ids == nil and idc == nil then argerror(F, where .. ".idServer", "idServer or idClient expected") end
+end
+
+function methods:saveMsgsToLocal(opts)
+  local F = "saveMsgsToLocal"
+  check_self(self, F)
+  opts_table(F, opts)
+  local msgs = opts.msgs
+  if type(msgs) ~= "table" then argerror(F, "msgs", "array of messages expected, got " .. type(msgs)) end
+  if msgs.scene ~= nil then msgs = { msgs } end           -- one message is accepted too
+  for i = 1, #msgs do check_msg(F, i, msgs[i]) end
+  self:_request("saveMsgsToLocal", { msgs = msgs }, opt_done(F, opts), F)
+end
+
+function methods:getLocalMsgs(opts)
+  local F = "getLocalMsgs"
+  check_self(self, F)
+  opts = opts_table(F, opts == nil and {} or opts)
+  local sid = opts.sessionId
+  if sid ~= nil then check_id(F, "sessionId", sid) end
+  local args = {
+    sessionId = sid,
+    limit = opt_int(F, opts, "limit", 100, 0),
+    start = opt_int(F, opts, "start", nil),
+    ["end"] = opt_int(F, opts, "end", nil),
+    desc = opt_bool(F, opts, "desc", true),
+  }
+  self:_request("getLocalMsgs", args, opt_done(F, opts), F)
+end
+
+---------------------------------------------------------------- pure helpers as methods
+
+function methods:mergeSessions(olds, news) return core.mergeSessions(olds, news) end
+function methods:cutSessions(olds, invalids) return core.cutSessions(olds, invalids) end
+function methods:cutSessionsByIds(olds, ids) return core.cutSessionsByIds(olds, ids) end
+function methods:findSession(list, id) return core.findSession(list, id) end
+
+---------------------------------------------------------------- getInstance
+
+-- A file name for the account: letters, digits, '.', '_', '@' and '-' kept,
+-- everything else (path separators included) as %XX, never a leading '.'.
+local function account_file(account)
+  local s = account:gsub("[^%w._@-]", function(c) return ("%%%02X"):format(c:byte()) end)
+  if s:sub(1, 1) == "." then s = "%2E" .. s:sub(2) end
+  return s .. ".db"
+end
+
+function M.getInstance(opts)
+  local F = "getInstance"
+  if type(opts) ~= "table" then
+    error(F .. ": bad argument 'options' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  local function bad(param, why) argerror(F, param, why) end
+  local account = opts.account
+  if type(account) ~= "string" or account == "" then
+    bad("account", "non-empty string expected, got " .. (account == "" and "''" or type(account)))
+  end
+  if opts.server ~= nil then
+    bad("server", "the network mode is not available in this build yet (use local-only mode)")
+  end
+  local db = opts.db
+  if db == nil then db = true end
+  if type(db) ~= "boolean" and type(db) ~= "string" then
+    bad("db", "boolean or file name expected, got " .. type(db))
+  end
+  local dataDir = opts.dataDir
+  if dataDir == nil then dataDir = "./nim-data" end
+  if type(dataDir) ~= "string" or dataDir == "" then
+    bad("dataDir", "non-empty string expected, got " .. type(dataDir))
+  end
+  for _, k in ipairs { "syncSessionUnread", "syncStickTopSessions", "needReconnect" } do
+    if opts[k] ~= nil and type(opts[k]) ~= "boolean" then
+      bad(k, "boolean expected, got " .. type(opts[k]))
+    end
+  end
+  local callbacks = {}
+  for _, k in ipairs(CALLBACKS) do
+    local cb = opts[k]
+    if cb ~= nil then
+      if not callable(cb) then bad(k, "callable expected, got " .. type(cb)) end
+      callbacks[k] = cb
+    end
+  end
+  local dbPath
+  if db == true then
+    dbPath = dataDir:gsub("/+$", "") .. "/" .. account_file(account)
+  elseif type(db) == "string" then
+    dbPath = db
+  end
+  return core.newInstance { account = account, dbPath = dbPath, callbacks = callbacks }
+end
+
+M.accountFile = account_file
+return M
