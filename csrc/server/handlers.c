@@ -74,7 +74,7 @@ static void sync_account(srv_conn *c, int64_t cur_msgs, int64_t cur_state) {
     if (!ok) {
         cJSON_Delete(roaming); cJSON_Delete(offline); cJSON_Delete(ptrs);
         cJSON_Delete(rcpts); cJSON_Delete(tops);
-        srv_close_after_flush(c, 1011, "sync failed");
+        srv_close_after_flush(c, NIM_CLOSE_SERVER_ERROR, "sync failed");
         return;
     }
     /* Never move a cursor backwards (a client may hold a newer one). */
@@ -111,7 +111,7 @@ static void sync_account(srv_conn *c, int64_t cur_msgs, int64_t cur_state) {
     } else {
         cJSON_Delete(d);
         cJSON_Delete(cur);
-        srv_close_after_flush(c, 1011, "sync failed");
+        srv_close_after_flush(c, NIM_CLOSE_SERVER_ERROR, "sync failed");
     }
 }
 
@@ -633,7 +633,7 @@ void srv_handle_message(srv_conn *c, const char *buf, size_t len) {
         return;
     }
     if (f.kind != NIM_FRAME_REQUEST) {
-        srv_reply(c, f.id, f.name, NIM_CODE_BAD_FRAME, "clients send requests only", NULL);
+        srv_reply(c, f.id, "", NIM_CODE_BAD_FRAME, "clients send requests only", NULL);
         nim_frame_free(&f);
         if (++c->bad_frames >= SRV_MAX_BAD_FRAMES)
             srv_close_after_flush(c, NIM_CLOSE_POLICY, "too many malformed frames");

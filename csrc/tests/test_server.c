@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <libwebsockets.h>
 
 #define T_MS 5000 /* every wait gives up after this: a hung server fails the test */
 
@@ -846,6 +847,118 @@ static void t_hostile(void) {
     cli_free(&h);
 }
 
+/* The SDK's network client will be libwebsockets: check that an lws client
+ * negotiates nim.v1 with the server and receives a sync bigger than one
+ * batch (several frames near 256 KiB, each complete and under 1 MiB). */
+typedef struct {
+    char   *rx;
+    size_t  rx_len;
+    int     established, frames, offline, done, failed;
+    size_t  max_frame;
+    const char *login;
+} lws_probe;
+
+static int probe_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len) {
+    lws_probe *p = lws_context_user(lws_get_context(wsi));
+    (void)user;
+    switch (reason) {
+    case LWS_CALLBACK_CLIENT_ESTABLISHED:
+        p->established = 1;
+        lws_callback_on_writable(wsi);
+        break;
+    case LWS_CALLBACK_CLIENT_WRITEABLE: {
+        size_t n = strlen(p->login);
+        unsigned char *buf = malloc(LWS_PRE + n);
+        memcpy(buf + LWS_PRE, p->login, n);
+        int w = lws_write(wsi, buf + LWS_PRE, n, LWS_WRITE_TEXT);
+        free(buf);
+        if (w < (int)n) { p->failed = 1; return -1; }
+        break;
+    }
+    case LWS_CALLBACK_CLIENT_RECEIVE: {
+        char *g = realloc(p->rx, p->rx_len + len + 1);
+        if (!g) { p->failed = 1; return -1; }
+        p->rx = g;
+        memcpy(p->rx + p->rx_len, in, len);
+        p->rx_len += len;
+        if (!lws_is_final_fragment(wsi)) break;
+        p->rx[p->rx_len] = 0;
+        if (p->rx_len > p->max_frame) p->max_frame = p->rx_len;
+        nim_frame f;
+        const char *err;
+        if (nim_proto_decode(p->rx, p->rx_len, NIM_PROTO_MAX_FRAME, &f, &err) != NIM_CODE_OK) {
+            p->failed = 1;
+        } else {
+            p->frames++;
+            if (f.kind == NIM_FRAME_RESPONSE && f.code != 200) p->failed = 1;
+            if (f.kind == NIM_FRAME_PUSH && strcmp(f.name, "offlineMsgs") == 0)
+                p->offline += cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(f.data, "msgs"));
+            if (f.kind == NIM_FRAME_PUSH && strcmp(f.name, "syncDone") == 0) p->done = 1;
+            nim_frame_free(&f);
+        }
+        p->rx_len = 0;
+        break;
+    }
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+    case LWS_CALLBACK_CLIENT_CLOSED:
+        if (!p->done) p->failed = 1;
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static void t_lws_client(void) {
+    cli d;
+    cli_login(&d, "dave", "secret", "big-d", NULL, NULL);
+    enum { N = 40, TEXT = 15000 };
+    char *data = malloc(TEXT + 256);
+    int ok = 1;
+    for (int i = 0; i < N; i++) {
+        int n = sprintf(data, "{\"scene\":\"p2p\",\"to\":\"carol\",\"type\":\"text\",\"idClient\":\"big-%d\",\"text\":\"", i);
+        memset(data + n, 'x', TEXT);
+        strcpy(data + n + TEXT, "\"}");
+        ok &= cli_call_code(&d, "sendMsg", data) == 200;
+    }
+    free(data);
+    cli_free(&d);
+    test_cond("lws client: 40 messages of 15 KB sent", ok);
+
+    static const struct lws_protocols protos[] = {
+        { NIM_PROTO_SUBPROTOCOL, probe_cb, 0, 0, 0, NULL, 0 },
+        { NULL, NULL, 0, 0, 0, NULL, 0 }
+    };
+    lws_probe p = { .login = "{\"id\":1,\"cmd\":\"login\",\"data\":{\"account\":\"carol\",\"token\":\"secret\","
+                             "\"deviceId\":\"lws-probe\",\"version\":1}}" };
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.protocols = protos;
+    info.user = &p;
+    lws_set_log_level(LLL_ERR, NULL);
+    struct lws_context *ctx = lws_create_context(&info);
+    struct lws_client_connect_info ci;
+    memset(&ci, 0, sizeof ci);
+    ci.context = ctx;
+    ci.address = "127.0.0.1";
+    ci.port = g_port;
+    ci.path = "/";
+    ci.host = "127.0.0.1";
+    ci.origin = "127.0.0.1";
+    ci.protocol = NIM_PROTO_SUBPROTOCOL;
+    struct lws *wsi = ctx ? lws_client_connect_via_info(&ci) : NULL;
+    int64_t deadline = ws_now_ms() + T_MS;
+    while (wsi && !p.done && !p.failed && ws_now_ms() < deadline)
+        if (lws_service(ctx, 100) < 0) break;
+    if (ctx) lws_context_destroy(ctx);
+    free(p.rx);
+    test_cond("lws client: connects with nim.v1 and completes the sync", wsi && p.established && p.done && !p.failed);
+    test_cond("lws client: the 40 offline messages (plus carol's unmarked team message) arrive across several frames",
+              p.offline == N + 1 && p.frames >= 5);
+    test_cond("lws client: no frame exceeds the 1 MiB client limit", p.max_frame > 200000 && p.max_frame <= NIM_PROTO_MAX_FRAME);
+}
+
 /* SIGKILL in the middle of use loses nothing that was acknowledged. */
 static void t_kill_restart(void) {
     cli a, b;
@@ -943,6 +1056,7 @@ int main(int argc, char **argv) {
         t_stick_top();
         t_teams();
         t_hostile();
+        t_lws_client();
         t_kill_restart();
         test_cond("SIGTERM: the server exits cleanly with status 0", server_stop(SIGTERM) == 0);
         t_open_registration();
