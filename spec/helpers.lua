@@ -29,4 +29,106 @@ function H.read_json(path)
   return fix(cjson.decode(text))
 end
 
+---------------------------------------------------------------- instances
+-- (engine specs) Temporary data directories, instances that record their
+-- callbacks, and waiting for callbacks by pumping nim:poll -- never by
+-- sleeping: every wait ends as soon as the expected callback has run.
+
+-- A fresh directory name under /tmp (created by the engine when used).
+function H.tmpdir()
+  local p = os.tmpname()
+  os.remove(p)
+  return p .. ".d"
+end
+
+function H.rmdir(dir)
+  assert(dir:match("^/tmp/"), "refusing to remove " .. dir)
+  os.execute("rm -rf '" .. dir .. "'")
+end
+
+-- Pumps poll on every instance of nims (one or a list) until cond() is
+-- true; fails after timeout seconds (default 5).
+function H.wait_until(nims, cond, timeout, what)
+  if type(nims) ~= "table" then nims = { nims } end
+  local wall = os.time() + (timeout or 5) + 1   -- wall clock: poll waits cost no CPU
+  while not cond() do
+    if os.time() > wall then
+      error("timed out waiting for " .. (what or "a condition"), 2)
+    end
+    for _, n in ipairs(nims) do n:poll(#nims == 1 and 20 or 1) end
+  end
+end
+
+-- Calls nim[method](nim, opts with done) and pumps until done has run;
+-- returns done's (err, obj).
+function H.call(nim, method, opts)
+  local got
+  opts = opts or {}
+  opts.done = function(err, obj) got = { err, obj } end
+  nim[method](nim, opts)
+  H.wait_until(nim, function() return got ~= nil end, 10, method .. " done")
+  return got[1], got[2]
+end
+
+-- For methods taking positional arguments and done last.
+function H.callp(nim, method, ...)
+  local got
+  local args = table.pack(...)
+  args[args.n + 1] = function(err, obj) got = { err, obj } end
+  nim[method](nim, table.unpack(args, 1, args.n + 1))
+  H.wait_until(nim, function() return got ~= nil end, 10, method .. " done")
+  return got[1], got[2]
+end
+
+-- Opens an instance whose callbacks append to rec: rec.sessions (lists),
+-- rec.syncdone (count), rec.updates (sessions, in order), rec.errors.
+-- opts are merged over {account = "alice", dataDir = dir}. Waits for
+-- onsyncdone unless opts.nowait.
+function H.open(dir, opts)
+  local NIM = require "nim"
+  local rec = { sessions = {}, syncdone = 0, updates = {}, errors = {}, order = {} }
+  local o = {
+    account = "alice", dataDir = dir,
+    onsessions = function(list) rec.sessions[#rec.sessions + 1] = list; rec.order[#rec.order + 1] = "sessions" end,
+    onsyncdone = function() rec.syncdone = rec.syncdone + 1; rec.order[#rec.order + 1] = "syncdone" end,
+    onupdatesession = function(s) rec.updates[#rec.updates + 1] = s end,
+    onerror = function(e) rec.errors[#rec.errors + 1] = e end,
+  }
+  local nowait = opts and opts.nowait
+  for k, v in pairs(opts or {}) do
+    if k ~= "nowait" then o[k] = v end
+    if v == false and k:match("^on") then o[k] = nil end   -- false: leave the callback out
+  end
+  local nim = NIM.getInstance(o)
+  if not nowait then H.wait_until(nim, function() return rec.syncdone > 0 end, 10, "onsyncdone") end
+  return nim, rec
+end
+
+-- Destroys nim and pumps until its destroy done ran.
+function H.close(nim)
+  if nim:_state() == "destroyed" then return end
+  local closed = false
+  nim:destroy(function() closed = true end)
+  H.wait_until(nim, function() return closed end, 10, "destroy done")
+end
+
+-- A message from peer to me (or from me when from == me).
+function H.msg(from, to, time, id, extra)
+  local m = { scene = "p2p", from = from, to = to, time = time, idServer = id, type = "text", text = "m" .. tostring(id) }
+  for k, v in pairs(extra or {}) do m[k] = v end
+  return m
+end
+
+-- Every session through getLocalSessions pages of `limit`.
+function H.all_sessions(nim, limit, reverse)
+  local out, last = {}, nil
+  repeat
+    local err, obj = H.call(nim, "getLocalSessions", { lastSessionId = last, limit = limit, reverse = reverse })
+    assert(err == nil, tostring(err))
+    for _, s in ipairs(obj.sessions) do out[#out + 1] = s end
+    last = #obj.sessions > 0 and obj.sessions[#obj.sessions].id or nil
+  until #obj.sessions < limit
+  return out
+end
+
 return H

@@ -888,13 +888,17 @@ int nim_engine_submit(nim_engine *e, int type, uint64_t req, cJSON *args) {
     return 0;
 }
 
-void nim_engine_free(nim_engine *e) {
-    if (!e) return;
+void nim_engine_join(nim_engine *e) {
     if (e->thread_started && !e->joined) {
         if (!e->close_submitted) nim_engine_submit(e, NIM_CMD_CLOSE, 0, NULL);
         pthread_join(e->thread, NULL);
         e->joined = 1;
     }
+}
+
+void nim_engine_free(nim_engine *e) {
+    if (!e) return;
+    nim_engine_join(e);
     nim_event_free(e->ev_head);
     nim_free(e->dirty);
     nim_free(e->curr);

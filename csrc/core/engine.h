@@ -125,6 +125,9 @@ nim_event *nim_engine_take_events(nim_engine *e);
 void nim_engine_rearm(nim_engine *e);
 /* Owner thread. 1 once the engine thread has finished (after CLOSE). */
 int nim_engine_finished(nim_engine *e);
+/* Owner thread. Submits CLOSE if not yet done and waits for the engine
+ * thread to end; queued events stay to be taken. */
+void nim_engine_join(nim_engine *e);
 /* Owner thread. Submits CLOSE if not yet done, joins the thread, frees the
  * engine and every event still queued. */
 void nim_engine_free(nim_engine *e);

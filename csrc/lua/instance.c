@@ -434,9 +434,19 @@ static int l_instance_destroy(lua_State *L) {
     return 0;
 }
 
+/* __close: destroy, and wait for the engine to finish, so the database is
+ * closed when the scope ends; the events (dones) stay for the next poll. */
 static int l_instance_close(lua_State *L) {
     lua_settop(L, 1);
-    return l_instance_destroy(L);
+    l_instance_destroy(L);
+    l_instance *in = check_any(L);
+    if (in->eng) {
+        nim_engine_join(in->eng);
+        nim_event *ev = nim_engine_take_events(in->eng), **tail = &in->pending;
+        while (*tail) tail = &(*tail)->next;
+        *tail = ev;
+    }
+    return 0;
 }
 
 /* __gc: joins the engine (which flushes and closes the database). */

@@ -30,7 +30,7 @@ local function argerror(fname, param, why)
     if not info or info.source ~= THIS then break end
     level = level + 1
   end
-  error(fname .. ": bad argument '" .. param .. "' (" .. why .. ")", level - 1)
+  error(fname .. ": bad argument '" .. param .. "' (" .. why .. ")", level)
 end
 
 local function callable(v)

@@ -1,0 +1,177 @@
+-- Local messages (saveMsgsToLocal, getLocalMsgs) and the storage rules:
+-- schema version, WAL, unusable databases.
+local H = require "helpers"
+
+describe("local messages", function()
+  local dir, nim, rec
+  before_each(function() dir = H.tmpdir(); nim, rec = H.open(dir) end)
+  after_each(function() H.close(nim); collectgarbage(); H.rmdir(dir) end)
+
+  describe("saveMsgsToLocal", function()
+    it("fills flow, target, sessionId, status and updates the sessions", function()
+      local err, obj = H.call(nim, "saveMsgsToLocal", { msgs = {
+        H.msg("bob", "alice", 100, "1", { custom = { nested = { 1, 2, { x = true } } } }),
+        H.msg("alice", "bob", 200, "2"),
+      } })
+      assert.is_nil(err)
+      local a, b = obj.msgs[1], obj.msgs[2]
+      assert.equals("in", a.flow); assert.equals("bob", a.target); assert.equals("p2p-bob", a.sessionId)
+      assert.equals("success", a.status)
+      assert.same({ nested = { 1, 2, { x = true } } }, a.custom)
+      assert.equals("out", b.flow); assert.equals("bob", b.target); assert.equals("p2p-bob", b.sessionId)
+      local _, s = H.call(nim, "getLocalSession", { sessionId = "p2p-bob" })
+      assert.equals(200, s.updateTime)
+      assert.equals("2", s.lastMsg.idServer)
+      assert.equals(1, s.unread)
+    end)
+
+    it("keeps the newest message as lastMsg whatever the arrival order", function()
+      H.call(nim, "saveMsgsToLocal", { msgs = { H.msg("bob", "alice", 300, "new") } })
+      H.call(nim, "saveMsgsToLocal", { msgs = { H.msg("bob", "alice", 100, "old") } })
+      local _, s = H.call(nim, "getLocalSession", { sessionId = "p2p-bob" })
+      assert.equals("new", s.lastMsg.idServer)
+      assert.equals(300, s.updateTime)
+      assert.equals(2, s.unread)
+    end)
+
+    it("accepts an empty list", function()
+      local err, obj = H.call(nim, "saveMsgsToLocal", { msgs = {} })
+      assert.is_nil(err)
+      assert.same({}, obj.msgs)
+    end)
+
+    it("raises naming the message and field", function()
+      local F = "saveMsgsToLocal: bad argument "
+      assert.error_matches(function() nim:saveMsgsToLocal {} end, F .. "'msgs'")
+      assert.error_matches(function() nim:saveMsgsToLocal { msgs = { 5 } } end, F .. "'msgs%[1%]'")
+      local m = H.msg("bob", "alice", 1, "1")
+      m.scene = "room"
+      assert.error_matches(function() nim:saveMsgsToLocal { msgs = { H.msg("b", "alice", 1, "0"), m } } end,
+        F .. "'msgs%[2%].scene' %(unknown scene 'room'")
+      for _, k in ipairs { "from", "to", "time" } do
+        local x = H.msg("bob", "alice", 1, "1")
+        x[k] = nil
+        assert.error_matches(function() nim:saveMsgsToLocal { msgs = { x } } end, F .. "'msgs%[1%]." .. k .. "'")
+      end
+      local x = H.msg("bob", "alice", 1.5, "1")
+      assert.error_matches(function() nim:saveMsgsToLocal { msgs = { x } } end, F .. "'msgs%[1%].time'")
+      x = H.msg("bob", "alice", 1, nil)
+      assert.error_matches(function() nim:saveMsgsToLocal { msgs = { x } } end, "idServer or idClient")
+      x = H.msg("bob", "alice", 1, "1", { content = print })
+      assert.error_matches(function() nim:saveMsgsToLocal { msgs = { x } } end,
+        F .. "'msgs%[1%].content' %(unsupported value %(function%)%)")
+      local cyc = {}
+      cyc.self = cyc
+      x = H.msg("bob", "alice", 1, "1", { custom = cyc })
+      assert.error_matches(function() nim:saveMsgsToLocal { msgs = { x } } end, "too deep")
+      x = H.msg("bob", "alice", 1, "1", { custom = { [true] = 1 } })
+      assert.error_matches(function() nim:saveMsgsToLocal { msgs = { x } } end, "boolean key")
+      -- nothing was stored by the failed calls
+      local _, obj = H.call(nim, "getLocalMsgs", {})
+      assert.same({}, obj.msgs)
+    end)
+  end)
+
+  describe("getLocalMsgs", function()
+    before_each(function()
+      local msgs = {}
+      for i = 1, 10 do msgs[i] = H.msg(i % 2 == 0 and "bob" or "carol", "alice", i * 10, "m" .. i) end
+      H.call(nim, "saveMsgsToLocal", { msgs = msgs })
+    end)
+
+    local function idlist(obj)
+      local out = {}
+      for i, m in ipairs(obj.msgs) do out[i] = m.idServer end
+      return out
+    end
+
+    it("gives a session's messages newest first, or oldest first", function()
+      local err, obj = H.call(nim, "getLocalMsgs", { sessionId = "p2p-bob" })
+      assert.is_nil(err)
+      assert.same({ "m10", "m8", "m6", "m4", "m2" }, idlist(obj))
+      local _, asc = H.call(nim, "getLocalMsgs", { sessionId = "p2p-bob", desc = false, limit = 2 })
+      assert.same({ "m2", "m4" }, idlist(asc))
+    end)
+
+    it("filters by start and end (inclusive) and limits", function()
+      local _, obj = H.call(nim, "getLocalMsgs", { start = 30, ["end"] = 60 })
+      assert.same({ "m6", "m5", "m4", "m3" }, idlist(obj))
+      local _, l = H.call(nim, "getLocalMsgs", { limit = 3 })
+      assert.same({ "m10", "m9", "m8" }, idlist(l))
+      local _, none = H.call(nim, "getLocalMsgs", { sessionId = "team-1" })
+      assert.same({}, none.msgs)
+    end)
+
+    it("raises for bad parameters", function()
+      assert.error_matches(function() nim:getLocalMsgs { limit = -2 } end, "getLocalMsgs: bad argument 'limit'")
+      assert.error_matches(function() nim:getLocalMsgs { start = "x" } end, "getLocalMsgs: bad argument 'start'")
+      assert.error_matches(function() nim:getLocalMsgs { desc = 0 } end, "getLocalMsgs: bad argument 'desc'")
+      assert.error_matches(function() nim:getLocalMsgs { sessionId = "x" } end, "getLocalMsgs: bad argument 'sessionId'")
+    end)
+  end)
+end)
+
+describe("storage", function()
+  local dir
+  before_each(function() dir = H.tmpdir() end)
+  after_each(function() collectgarbage(); H.rmdir(dir) end)
+
+  local function sqlite(path, sql)
+    -- the sqlite3 shell may be missing: read the header bytes instead where possible
+    local p = io.popen("command -v sqlite3")
+    local has = p:read("a") ~= ""
+    p:close()
+    if not has then return nil end
+    p = io.popen("sqlite3 '" .. path .. "' '" .. sql .. "'")
+    local out = p:read("a")
+    p:close()
+    return out
+  end
+
+  it("uses WAL and a versioned schema", function()
+    local nim = H.open(dir)
+    H.call(nim, "insertLocalSession", { scene = "p2p", to = "bob" })
+    H.close(nim)
+    local f = assert(io.open(dir .. "/alice.db", "rb"))
+    local header = f:read(100)
+    f:close()
+    assert.equals("SQLite format 3\0", header:sub(1, 16))
+    assert.equals(2, header:byte(19))           -- write version 2 = WAL
+    local uv = (header:byte(61) << 24) | (header:byte(62) << 16) | (header:byte(63) << 8) | header:byte(64)
+    assert.equals(1, uv)                        -- PRAGMA user_version
+    local out = sqlite(dir .. "/alice.db", "select id from sessions")
+    if out then assert.equals("p2p-bob\n", out) end
+  end)
+
+  it("reports a corrupt database to onerror and DB_Error to every request", function()
+    os.execute("mkdir -p '" .. dir .. "'")
+    local f = assert(io.open(dir .. "/alice.db", "wb"))
+    f:write(string.rep("this is not a database\n", 400))
+    f:close()
+    local nim, rec = H.open(dir)
+    assert.equals(1, #rec.errors)
+    assert.equals("DB_Error", rec.errors[1].code)
+    assert.matches("database", rec.errors[1].message)
+    for _, call in ipairs {
+      { "getLocalSessions", {} },
+      { "insertLocalSession", { scene = "p2p", to = "bob" } },
+      { "saveMsgsToLocal", { msgs = { H.msg("bob", "alice", 1, "1") } } },
+      { "getLocalMsgs", {} },
+    } do
+      local err = H.call(nim, call[1], call[2])
+      assert.equals("DB_Error", err and err.code, call[1])
+    end
+    local err = H.callp(nim, "resetAllSessionUnread")
+    assert.equals("DB_Error", err.code)
+    H.close(nim)
+  end)
+
+  it("reports a database that cannot be opened", function()
+    os.execute("mkdir -p '" .. dir .. "/alice.db'")     -- a directory where the file should be
+    local nim, rec = H.open(dir)
+    assert.equals("DB_Error", rec.errors[1].code)
+    local err = H.call(nim, "getLocalSessions")
+    assert.equals("DB_Error", err.code)
+    H.close(nim)
+  end)
+end)
