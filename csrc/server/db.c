@@ -13,7 +13,7 @@
 #include <time.h>
 
 enum {
-    S_BEGIN, S_COMMIT, S_ROLLBACK, S_NEXT_VER, S_MAX_MSG, S_MAX_VER, S_LAST_TIME,
+    S_BEGIN, S_BEGIN_READ, S_COMMIT, S_ROLLBACK, S_NEXT_VER, S_MAX_MSG, S_MAX_VER, S_LAST_TIME,
     S_ACC_GET, S_ACC_PUT, S_ACC_EXISTS, S_DEV_TOUCH,
     S_MSG_BY_CLIENT, S_MSG_INSERT, S_INBOX_INSERT, S_MSG_HEAD,
     S_OFFLINE, S_ROAMING, S_MARK_ONE, S_MARK_UPTO,
@@ -29,6 +29,7 @@ enum {
 
 static const char *const sql_text[S__COUNT] = {
     [S_BEGIN]    = "BEGIN IMMEDIATE",
+    [S_BEGIN_READ] = "BEGIN",
     [S_COMMIT]   = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
     [S_NEXT_VER] = "UPDATE counters SET value = value + 1 WHERE name = 'ver' RETURNING value",
@@ -220,6 +221,7 @@ void srv_db_close(srv_db *db) {
 }
 
 int srv_db_begin(srv_db *db) { stmt(db, S_BEGIN); return run(db, S_BEGIN); }
+int srv_db_begin_read(srv_db *db) { stmt(db, S_BEGIN_READ); return run(db, S_BEGIN_READ); }
 int srv_db_commit(srv_db *db) { stmt(db, S_COMMIT); return run(db, S_COMMIT); }
 void srv_db_rollback(srv_db *db) {
     if (!sqlite3_get_autocommit(db->h)) { stmt(db, S_ROLLBACK); run(db, S_ROLLBACK); }

@@ -21,7 +21,8 @@ srv_db *srv_db_open(const char *path, char *err, size_t errlen);
 void    srv_db_close(srv_db *db);
 const char *srv_db_errmsg(srv_db *db);
 
-int srv_db_begin(srv_db *db);
+int srv_db_begin(srv_db *db);       /* a write transaction */
+int srv_db_begin_read(srv_db *db);  /* a read snapshot; end it with rollback */
 int srv_db_commit(srv_db *db);
 void srv_db_rollback(srv_db *db);
 

@@ -52,6 +52,28 @@ static cJSON *cursors_obj(int64_t msgs, int64_t state) {
     return o;
 }
 
+/* Drops items of arr until their printed size fits budget: from the front
+ * (oldest) when keep_newest, else from the back. */
+static void trim_to_budget(cJSON *arr, size_t budget, int keep_newest) {
+    int n = cJSON_GetArraySize(arr);
+    if (n == 0) return;
+    size_t *len = nim_calloc((size_t)n, sizeof *len), total = 0;
+    if (!len) return;
+    int i = 0;
+    for (cJSON *it = arr->child; it; it = it->next, i++) {
+        char *s = cJSON_PrintUnformatted(it);
+        len[i] = s ? strlen(s) + 1 : 0;
+        total += len[i];
+        cJSON_free(s);
+    }
+    for (int k = 0; total > budget && k < n; k++) {
+        int at = keep_newest ? 0 : cJSON_GetArraySize(arr) - 1;
+        total -= len[keep_newest ? k : n - 1 - k];
+        cJSON_DeleteItemFromArray(arr, at);
+    }
+    nim_free(len);
+}
+
 /* The sync sequence of docs/protocol.md, queued right after the login reply
  * and before anything else can be queued (one thread), so no live push can
  * overtake it. */
@@ -60,7 +82,7 @@ static void sync_account(srv_conn *c, int64_t cur_msgs, int64_t cur_state) {
     cJSON *roaming = cJSON_CreateArray(), *offline = cJSON_CreateArray();
     cJSON *ptrs = cJSON_CreateArray(), *rcpts = cJSON_CreateArray(), *tops = cJSON_CreateArray();
     int ok = roaming && offline && ptrs && rcpts && tops &&
-             srv_db_begin(srv.db) == NIM_CODE_OK;
+             srv_db_begin_read(srv.db) == NIM_CODE_OK;
     if (ok) {
         /* One read transaction: a consistent snapshot and its cursors. */
         ok = srv_db_cursors(srv.db, &max_msg, &max_ver) == NIM_CODE_OK &&
@@ -77,6 +99,8 @@ static void sync_account(srv_conn *c, int64_t cur_msgs, int64_t cur_state) {
         srv_close_after_flush(c, NIM_CLOSE_SERVER_ERROR, "sync failed");
         return;
     }
+    trim_to_budget(roaming, SRV_ROAMING_BUDGET, 1);
+    trim_to_budget(offline, SRV_OFFLINE_BUDGET, 0);
     /* Never move a cursor backwards (a client may hold a newer one). */
     if (max_msg < cur_msgs) max_msg = cur_msgs;
     if (max_ver < cur_state) max_ver = cur_state;

@@ -20,6 +20,11 @@ struct lws_context;
 #define SRV_BATCH_BYTES        (256 * 1024) /* sync pushes are split near this size */
 #define SRV_ROAMING_PER_SESSION 100
 #define SRV_OFFLINE_LIMIT      10000
+/* Bytes of message JSON one login sync may queue, so a sync always fits
+ * under SRV_MAX_QUEUED_BYTES: the newest roaming messages are kept, the
+ * oldest offline ones (the rest stay offline for the next login). */
+#define SRV_ROAMING_BUDGET     (6u * 1024 * 1024)
+#define SRV_OFFLINE_BUDGET     (8u * 1024 * 1024)
 
 typedef struct srv_out {
     struct srv_out *next;

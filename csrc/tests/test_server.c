@@ -38,7 +38,7 @@ static void watchdog(int sig) {
 }
 
 /* Starts nim-server and waits for its "listening on" line. 0 on success. */
-static int server_start(const char *extra) {
+static int server_start3(const char *extra, const char *extra2, const char *extra3) {
     int out[2];
     if (pipe(out) != 0) return -1;
     g_pid = fork();
@@ -47,8 +47,7 @@ static int server_start(const char *extra) {
         dup2(out[1], 1);
         close(out[0]);
         close(out[1]);
-        if (extra) execl(g_server, g_server, "--listen", "127.0.0.1:0", "--db", g_db, extra, (char *)NULL);
-        else execl(g_server, g_server, "--listen", "127.0.0.1:0", "--db", g_db, (char *)NULL);
+        execl(g_server, g_server, "--listen", "127.0.0.1:0", "--db", g_db, extra, extra2, extra3, (char *)NULL);
         _exit(127);
     }
     close(out[1]);
@@ -73,6 +72,8 @@ static int server_start(const char *extra) {
     }
     return 0;
 }
+
+static int server_start(const char *extra) { return server_start3(extra, NULL, NULL); }
 
 /* Sends sig and reaps the server; returns its exit status, or 128+signal. */
 static int server_stop(int sig) {
@@ -959,6 +960,42 @@ static void t_lws_client(void) {
     test_cond("lws client: no frame exceeds the 1 MiB client limit", p.max_frame > 200000 && p.max_frame <= NIM_PROTO_MAX_FRAME);
 }
 
+/* A backlog bigger than one sync's budget comes over several logins, and the
+ * connection is never cut for it. */
+static void t_big_offline(void) {
+    cli d, f;
+    cJSON *sync = NULL;
+    cli_login(&d, "dave", "secret", "bulk-d", NULL, NULL);
+    enum { N = 600, TEXT = 15000 };
+    char *data = malloc(TEXT + 256);
+    int ok = 1;
+    for (int i = 0; i < N; i++) {
+        int n = sprintf(data, "{\"scene\":\"p2p\",\"to\":\"frank\",\"type\":\"text\",\"idClient\":\"bulk-%d\",\"text\":\"", i);
+        memset(data + n, 'y', TEXT);
+        strcpy(data + n + TEXT, "\"}");
+        ok &= cli_call_code(&d, "sendMsg", data) == 200;
+    }
+    free(data);
+    cli_free(&d);
+    test_cond("backlog: 600 messages of 15 KB (9 MB) sent to an offline account", ok);
+    int got = 0, logins = 0, rounds_ok = 1;
+    while (got < N && logins < 4) {
+        if (cli_login(&f, "frank", "secret", "bulk-f", NULL, &sync) != 200) { rounds_ok = 0; break; }
+        logins++;
+        const cJSON *off = obj_of(sync, "offlineMsgs");
+        int n = cJSON_GetArraySize(off);
+        got += n;
+        if (n == 0) { rounds_ok = 0; cJSON_Delete(sync); cli_free(&f); break; }
+        char mark[64];
+        snprintf(mark, sizeof mark, "{\"upTo\":\"%s\"}", str_of(cJSON_GetArrayItem(off, n - 1), "idServer"));
+        rounds_ok &= cli_call_code(&f, "markMsgsReceived", mark) == 200 && !f.ws.closed;
+        cJSON_Delete(sync);
+        cli_free(&f);
+    }
+    test_cond("backlog: arrives over two logins, each sync within its budget, all of it",
+              rounds_ok && logins == 2 && got == N);
+}
+
 /* SIGKILL in the middle of use loses nothing that was acknowledged. */
 static void t_kill_restart(void) {
     cli a, b;
@@ -1005,13 +1042,19 @@ static void t_kill_restart(void) {
 static void t_open_registration(void) {
     cli c;
     test_cond("open registration: server restarts with --open-registration",
-              server_start("--open-registration") == 0);
+              server_start3("--open-registration", "--idle", "1") == 0);
     test_cond("open registration: a new account logs in", cli_login(&c, "newbie", "pw1", "d", NULL, NULL) == 200);
     cli_free(&c);
     test_cond("open registration: its token is now required", cli_login(&c, "newbie", "pw2", "d", NULL, NULL) == 302);
     cli_free(&c);
     test_cond("open registration: existing accounts keep their token",
               cli_login(&c, "alice", "not-secret", "d", NULL, NULL) == 302);
+    cli_free(&c);
+    /* --idle 1: a logged-in connection that stays silent is closed. */
+    cli_login(&c, "alice", "secret", "idle", NULL, NULL);
+    int64_t t0 = ws_now_ms();
+    test_cond("idle: a silent connection is closed after --idle seconds",
+              ws_wait_closed(&c.ws, T_MS) && ws_now_ms() - t0 >= 500);
     cli_free(&c);
 }
 
@@ -1039,7 +1082,7 @@ int main(int argc, char **argv) {
     if (!mkdtemp(g_dir)) { perror("mkdtemp"); return 1; }
     snprintf(g_db, sizeof g_db, "%s/server.db", g_dir);
 
-    const char *users[] = { "alice", "bob", "carol", "dave", "erin" };
+    const char *users[] = { "alice", "bob", "carol", "dave", "erin", "frank" };
     int ok = 1;
     for (size_t i = 0; i < sizeof users / sizeof users[0]; i++) ok &= adduser(users[i], "secret") == 0;
     test_cond("adduser registers accounts", ok);
@@ -1057,6 +1100,7 @@ int main(int argc, char **argv) {
         t_teams();
         t_hostile();
         t_lws_client();
+        t_big_offline();
         t_kill_restart();
         test_cond("SIGTERM: the server exits cleanly with status 0", server_stop(SIGTERM) == 0);
         t_open_registration();
