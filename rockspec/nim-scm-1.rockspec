@@ -29,10 +29,14 @@ build = {
     nim = "lua/nim/init.lua",
     ["nim.core"] = {
       sources = {
+        "csrc/lua/instance.c",
+        "csrc/lua/json.c",
         "csrc/lua/merge.c",
         "csrc/lua/nim_core.c",
         "csrc/core/alloc.c",
+        "csrc/core/engine.c",
         "csrc/core/sortkeys.c",
+        "csrc/core/store.c",
         "csrc/core/strmap.c",
         "csrc/net/proto.c",
         "csrc/net/sha256.c",
