@@ -26,7 +26,8 @@ external_dependencies = {
 build = {
   type = "builtin",
   modules = {
-    nim = "lua/nim/init.lua",
+    ["nim"] = "lua/nim/init.lua",
+    ["nim.instance"] = "lua/nim/instance.lua",
     ["nim.core"] = {
       sources = {
         "csrc/lua/instance.c",
