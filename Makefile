@@ -54,7 +54,14 @@ export LUA_CPATH := ./$(BUILD)/?.so;;
 
 .PHONY: all deps test test-c test-lua bench demo asan valgrind install clean rockspec
 
-all: $(MODULE) $(SERVER) $(TEST_BIN)
+EMBED_HOST = $(BUILD)/embed-host
+
+all: $(MODULE) $(SERVER) $(TEST_BIN) $(EMBED_HOST)
+
+# examples/embed: a C host that embeds Lua 5.4 like a game engine (links liblua5.4).
+$(EMBED_HOST): examples/embed/host.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LUA_CFLAGS) $(LDFLAGS) -o $@ $< $(shell $(PKG_CONFIG) --libs lua5.4) -lm -ldl
 
 $(BUILD)/obj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
