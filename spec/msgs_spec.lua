@@ -9,12 +9,16 @@ describe("local messages", function()
 
   describe("saveMsgsToLocal", function()
     it("fills flow, target, sessionId, status and updates the sessions", function()
-      local err, obj = H.call(nim, "saveMsgsToLocal", { msgs = {
+      local given = {
         H.msg("bob", "alice", 100, "1", { custom = { nested = { 1, 2, { x = true } } } }),
         H.msg("alice", "bob", 200, "2"),
-      } })
+      }
+      local err, obj = H.call(nim, "saveMsgsToLocal", { msgs = given })
       assert.is_nil(err)
-      local a, b = obj.msgs[1], obj.msgs[2]
+      assert.equals(given, obj.msgs)            -- the caller's tables, untouched
+      assert.is_nil(given[1].flow)
+      local _, stored = H.call(nim, "getLocalMsgs", { sessionId = "p2p-bob", desc = false })
+      local a, b = stored.msgs[1], stored.msgs[2]
       assert.equals("in", a.flow); assert.equals("bob", a.target); assert.equals("p2p-bob", a.sessionId)
       assert.equals("success", a.status)
       assert.same({ nested = { 1, 2, { x = true } } }, a.custom)

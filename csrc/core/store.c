@@ -34,7 +34,7 @@ static const char *const MIGRATIONS[] = {
     "  unread INTEGER NOT NULL DEFAULT 0,"
     "  maxTime INTEGER NOT NULL DEFAULT 0,"
     "  lastMsgTime INTEGER NOT NULL DEFAULT 0,"
-    "  lastMsg TEXT,"
+    "  lastMsgRid INTEGER,"               /* msgs.rid of lastMsg: rows stay small */
     "  localCustom TEXT,"
     "  deleted INTEGER NOT NULL DEFAULT 0,"
     "  isTop INTEGER NOT NULL DEFAULT 0,"
@@ -58,14 +58,20 @@ static const char *const SQL[Q_MAX] = {
     [Q_ROLLBACK] = "ROLLBACK",
     [Q_INS_MSG] = "INSERT INTO msgs(key, sid, time, countable, json) VALUES(?1, ?2, ?3, ?4, ?5)"
                   " ON CONFLICT(key) DO NOTHING",
-    [Q_PUT_SESS] = "INSERT OR REPLACE INTO sessions(id, scene, \"to\", updateTime, ack, unread,"
-                   " maxTime, lastMsgTime, lastMsg, localCustom, deleted, isTop, topCustom,"
+    /* an upsert updates the row in place (REPLACE would delete and re-add
+     * it, touching every index) */
+    [Q_PUT_SESS] = "INSERT INTO sessions(id, scene, \"to\", updateTime, ack, unread,"
+                   " maxTime, lastMsgTime, lastMsgRid, localCustom, deleted, isTop, topCustom,"
                    " msgReceiptTime) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
-                   " ?13, ?14)",
-    [Q_LOAD] = "SELECT id, scene, updateTime, ack, unread, maxTime, lastMsgTime, lastMsg,"
-               " localCustom, deleted, isTop, topCustom, msgReceiptTime FROM sessions",
+                   " ?13, ?14) ON CONFLICT(id) DO UPDATE SET updateTime = ?4, ack = ?5,"
+                   " unread = ?6, maxTime = ?7, lastMsgTime = ?8, lastMsgRid = ?9,"
+                   " localCustom = ?10, deleted = ?11, isTop = ?12, topCustom = ?13,"
+                   " msgReceiptTime = ?14",
+    [Q_LOAD] = "SELECT s.id, s.scene, s.updateTime, s.ack, s.unread, s.maxTime, s.lastMsgTime,"
+               " m.json, s.localCustom, s.deleted, s.isTop, s.topCustom, s.msgReceiptTime,"
+               " s.lastMsgRid FROM sessions s LEFT JOIN msgs m ON m.rid = s.lastMsgRid",
     [Q_COUNT] = "SELECT count(*) FROM msgs WHERE sid = ?1 AND time > ?2 AND countable = 1",
-    [Q_LATEST] = "SELECT json, time FROM msgs WHERE sid = ?1 ORDER BY time DESC, rid DESC LIMIT 1",
+    [Q_LATEST] = "SELECT json, time, rid FROM msgs WHERE sid = ?1 ORDER BY time DESC, rid DESC LIMIT 1",
     [Q_PAGE_DESC] = "SELECT id FROM sessions WHERE deleted = 0"
                     " ORDER BY updateTime DESC, id DESC LIMIT ?3",
     [Q_PAGE_DESC_AFTER] = "SELECT id FROM sessions WHERE deleted = 0 AND (updateTime, id) < (?1, ?2)"
@@ -154,7 +160,10 @@ nim_store *nim_store_open(const char *path, char **err) {
         if (err) *err = dupmsg("cannot open database", sqlite3_errmsg(st->db));
         goto fail;
     }
-    if (exec(st, "PRAGMA synchronous = FULL") < 0 || exec(st, "PRAGMA foreign_keys = OFF") < 0) {
+    /* a bigger cache and fewer checkpoints: a batch touches pages all over
+     * the sessions table and the message indexes */
+    if (exec(st, "PRAGMA cache_size = -16384") < 0 || exec(st, "PRAGMA wal_autocheckpoint = 4000") < 0 ||
+        exec(st, "PRAGMA synchronous = FULL") < 0 || exec(st, "PRAGMA foreign_keys = OFF") < 0) {
         if (err) *err = dupmsg("cannot open database", sqlite3_errmsg(st->db));
         goto fail;
     }
@@ -199,7 +208,7 @@ static void bind_text(sqlite3_stmt *s, int i, const char *v) {
 }
 
 int nim_store_insert_msg(nim_store *st, const char *key, const char *sid, int64_t time,
-                         int countable, const char *json, int *inserted) {
+                         int countable, const char *json, int *inserted, int64_t *rid) {
     sqlite3_stmt *s = st->q[Q_INS_MSG];
     bind_text(s, 1, key);
     bind_text(s, 2, sid);
@@ -208,6 +217,7 @@ int nim_store_insert_msg(nim_store *st, const char *key, const char *sid, int64_
     bind_text(s, 5, json);
     if (step_done(s) < 0) return -1;
     *inserted = sqlite3_changes(st->db) > 0;
+    if (*inserted) *rid = sqlite3_last_insert_rowid(st->db);
     return 0;
 }
 
@@ -221,7 +231,8 @@ int nim_store_put_session(nim_store *st, const nim_session *x) {
     sqlite3_bind_int64(s, 6, x->unread);
     sqlite3_bind_int64(s, 7, x->maxTime);
     sqlite3_bind_int64(s, 8, x->lastMsgTime);
-    bind_text(s, 9, x->lastMsg);
+    if (x->lastMsgRid) sqlite3_bind_int64(s, 9, x->lastMsgRid);
+    else sqlite3_bind_null(s, 9);
     bind_text(s, 10, x->localCustom);
     sqlite3_bind_int(s, 11, x->deleted);
     sqlite3_bind_int(s, 12, x->isTop);
@@ -259,6 +270,7 @@ int nim_store_load_sessions(nim_store *st, int (*row)(void *ud, nim_session *s),
         s->isTop = (uint8_t)sqlite3_column_int(q, 10);
         s->topCustom = col_dup(q, 11);
         s->msgReceiptTime = sqlite3_column_int64(q, 12);
+        s->lastMsgRid = sqlite3_column_int64(q, 13);
         if (row(ud, s) < 0) { ret = -1; break; }
     }
     if (ret == 0 && rc != SQLITE_DONE) ret = -1;
@@ -287,7 +299,8 @@ int nim_store_count_all(nim_store *st, const char *sid, int64_t *total) {
     return count_query(q, total);
 }
 
-int nim_store_latest_msg(nim_store *st, const char *sid, char **json, int64_t *time) {
+int nim_store_latest_msg(nim_store *st, const char *sid, char **json, int64_t *time,
+                         int64_t *rid) {
     sqlite3_stmt *q = st->q[Q_LATEST];
     bind_text(q, 1, sid);
     *json = NULL;
@@ -295,6 +308,7 @@ int nim_store_latest_msg(nim_store *st, const char *sid, char **json, int64_t *t
     if (rc == SQLITE_ROW) {
         *json = col_dup(q, 0);
         *time = sqlite3_column_int64(q, 1);
+        *rid = sqlite3_column_int64(q, 2);
         if (!*json) ret = -1;
     } else if (rc != SQLITE_DONE) {
         ret = -1;

@@ -37,7 +37,8 @@ typedef struct nim_session {
     int64_t  maxTime;       /* time of the latest stored message, 0 if none */
     int64_t  lastMsgTime;
     int64_t  msgReceiptTime;
-    char    *lastMsg;       /* JSON text or NULL, owned */
+    int64_t  lastMsgRid;    /* rowid of lastMsg in msgs, 0 if none */
+    char    *lastMsg;       /* JSON text or NULL, owned (kept in msgs only) */
     char    *localCustom;   /* owned or NULL */
     char    *topCustom;     /* owned or NULL */
 } nim_session;
@@ -54,9 +55,9 @@ int nim_store_commit(nim_store *st);
 void nim_store_rollback(nim_store *st);
 
 /* Inserts a message unless its key is already stored. Sets *inserted to 1
- * when it was new. */
+ * when it was new, and then *rid to its rowid. */
 int nim_store_insert_msg(nim_store *st, const char *key, const char *sid, int64_t time,
-                         int countable, const char *json, int *inserted);
+                         int countable, const char *json, int *inserted, int64_t *rid);
 /* Writes every column of s (insert or replace by id). */
 int nim_store_put_session(nim_store *st, const nim_session *s);
 /* Calls row(ud, s) for every stored session; s and its strings are owned
@@ -65,7 +66,8 @@ int nim_store_load_sessions(nim_store *st, int (*row)(void *ud, nim_session *s),
 /* Number of countable messages of sid with time > after. */
 int nim_store_count_unread(nim_store *st, const char *sid, int64_t after, int64_t *count);
 /* The latest message of sid: *json malloc'd (NULL when there is none). */
-int nim_store_latest_msg(nim_store *st, const char *sid, char **json, int64_t *time);
+int nim_store_latest_msg(nim_store *st, const char *sid, char **json, int64_t *time,
+                         int64_t *rid);
 /* One page of live session ids in (updateTime, id) order, newest first
  * unless reverse; when has_cursor, only those strictly after (cur_time,
  * cur_id). Calls id(ud, id) for each. */

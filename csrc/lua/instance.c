@@ -32,8 +32,8 @@ enum { UV_CBS = 1, UV_DONES = 2, UV_CLOSEDONES = 3 };
 /* Poll budget: stop taking events after this long, or with this many
  * session updates waiting to be built, and leave the rest for the next
  * poll (the fd stays readable). Keeps one poll(0) short under heavy load. */
-#define POLL_BUDGET_NS 700000L
-#define POLL_MAX_UPDATES 200
+#define POLL_BUDGET_NS 500000L
+#define POLL_MAX_UPDATES 128
 
 typedef struct {
     nim_engine *eng;

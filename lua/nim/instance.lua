@@ -10,6 +10,7 @@ local M = {}
 local methods = core.Instance        -- the __index table of nim.Instance userdata
 
 local SCENES = { p2p = true, team = true, superTeam = true }
+local accounts = setmetatable({}, { __mode = "k" })   -- instance -> account
 local CALLBACKS = {
   "onconnect", "ondisconnect", "onwillreconnect", "onerror", "onsyncdone",
   "onsessions", "onupdatesession", "onupdatesessions", "onmsg", "onroamingmsgs",
@@ -248,7 +249,15 @@ function methods:saveMsgsToLocal(opts)
   if type(msgs) ~= "table" then argerror(F, "msgs", "array of messages expected, got " .. type(msgs)) end
   if msgs.scene ~= nil then msgs = { msgs } end           -- one message is accepted too
   for i = 1, #msgs do check_msg(F, i, msgs[i]) end
-  self:_request("saveMsgsToLocal", { msgs = msgs }, opt_done(F, opts), F)
+  -- done(nil, {msgs = the caller's tables}): the reply carries nothing back
+  -- and the tables are not touched (writing into thousands of old tables
+  -- makes Lua's collector re-scan them all in one step). The stored form,
+  -- with flow, target, sessionId and status, comes from getLocalMsgs.
+  local done = opt_done(F, opts)
+  self:_request("saveMsgsToLocal", { msgs = msgs }, function(err)
+    if not done then return end
+    if err then done(err, nil) else done(nil, { msgs = msgs }) end
+  end, F)
 end
 
 function methods:getLocalMsgs(opts)
@@ -326,7 +335,9 @@ function M.getInstance(opts)
   elseif type(db) == "string" then
     dbPath = db
   end
-  return core.newInstance { account = account, dbPath = dbPath, callbacks = callbacks }
+  local nim = core.newInstance { account = account, dbPath = dbPath, callbacks = callbacks }
+  accounts[nim] = account
+  return nim
 end
 
 M.accountFile = account_file
