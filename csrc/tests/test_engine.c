@@ -1,0 +1,177 @@
+/* C unit test of the session engine's unread rules, driving the engine
+ * directly (no Lua): commands in, events out through the eventfd. */
+#include "core/engine.h"
+#include "testhelp.h"
+#include <poll.h>
+#include <string.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static uint64_t next_req = 1;
+
+/* Waits for the reply to req; returns its event (caller frees) and frees
+ * every other event, keeping the latest update of sessions in *updates. */
+static nim_event *wait_reply(nim_engine *e, uint64_t req, int *n_updates) {
+    for (int spins = 0; spins < 500; spins++) {
+        struct pollfd p = { .fd = nim_engine_fd(e), .events = POLLIN };
+        poll(&p, 1, 20);
+        nim_event *ev = nim_engine_take_events(e), *found = NULL;
+        while (ev) {
+            nim_event *n = ev->next;
+            ev->next = NULL;
+            if (ev->type == NIM_EV_UPDATE_SESSION && n_updates) (*n_updates)++;
+            if (ev->type == NIM_EV_DONE && ev->req == req) found = ev;
+            else nim_event_free(ev);
+            ev = n;
+        }
+        if (found) return found;
+    }
+    return NULL;
+}
+
+/* Submits cmd with args (a JSON text) and waits for its reply. */
+static nim_event *request(nim_engine *e, int cmd, const char *json, int *n_updates) {
+    uint64_t req = next_req++;
+    nim_engine_submit(e, cmd, req, json ? cJSON_Parse(json) : NULL);
+    return wait_reply(e, req, n_updates);
+}
+
+static int ok(nim_engine *e, int cmd, const char *json) {
+    nim_event *ev = request(e, cmd, json, NULL);
+    int good = ev && ev->code == NULL;
+    nim_event_free(ev);
+    return good;
+}
+
+/* The unread of session id, or -1 when it is unknown. */
+static long unread(nim_engine *e, const char *id) {
+    char args[256];
+    snprintf(args, sizeof args, "{\"sessionId\":\"%s\"}", id);
+    nim_event *ev = request(e, NIM_CMD_GET_SESSION, args, NULL);
+    long u = -1;
+    if (ev && ev->data) u = (long)cJSON_GetObjectItem(ev->data, "unread")->valuedouble;
+    nim_event_free(ev);
+    return u;
+}
+
+static char *msg(char *buf, size_t n, const char *from, const char *to, long time, const char *id,
+                 const char *extra) {
+    snprintf(buf, n, "{\"scene\":\"p2p\",\"from\":\"%s\",\"to\":\"%s\",\"time\":%ld,"
+             "\"idServer\":\"%s\"%s%s}", from, to, time, id, extra ? "," : "", extra ? extra : "");
+    return buf;
+}
+
+/* Saves one message. */
+static int save1(nim_engine *e, const char *from, long time, const char *id, const char *extra) {
+    char m[512], args[600];
+    msg(m, sizeof m, from, "me", time, id, extra);
+    snprintf(args, sizeof args, "{\"msgs\":[%s]}", m);
+    return ok(e, NIM_CMD_SAVE_MSGS, args);
+}
+
+static int no_mismatch(nim_engine *e) {
+    nim_event *ev = request(e, NIM_CMD_VERIFY, NULL, NULL);
+    int good = ev && ev->data && cJSON_GetArraySize(cJSON_GetObjectItem(ev->data, "mismatches")) == 0;
+    nim_event_free(ev);
+    return good;
+}
+
+static nim_engine *start(const char *path) {
+    nim_engine_config cfg = { .account = "me", .db_path = path,
+                              .flags = NIM_ENGINE_NOTIFY_UPDATES | NIM_ENGINE_NOTIFY_SESSIONS };
+    return nim_engine_start(&cfg);
+}
+
+int main(void) {
+    test_cond("countable: incoming text", nim_msg_countable("in", "text", 0));
+    test_cond("countable: not outgoing", !nim_msg_countable("out", "text", 0));
+    test_cond("countable: not notifications", !nim_msg_countable("in", "notification", 0));
+    test_cond("countable: not isUnreadable=false", !nim_msg_countable("in", "custom", 1));
+    test_cond("countable: tips count", nim_msg_countable("in", "tip", 0));
+
+    nim_engine *e = start(NULL);
+    test_cond("engine starts in memory", e != NULL);
+
+    test_cond("save in", save1(e, "bob", 10, "1", NULL));
+    test_cond("save notification", save1(e, "bob", 11, "2", "\"type\":\"notification\""));
+    test_cond("save unreadable", save1(e, "bob", 12, "3", "\"isUnreadable\":false"));
+    test_cond("save mine", save1(e, "me", 13, "4", NULL));
+    test_cond("only the incoming countable message counts", unread(e, "p2p-bob") == 1);
+
+    test_cond("a duplicate is stored once", save1(e, "bob", 10, "1", NULL));
+    test_cond("a duplicate does not count", unread(e, "p2p-bob") == 1);
+    int ups = 0;
+    nim_event *ev = request(e, NIM_CMD_SAVE_MSGS,
+        "{\"msgs\":[{\"scene\":\"p2p\",\"from\":\"bob\",\"to\":\"me\",\"time\":10,\"idServer\":\"1\"}]}", &ups);
+    nim_event_free(ev);
+    test_cond("a duplicate changes nothing: no update event", ups == 0);
+    ev = request(e, NIM_CMD_SAVE_MSGS,
+        "{\"msgs\":[{\"scene\":\"p2p\",\"from\":\"bob\",\"to\":\"me\",\"time\":20,\"idServer\":\"5\"},"
+        "{\"scene\":\"p2p\",\"from\":\"bob\",\"to\":\"me\",\"time\":21,\"idServer\":\"5\"}]}", &ups);
+    nim_event_free(ev);
+    test_cond("duplicates in one batch count once", unread(e, "p2p-bob") == 2);
+    test_cond("one update per session per batch", ups == 1);
+
+    test_cond("reset", ok(e, NIM_CMD_RESET_UNREAD, "{\"ids\":[\"p2p-bob\"]}"));
+    test_cond("reset gives 0", unread(e, "p2p-bob") == 0);
+    test_cond("older than the pointer", save1(e, "bob", 15, "6", NULL));
+    test_cond("a message older than the pointer does not count", unread(e, "p2p-bob") == 0);
+    test_cond("newer", save1(e, "bob", 30, "7", NULL));
+    test_cond("a newer message counts", unread(e, "p2p-bob") == 1);
+
+    test_cond("set current", ok(e, NIM_CMD_SET_CURR, "{\"id\":\"p2p-bob\"}"));
+    test_cond("setCurrSession resets", unread(e, "p2p-bob") == 0);
+    test_cond("current gets a message", save1(e, "bob", 40, "8", NULL));
+    test_cond("the current session's pointer follows", unread(e, "p2p-bob") == 0);
+    test_cond("reset current", ok(e, NIM_CMD_RESET_CURR, NULL));
+    test_cond("after", save1(e, "bob", 50, "9", NULL));
+    test_cond("no current session: counts again", unread(e, "p2p-bob") == 1);
+
+    test_cond("hide", ok(e, NIM_CMD_DELETE_SESSIONS, "{\"ids\":[\"p2p-bob\"],\"isLogic\":true}"));
+    test_cond("hidden session is not returned", unread(e, "p2p-bob") == -1);
+    test_cond("revive", save1(e, "bob", 60, "10", NULL));
+    test_cond("a message revives it with its unread", unread(e, "p2p-bob") == 2);
+    test_cond("remove", ok(e, NIM_CMD_DELETE_SESSIONS, "{\"ids\":[\"p2p-bob\"]}"));
+    test_cond("re-create", save1(e, "bob", 70, "11", NULL));
+    test_cond("a removed session comes back with the new message only", unread(e, "p2p-bob") == 1);
+
+    test_cond("reset all", ok(e, NIM_CMD_RESET_ALL_UNREAD, NULL));
+    test_cond("reset all gives 0", unread(e, "p2p-bob") == 0);
+    test_cond("kept unread equals a recount", no_mismatch(e));
+
+    ev = request(e, NIM_CMD_GET_SESSIONS, "{\"lastSessionId\":\"p2p-nobody\",\"limit\":5}", NULL);
+    test_cond("unknown cursor", ev && ev->code && strcmp(ev->code, NIM_ERR_SESSION_NOT_EXIST) == 0);
+    nim_event_free(ev);
+    nim_engine_free(e);
+
+    /* restart with a file keeps unread and the pointer */
+    char path[] = "/tmp/nim-test-engine-XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    unlink(path);
+    e = start(path);
+    test_cond("file engine", e != NULL);
+    save1(e, "carol", 100, "c1", NULL);
+    save1(e, "carol", 200, "c2", NULL);
+    ok(e, NIM_CMD_RESET_UNREAD, "{\"ids\":[\"p2p-carol\"]}");
+    save1(e, "carol", 300, "c3", NULL);
+    nim_engine_free(e);
+    e = start(path);
+    test_cond("unread survives a restart", unread(e, "p2p-carol") == 1);
+    save1(e, "carol", 150, "c4", NULL);
+    test_cond("the pointer survives a restart", unread(e, "p2p-carol") == 1);
+    test_cond("no mismatch after restart", no_mismatch(e));
+    nim_engine_free(e);
+    char aux[300];
+    unlink(path);
+    snprintf(aux, sizeof aux, "%s-wal", path); unlink(aux);
+    snprintf(aux, sizeof aux, "%s-shm", path); unlink(aux);
+
+    /* an unusable database: DB_Error, never a crash */
+    e = start("/proc/nim-no-such-dir/x.db");
+    ev = request(e, NIM_CMD_GET_SESSIONS, "{}", NULL);
+    test_cond("an unusable database answers DB_Error", ev && ev->code && strcmp(ev->code, NIM_ERR_DB) == 0);
+    nim_event_free(ev);
+    nim_engine_free(e);
+    return test_report();
+}
