@@ -60,6 +60,9 @@ struct nim_engine {
     size_t ndirty, capdirty;
     char *curr;                    /* current session id or NULL */
     int stop;
+    int quiet;                     /* in a network sync: remember, do not queue, updates */
+    char **touched;                /* ids changed while quiet (may repeat) */
+    size_t ntouched, captouched;
     char pbuf[16384];              /* message printing buffer */
 };
 
@@ -315,6 +318,20 @@ static int jset_(cJSON *o, const char *k, const char *v, int is_static) {
 
 /* -------------------------------------------------------- transactions */
 
+/* Engine thread. Remembers id as changed during a sync (best effort: on
+ * allocation failure the session is left out of the resync's onsessions). */
+static void touch(nim_engine *e, const char *id) {
+    if (e->ntouched == e->captouched) {
+        size_t nc = e->captouched ? e->captouched * 2 : 256;
+        char **nt = nim_realloc(e->touched, nc * sizeof *nt);
+        if (!nt) return;
+        e->touched = nt;
+        e->captouched = nc;
+    }
+    char *c = xstrdup(id);
+    if (c) e->touched[e->ntouched++] = c;
+}
+
 /* Engine thread. Writes the dirty sessions (recounting unread where the
  * pointer moved) and commits; then queues the update events. On failure
  * rolls back, reloads the cache and returns -1. */
@@ -330,7 +347,9 @@ static int commit(nim_engine *e) {
     if (nim_store_commit(e->store) < 0) goto fail;
     for (size_t i = 0; i < e->ndirty; i++) {
         nim_session *s = e->dirty[i];
-        if (s->notify && s->deleted == NIM_SESS_LIVE && (e->flags & NIM_ENGINE_NOTIFY_UPDATES)) {
+        if (s->notify && e->quiet) {
+            touch(e, s->id);
+        } else if (s->notify && s->deleted == NIM_SESS_LIVE && (e->flags & NIM_ENGINE_NOTIFY_UPDATES)) {
             cJSON *j = session_json(s);
             if (j) emit(e, NIM_EV_UPDATE_SESSION, 0, NULL, NULL, j);
         }
@@ -362,7 +381,11 @@ static int begin(nim_engine *e) {
 static int reset_unread(nim_engine *e, nim_session *s) {
     if (s->deleted == NIM_SESS_REMOVED) return 0;
     int changed = 0;
-    if (s->maxTime > s->ack) { s->ack = s->maxTime; changed = 1; }
+    if (s->maxTime > s->ack) {
+        s->ack = s->maxTime;
+        changed = 1;
+        if (e->hooks.acked) e->hooks.acked(e, e->hooks.ud, s->id, s->ack);
+    }
     if (s->unread != 0) { s->unread = 0; changed = 1; }
     s->recount = 0;   /* no stored message is newer than maxTime */
     if (changed) return mark(e, s, 1);
@@ -390,7 +413,11 @@ static int apply_msg(nim_engine *e, const char *sid, int64_t time, int countable
     }
     if (time > s->updateTime) s->updateTime = time;
     if (is_curr(e, sid)) {
-        if (time > s->ack) { s->ack = time; s->recount = 1; }
+        if (time > s->ack) {
+            s->ack = time;
+            s->recount = 1;
+            if (e->hooks.acked) e->hooks.acked(e, e->hooks.ud, s->id, time);
+        }
     } else if (countable && time > s->ack) {
         s->unread++;
     }
@@ -950,6 +977,8 @@ void nim_engine_free(nim_engine *e) {
     nim_event_free(e->ev_head);
     nim_free(e->dirty);
     nim_free(e->curr);
+    for (size_t i = 0; i < e->ntouched; i++) nim_free(e->touched[i]);
+    nim_free(e->touched);
     close(e->evfd);
     pthread_mutex_destroy(&e->qlock);
     pthread_cond_destroy(&e->qcond);
@@ -957,4 +986,178 @@ void nim_engine_free(nim_engine *e) {
     nim_free(e->account);
     nim_free(e->db_path);
     nim_free(e);
+}
+
+/* ------------------------------------------------- for the network layer */
+
+int nim_engine_kv_get(nim_engine *e, const char *key, int64_t *num, char **text) {
+    if (num) *num = 0;
+    if (text) *text = NULL;
+    if (e->broken) return -1;
+    return nim_store_kv_get(e->store, key, num, text);
+}
+
+int nim_engine_kv_set(nim_engine *e, const char *key, int64_t num, const char *text) {
+    if (e->broken || begin(e) < 0) return -1;
+    if (nim_store_kv_set(e->store, key, num, text) < 0) { abandon(e); return -1; }
+    return commit(e);
+}
+
+/* Engine thread, inside a transaction. Raises cur's stored value. */
+static int raise_cursor(nim_engine *e, const nim_engine_cursor *cur) {
+    if (!cur || !cur->key) return 0;
+    int64_t old;
+    if (nim_store_kv_get(e->store, cur->key, &old, NULL) < 0) return -1;
+    if (cur->value <= old) return 0;
+    return nim_store_kv_set(e->store, cur->key, cur->value, NULL);
+}
+
+int nim_engine_ingest_ex(nim_engine *e, cJSON *msgs, int *skipped, const nim_engine_cursor *cur) {
+    if (skipped) *skipped = 0;
+    if (e->broken) return -1;
+    if (begin(e) < 0) return -1;
+    if ((msgs && ingest_tx(e, msgs, skipped) < 0) || raise_cursor(e, cur) < 0) {
+        abandon(e);
+        return -1;
+    }
+    return commit(e);
+}
+
+/* Engine thread. The session of a server-sent id, created as an invisible
+ * (removed) row when unknown, so what the server says about it is kept. */
+static nim_session *find_or_tombstone(nim_engine *e, const char *id) {
+    nim_session *s = find(e, id);
+    if (s) return s;
+    s = create(e, id);
+    if (s) s->deleted = NIM_SESS_REMOVED;
+    return s;
+}
+
+int nim_engine_apply_acks(nim_engine *e, const cJSON *ptrs, const nim_engine_cursor *cur) {
+    if (e->broken || begin(e) < 0) return -1;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, ptrs) {
+        const char *sid = jstr(it, "sessionId");
+        int64_t ack;
+        if (!sid || !jint(it, "ack", &ack)) continue;
+        nim_session *s = find_or_tombstone(e, sid);
+        if (!s || ack <= s->ack) continue;     /* forward only */
+        s->ack = ack;
+        s->recount = 1;
+        if (mark(e, s, 1) < 0) { abandon(e); return -1; }
+    }
+    if (raise_cursor(e, cur) < 0) { abandon(e); return -1; }
+    return commit(e);
+}
+
+int nim_engine_apply_receipts(nim_engine *e, const cJSON *rcpts, const nim_engine_cursor *cur) {
+    if (e->broken || begin(e) < 0) return -1;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, rcpts) {
+        const char *sid = jstr(it, "sessionId");
+        int64_t t;
+        if (!sid || !jint(it, "time", &t)) continue;
+        nim_session *s = find_or_tombstone(e, sid);
+        if (!s || t <= s->msgReceiptTime) continue;
+        s->msgReceiptTime = t;
+        if (mark(e, s, 1) < 0) { abandon(e); return -1; }
+    }
+    if (raise_cursor(e, cur) < 0) { abandon(e); return -1; }
+    return commit(e);
+}
+
+/* Engine thread, in a transaction. Sets the sticky-top state of one session. */
+static int set_top(nim_engine *e, nim_session *s, int top, const char *custom, int64_t when) {
+    if (top) {
+        if (s->deleted != NIM_SESS_LIVE) {
+            if (s->deleted == NIM_SESS_REMOVED && adopt_stored(e, s) < 0) return -1;
+            s->deleted = NIM_SESS_LIVE;
+            if (!s->updateTime) s->updateTime = s->lastMsg ? s->lastMsgTime : (when ? when : now_ms());
+        }
+        char *c = xstrdup(custom ? custom : "");
+        if (!c) return -1;
+        nim_free(s->topCustom);
+        s->topCustom = c;
+        s->isTop = 1;
+    } else {
+        if (!s->isTop && !s->topCustom) return 0;
+        s->isTop = 0;
+        nim_free(s->topCustom);
+        s->topCustom = NULL;
+    }
+    return mark(e, s, 1);
+}
+
+int nim_engine_apply_tops(nim_engine *e, const cJSON *items, int replace) {
+    if (e->broken || begin(e) < 0) return -1;
+    const cJSON *it;
+    if (replace) {
+        /* drop the tops the complete list does not name */
+        for (size_t i = 0; i < e->sessions.cap; i++) {
+            nim_session *s = e->sessions.slots[i];
+            if (!s || !s->isTop) continue;
+            int listed = 0;
+            cJSON_ArrayForEach(it, items) {
+                const char *sid = jstr(it, "sessionId");
+                if (sid && strcmp(sid, s->id) == 0) { listed = 1; break; }
+            }
+            if (!listed && set_top(e, s, 0, NULL, 0) < 0) { abandon(e); return -1; }
+        }
+    }
+    cJSON_ArrayForEach(it, items) {
+        const char *sid = jstr(it, "sessionId");
+        if (!sid) continue;
+        int top = jbool(it, "isTop", 1);
+        int64_t when = 0;
+        jint(it, "updateTime", &when);
+        nim_session *s = find(e, sid);
+        if (!s && top) s = create(e, sid);
+        if (!s) continue;
+        const char *custom = jstr(it, "topCustom");
+        if (top && s->isTop && s->deleted == NIM_SESS_LIVE && s->topCustom &&
+            strcmp(custom ? custom : "", s->topCustom) == 0) continue;   /* unchanged */
+        if (set_top(e, s, top, custom, when) < 0) { abandon(e); return -1; }
+    }
+    return commit(e);
+}
+
+void nim_engine_sync_begin(nim_engine *e) {
+    e->quiet = 1;
+}
+
+static int cmp_ptr(const void *a, const void *b) {
+    uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+void nim_engine_sync_end(nim_engine *e, int all) {
+    e->quiet = 0;
+    if (all) {
+        for (size_t i = 0; i < e->ntouched; i++) nim_free(e->touched[i]);
+        e->ntouched = 0;
+        nim_engine_emit_sync(e);
+        return;
+    }
+    size_t n = 0;
+    nim_session **v = nim_malloc((e->ntouched + 1) * sizeof *v);
+    for (size_t i = 0; i < e->ntouched; i++) {
+        nim_session *s = find(e, e->touched[i]);
+        if (v && s && s->deleted == NIM_SESS_LIVE) v[n++] = s;
+        nim_free(e->touched[i]);
+    }
+    e->ntouched = 0;
+    if (v && n && (e->flags & NIM_ENGINE_NOTIFY_SESSIONS) && !e->broken) {
+        qsort(v, n, sizeof *v, cmp_ptr);
+        size_t u = 0;
+        for (size_t i = 0; i < n; i++) if (u == 0 || v[i] != v[u - 1]) v[u++] = v[i];
+        qsort(v, u, sizeof *v, cmp_sess_desc);
+        cJSON *arr = cJSON_CreateArray();
+        for (size_t i = 0; arr && i < u; i++) {
+            cJSON *j = session_json(v[i]);
+            if (j) cJSON_AddItemToArray(arr, j);
+        }
+        if (arr) emit(e, NIM_EV_SESSIONS, 0, NULL, NULL, arr);
+    }
+    nim_free(v);
+    emit(e, NIM_EV_SYNCDONE, 0, NULL, NULL, NULL);
 }

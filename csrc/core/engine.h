@@ -93,6 +93,10 @@ typedef struct nim_engine_hooks {
     void (*command)(nim_engine *e, void *ud, nim_cmd *c);
     /* engine thread, once after the loop, before the store closes */
     void (*stop)(nim_engine *e, void *ud);
+    /* engine thread, inside the transaction: this device moved the read
+     * pointer of sid to ack (unread reset, or the current session followed
+     * a new message); NULL: not wanted */
+    void (*acked)(nim_engine *e, void *ud, const char *sid, int64_t ack);
 } nim_engine_hooks;
 
 enum {
@@ -152,6 +156,37 @@ cJSON *nim_engine_session_json(nim_engine *e, const char *id);
 /* Queues onsessions (every live session) then onsyncdone. */
 void nim_engine_emit_sync(nim_engine *e);
 const char *nim_engine_account(nim_engine *e);
+
+/* A sync cursor of the network layer: kv key, raised to value (never
+ * lowered) in the same transaction as the data it covers. */
+typedef struct nim_engine_cursor {
+    const char *key;
+    int64_t     value;
+} nim_engine_cursor;
+
+/* Engine thread. A kv value (see nim_store_kv_get); -1 on a store failure. */
+int nim_engine_kv_get(nim_engine *e, const char *key, int64_t *num, char **text);
+/* Engine thread. Sets a kv value in its own transaction. */
+int nim_engine_kv_set(nim_engine *e, const char *key, int64_t num, const char *text);
+/* nim_engine_ingest, raising cur (may be NULL) in the same transaction. */
+int nim_engine_ingest_ex(nim_engine *e, cJSON *msgs, int *skipped, const nim_engine_cursor *cur);
+/* Server read pointers [{sessionId, ack}]: each local pointer moves forward
+ * only, unread is recounted, updates are queued; cur as above. A pointer of
+ * an unknown session is kept in a removed (invisible) row for later. */
+int nim_engine_apply_acks(nim_engine *e, const cJSON *ptrs, const nim_engine_cursor *cur);
+/* Receipts [{sessionId, time}]: msgReceiptTime moves forward only. */
+int nim_engine_apply_receipts(nim_engine *e, const cJSON *rcpts, const nim_engine_cursor *cur);
+/* Sticky top [{sessionId, topCustom?, isTop? (default true), updateTime?}];
+ * replace: every other session loses isTop (the list is complete). A
+ * session made top comes back (or is created) as a live session. */
+int nim_engine_apply_tops(nim_engine *e, const cJSON *items, int replace);
+/* Starts a sync: session updates are not queued but remembered, until
+ * nim_engine_sync_end. */
+void nim_engine_sync_begin(nim_engine *e);
+/* Ends a sync: queues onsessions (every live session when all, else the
+ * live sessions changed since nim_engine_sync_begin; nothing when empty),
+ * then onsyncdone. */
+void nim_engine_sync_end(nim_engine *e, int all);
 
 /* Unread rule, pure: 1 when a message counts toward unread. */
 int nim_msg_countable(const char *flow, const char *type, int unreadable_false);

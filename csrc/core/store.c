@@ -49,7 +49,8 @@ static const char *const MIGRATIONS[] = {
 enum {
     Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_INS_MSG, Q_PUT_SESS, Q_LOAD, Q_COUNT, Q_LATEST,
     Q_PAGE_DESC, Q_PAGE_DESC_AFTER, Q_PAGE_ASC, Q_PAGE_ASC_AFTER,
-    Q_MSGS_SID_DESC, Q_MSGS_SID_ASC, Q_MSGS_ALL_DESC, Q_MSGS_ALL_ASC, Q_COUNT_ALL, Q_MAX
+    Q_MSGS_SID_DESC, Q_MSGS_SID_ASC, Q_MSGS_ALL_DESC, Q_MSGS_ALL_ASC, Q_COUNT_ALL,
+    Q_KV_GET, Q_KV_SET, Q_MAX
 };
 
 static const char *const SQL[Q_MAX] = {
@@ -89,6 +90,8 @@ static const char *const SQL[Q_MAX] = {
     [Q_MSGS_ALL_ASC] = "SELECT json FROM msgs WHERE time >= ?2 AND time <= ?3"
                        " ORDER BY time ASC, rid ASC LIMIT ?4",
     [Q_COUNT_ALL] = "SELECT count(*) FROM msgs WHERE sid = ?1 AND countable = 1",
+    [Q_KV_GET] = "SELECT v FROM kv WHERE k = ?1",
+    [Q_KV_SET] = "INSERT INTO kv(k, v) VALUES(?1, ?2) ON CONFLICT(k) DO UPDATE SET v = ?2",
 };
 
 struct nim_store {
@@ -353,4 +356,29 @@ int nim_store_msgs(nim_store *st, const char *sid, int64_t start, int64_t end, i
     sqlite3_bind_int64(q, 3, end);
     sqlite3_bind_int64(q, 4, limit);
     return each_text(q, msg, ud);
+}
+
+int nim_store_kv_get(nim_store *st, const char *k, int64_t *num, char **text) {
+    sqlite3_stmt *q = st->q[Q_KV_GET];
+    bind_text(q, 1, k);
+    if (num) *num = 0;
+    if (text) *text = NULL;
+    int rc = sqlite3_step(q), ret = 0;
+    if (rc == SQLITE_ROW) {
+        if (num) *num = sqlite3_column_int64(q, 0);
+        if (text && sqlite3_column_type(q, 0) != SQLITE_NULL && !(*text = col_dup(q, 0))) ret = -1;
+    } else if (rc != SQLITE_DONE) {
+        ret = -1;
+    }
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    return ret;
+}
+
+int nim_store_kv_set(nim_store *st, const char *k, int64_t num, const char *text) {
+    sqlite3_stmt *q = st->q[Q_KV_SET];
+    bind_text(q, 1, k);
+    if (text) bind_text(q, 2, text);
+    else sqlite3_bind_int64(q, 2, num);
+    return step_done(q);
 }

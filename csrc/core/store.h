@@ -78,6 +78,11 @@ int nim_store_page(nim_store *st, int reverse, int has_cursor, int64_t cur_time,
  * newest first when desc, at most limit. */
 int nim_store_msgs(nim_store *st, const char *sid, int64_t start, int64_t end, int desc,
                    int64_t limit, int (*msg)(void *ud, const char *json), void *ud);
+/* Small persistent values of the kv table (the network layer's sync cursors
+ * and device id). get: *num = 0 / *text = NULL (malloc'd otherwise) when
+ * absent; either pointer may be NULL. set: text, or num when text is NULL. */
+int nim_store_kv_get(nim_store *st, const char *k, int64_t *num, char **text);
+int nim_store_kv_set(nim_store *st, const char *k, int64_t num, const char *text);
 /* Recounts one session from the messages table (for checks and tests). */
 int nim_store_count_all(nim_store *st, const char *sid, int64_t *total);
 
