@@ -13,5 +13,7 @@ local NIM = {
 
 -- Instances: NIM.getInstance{account=, ...} (lua/nim/instance.lua).
 NIM.getInstance = require("nim.instance").getInstance
+-- Coroutine style: NIM.run(fn) runs fn in a coroutine and drives poll.
+NIM.run = require("nim.instance").run
 
 return NIM

@@ -117,6 +117,71 @@ local function check_ids(fname, key, ids, allow_string)
   return out
 end
 
+---------------------------------------------------------------- coroutine style
+
+-- A request made without `done` from inside a coroutine yields until it
+-- completes and returns `err, obj`; the coroutine is resumed from inside
+-- `nim:poll`, like any callback. NIM.run (below) drives poll for you.
+-- resetCurrSession has no `done` and never yields.
+local raw_request = methods._request
+local co_running, co_yield, co_resume = coroutine.running, coroutine.yield, coroutine.resume
+local co_isyieldable, co_status = coroutine.isyieldable, coroutine.status
+local runs = setmetatable({}, { __mode = "k" })      -- coroutine -> NIM.run record
+
+function M.in_coroutine()
+  local _, main = co_running()
+  return not main and co_isyieldable()
+end
+
+-- Resumes co with the results of its request; a coroutine run by NIM.run
+-- hands its end (results or error) to NIM.run, any other raises its error
+-- here, where it reaches onerror like an error in any callback.
+local function resume(co, ...)
+  local r = table.pack(co_resume(co, ...))
+  local run = runs[co]
+  if run then
+    if not r[1] then run.err = debug.traceback(co, tostring(r[2]))
+    elseif co_status(co) == "dead" then run.results = r end
+  elseif not r[1] then
+    error(debug.traceback(co, tostring(r[2])), 0)
+  end
+end
+
+function methods:_request(name, args, done, F)
+  if done == nil and F ~= "resetCurrSession" and M.in_coroutine() then
+    local co = co_running()
+    raw_request(self, name, args, function(err, obj) resume(co, err, obj) end, F)
+    return co_yield()
+  end
+  return raw_request(self, name, args, done, F)
+end
+
+-- NIM.run(fn, ...): runs fn(...) in a coroutine and drives every instance's
+-- poll until it finishes; returns fn's results or raises its error (with the
+-- coroutine's traceback).
+function M.run(fn, ...)
+  if not callable(fn) then error("run: bad argument 'fn' (callable expected, got " .. type(fn) .. ")", 2) end
+  local co = coroutine.create(fn)
+  local run = {}
+  runs[co] = run
+  local r = table.pack(co_resume(co, ...))
+  if not r[1] then error(debug.traceback(co, tostring(r[2])), 2) end
+  if co_status(co) == "dead" then return table.unpack(r, 2, r.n) end
+  while not run.results and not run.err do
+    local live = {}
+    for nim in pairs(accounts) do
+      if nim:_state() ~= "destroyed" or nim:poll(0) > 0 then live[#live + 1] = nim end
+    end
+    if #live == 0 then
+      error("run: the coroutine is waiting for a request but no nim instance is alive", 2)
+    end
+    local wait = #live == 1 and 50 or 5
+    for _, nim in ipairs(live) do nim:poll(wait) end
+  end
+  if run.err then error(run.err, 2) end
+  return table.unpack(run.results, 2, run.results.n)
+end
+
 ---------------------------------------------------------------- sessions
 
 function methods:getLocalSessions(opts)
@@ -130,7 +195,7 @@ function methods:getLocalSessions(opts)
     limit = opt_int(F, opts, "limit", 100, 0),
     reverse = opt_bool(F, opts, "reverse", false),
   }
-  self:_request("getLocalSessions", args, opt_done(F, opts), F)
+  return self:_request("getLocalSessions", args, opt_done(F, opts), F)
 end
 
 function methods:getLocalSession(opts)
@@ -138,7 +203,7 @@ function methods:getLocalSession(opts)
   check_self(self, F)
   opts_table(F, opts)
   local id = check_id(F, "sessionId", opts.sessionId)
-  self:_request("getLocalSession", { sessionId = id }, opt_done(F, opts), F)
+  return self:_request("getLocalSession", { sessionId = id }, opt_done(F, opts), F)
 end
 
 function methods:insertLocalSession(opts)
@@ -149,7 +214,7 @@ function methods:insertLocalSession(opts)
   local to = opt_string(F, opts, "to", true)
   if to == "" then argerror(F, "to", "non-empty string expected") end
   local args = { scene = opts.scene, to = to, updateTime = opt_int(F, opts, "updateTime", nil, 0) }
-  self:_request("insertLocalSession", args, opt_done(F, opts), F)
+  return self:_request("insertLocalSession", args, opt_done(F, opts), F)
 end
 
 function methods:updateLocalSession(opts)
@@ -161,7 +226,7 @@ function methods:updateLocalSession(opts)
     localCustom = opt_string(F, opts, "localCustom", false),
     needNotify = opt_bool(F, opts, "needNotify", true),
   }
-  self:_request("updateLocalSession", args, opt_done(F, opts), F)
+  return self:_request("updateLocalSession", args, opt_done(F, opts), F)
 end
 
 function methods:deleteLocalSession(opts)
@@ -174,7 +239,7 @@ function methods:deleteLocalSession(opts)
   }
   -- the server part belongs to the network layer; local-only mode has none
   args.isDeleteRoaming = opt_bool(F, opts, "isDeleteRoaming", false)
-  self:_request("deleteLocalSession", args, opt_done(F, opts), F)
+  return self:_request("deleteLocalSession", args, opt_done(F, opts), F)
 end
 
 ---------------------------------------------------------------- unread
@@ -184,12 +249,12 @@ function methods:setCurrSession(id, done)
   check_self(self, F)
   check_id(F, "id", id)
   if done ~= nil and not callable(done) then argerror(F, "done", "callable expected, got " .. type(done)) end
-  self:_request("setCurrSession", { id = id }, done, F)
+  return self:_request("setCurrSession", { id = id }, done, F)
 end
 
 function methods:resetCurrSession()
   check_self(self, "resetCurrSession")
-  self:_request("resetCurrSession", nil, nil, "resetCurrSession")
+  return self:_request("resetCurrSession", nil, nil, "resetCurrSession")
 end
 
 function methods:resetSessionUnread(id, done)
@@ -197,7 +262,7 @@ function methods:resetSessionUnread(id, done)
   check_self(self, F)
   check_id(F, "id", id)
   if done ~= nil and not callable(done) then argerror(F, "done", "callable expected, got " .. type(done)) end
-  self:_request("resetSessionsUnread", { ids = { id } }, done, F)
+  return self:_request("resetSessionsUnread", { ids = { id } }, done, F)
 end
 
 function methods:resetSessionsUnread(ids, done)
@@ -205,14 +270,14 @@ function methods:resetSessionsUnread(ids, done)
   check_self(self, F)
   ids = check_ids(F, "ids", ids, false)
   if done ~= nil and not callable(done) then argerror(F, "done", "callable expected, got " .. type(done)) end
-  self:_request("resetSessionsUnread", { ids = ids }, done, F)
+  return self:_request("resetSessionsUnread", { ids = ids }, done, F)
 end
 
 function methods:resetAllSessionUnread(done)
   local F = "resetAllSessionUnread"
   check_self(self, F)
   if done ~= nil and not callable(done) then argerror(F, "done", "callable expected, got " .. type(done)) end
-  self:_request("resetAllSessionUnread", nil, done, F)
+  return self:_request("resetAllSessionUnread", nil, done, F)
 end
 
 ---------------------------------------------------------------- messages
@@ -254,7 +319,12 @@ function methods:saveMsgsToLocal(opts)
   -- makes Lua's collector re-scan them all in one step). The stored form,
   -- with flow, target, sessionId and status, comes from getLocalMsgs.
   local done = opt_done(F, opts)
-  self:_request("saveMsgsToLocal", { msgs = msgs }, function(err)
+  if done == nil and M.in_coroutine() then              -- coroutine style: err, {msgs=}
+    local err = self:_request("saveMsgsToLocal", { msgs = msgs }, nil, F)
+    if err then return err, nil end
+    return nil, { msgs = msgs }
+  end
+  return self:_request("saveMsgsToLocal", { msgs = msgs }, function(err)
     if not done then return end
     if err then done(err, nil) else done(nil, { msgs = msgs }) end
   end, F)
@@ -273,7 +343,7 @@ function methods:getLocalMsgs(opts)
     ["end"] = opt_int(F, opts, "end", nil),
     desc = opt_bool(F, opts, "desc", true),
   }
-  self:_request("getLocalMsgs", args, opt_done(F, opts), F)
+  return self:_request("getLocalMsgs", args, opt_done(F, opts), F)
 end
 
 ---------------------------------------------------------------- pure helpers as methods

@@ -1,0 +1,92 @@
+-- Coroutine style: a request without done, made inside a coroutine, yields
+-- until it completes and returns err, obj; NIM.run drives poll.
+local NIM = require "nim"
+
+describe("coroutine style #coroutine", function()
+  it("reads top to bottom inside NIM.run and returns fn's results", function()
+    local a, b = NIM.run(function(x)
+      local nim = NIM.getInstance{account = "alice", db = false}
+      local err, obj = nim:insertLocalSession{scene = "p2p", to = "bob", updateTime = 5}
+      assert.is_nil(err)
+      assert.equal("p2p-bob", obj.session.id)
+      err, obj = nim:insertLocalSession{scene = "p2p", to = "bob"}
+      assert.equal("Session_Exist", err.code)            -- runtime failures come back as err
+      assert.is_nil(obj)
+      err = nim:saveMsgsToLocal{msgs = {
+        {scene = "p2p", from = "bob", to = "alice", time = 10, idServer = "1", type = "text", text = "hi"},
+      }}
+      assert.is_nil(err)
+      local _, page = nim:getLocalSessions{limit = 10}
+      assert.equal(1, #page.sessions)
+      assert.equal(1, page.sessions[1].unread)
+      assert.is_nil((nim:resetSessionUnread("p2p-bob")))
+      local _, s = nim:getLocalSession{sessionId = "p2p-bob"}
+      assert.equal(0, s.unread)
+      local _, got = nim:getLocalMsgs{sessionId = "p2p-bob"}
+      assert.equal("hi", got.msgs[1].text)
+      nim:destroy()
+      return x * 2, "done"
+    end, 21)
+    assert.equal(42, a)
+    assert.equal("done", b)
+  end)
+
+  it("keeps callback style unchanged inside a coroutine", function()
+    local order = {}
+    NIM.run(function()
+      local nim = NIM.getInstance{account = "carol", db = false}
+      nim:insertLocalSession{scene = "team", to = "7", done = function(err, obj)
+        order[#order + 1] = "done:" .. obj.session.id
+      end}
+      order[#order + 1] = "after call"                  -- done never runs inside the call
+      local err = nim:getLocalSessions{}                 -- the queue is ordered: done ran first
+      assert.is_nil(err)
+      order[#order + 1] = "resumed"
+      nim:destroy()
+    end)
+    assert.same({"after call", "done:team-7", "resumed"}, order)
+  end)
+
+  it("raises fn's error from NIM.run with the coroutine's traceback", function()
+    local ok, e = pcall(NIM.run, function()
+      local nim = NIM.getInstance{account = "dave", db = false}
+      nim:getLocalSessions{}
+      nim:destroy()
+      error("boom in the script")
+    end)
+    assert.is_false(ok)
+    assert.matches("boom in the script", e)
+    assert.matches("stack traceback", e)
+  end)
+
+  it("raises when the coroutine waits on a request and no instance is alive", function()
+    local ok, e = pcall(NIM.run, function() coroutine.yield() end)
+    assert.is_false(ok)
+    assert.matches("no nim instance is alive", e)
+    assert.has_error(function() NIM.run(42) end, nil)
+  end)
+
+  it("works in a coroutine resumed by hand, driven by the app's own poll", function()
+    local nim = NIM.getInstance{account = "erin", db = false}
+    local result
+    local co = coroutine.create(function()
+      local err, obj = nim:insertLocalSession{scene = "p2p", to = "zed", updateTime = 1}
+      result = {err, obj and obj.session.id}
+    end)
+    assert(coroutine.resume(co))
+    assert.equal("suspended", coroutine.status(co))
+    local deadline = os.time() + 5
+    while not result and os.time() < deadline do nim:poll(20) end
+    assert.same({nil, "p2p-zed"}, result)
+    assert.equal("dead", coroutine.status(co))
+    nim:destroy()
+  end)
+
+  it("does not yield on the main thread", function()
+    local nim = NIM.getInstance{account = "frank", db = false}
+    local r = table.pack(nim:insertLocalSession{scene = "p2p", to = "x"})
+    assert.equal(0, r.n)
+    nim:destroy()
+    while nim:poll(0) > 0 do end
+  end)
+end)
