@@ -1,30 +1,33 @@
 -- Writes rockspec/nim-scm-1.rockspec from the C sources on disk, so the
 -- rockspec builds exactly what the Makefile builds (spec/rockspec_spec.lua
 -- fails when it is stale). Run from the project root: make rockspec
-local function ls(dir)
+-- Files tracked by git (so a file not yet committed never reaches the
+-- rockspec of a commit), or every file when this is not a git checkout.
+local function ls(pattern)
   local t = {}
-  local p = assert(io.popen("ls " .. dir .. "/*.c 2>/dev/null"))
+  local p = assert(io.popen("git ls-files -- '" .. pattern .. "' 2>/dev/null"))
   for f in p:lines() do t[#t + 1] = f end
   p:close()
+  if #t == 0 then
+    p = assert(io.popen("ls " .. pattern .. " 2>/dev/null"))
+    for f in p:lines() do t[#t + 1] = f end
+    p:close()
+  end
   table.sort(t)
   return t
 end
 
 local sources = {}
 for _, d in ipairs({"csrc/lua", "csrc/core", "csrc/net"}) do
-  for _, f in ipairs(ls(d)) do sources[#sources + 1] = f end
+  for _, f in ipairs(ls(d .. "/*.c")) do sources[#sources + 1] = f end
 end
 
 local luamods = {}
-do
-  local p = assert(io.popen("ls lua/nim/*.lua"))
-  for f in p:lines() do
-    local name = f:match("^lua/nim/(.-)%.lua$")
-    luamods[#luamods + 1] = {name == "init" and "nim" or ("nim." .. name), f}
-  end
-  p:close()
-  table.sort(luamods, function(a, b) return a[1] < b[1] end)
+for _, f in ipairs(ls("lua/nim/*.lua")) do
+  local name = f:match("^lua/nim/(.-)%.lua$")
+  luamods[#luamods + 1] = {name == "init" and "nim" or ("nim." .. name), f}
 end
+table.sort(luamods, function(a, b) return a[1] < b[1] end)
 
 local out = {}
 local function w(s) out[#out + 1] = s end

@@ -28,6 +28,7 @@ build = {
   modules = {
     ["nim"] = "lua/nim/init.lua",
     ["nim.instance"] = "lua/nim/instance.lua",
+    ["nim.server"] = "lua/nim/server.lua",
     ["nim.core"] = {
       sources = {
         "csrc/lua/instance.c",
