@@ -28,18 +28,21 @@ build = {
   modules = {
     ["nim"] = "lua/nim/init.lua",
     ["nim.instance"] = "lua/nim/instance.lua",
+    ["nim.net"] = "lua/nim/net.lua",
     ["nim.server"] = "lua/nim/server.lua",
     ["nim.core"] = {
       sources = {
         "csrc/lua/instance.c",
         "csrc/lua/json.c",
         "csrc/lua/merge.c",
+        "csrc/lua/net.c",
         "csrc/lua/nim_core.c",
         "csrc/core/alloc.c",
         "csrc/core/engine.c",
         "csrc/core/sortkeys.c",
         "csrc/core/store.c",
         "csrc/core/strmap.c",
+        "csrc/net/client.c",
         "csrc/net/proto.c",
         "csrc/net/sha256.c",
       },

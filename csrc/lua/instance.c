@@ -46,6 +46,7 @@ typedef struct {
     nim_event **upd;         /* session updates waiting for the flush */
     size_t nupd, capupd;
     char account[96];
+    void *net;               /* the network client (net.c), freed after the engine */
 } l_instance;
 
 /* Same order as NIM_CMD_* in engine.h. */
@@ -221,6 +222,8 @@ static void close_finished(l_instance *in) {
     if (in->eng) {
         nim_engine_free(in->eng);   /* the thread has ended: a quick join */
         in->eng = NULL;
+        nim_lua_net_free(in->net);
+        in->net = NULL;
     }
     in->state = ST_CLOSED;
 }
@@ -317,6 +320,23 @@ static int dispatch(lua_State *L, l_instance *in) {
                             ev->message ? ev->message : "");
                 }
                 break;
+            case NIM_EV_EXT:   /* a network callback (net/client.h NIM_EV_CALLBACK) */
+                if (ev->message && get_cb(L, ev->message)) {
+                    if (ev->code || ev->numcode != 0) {
+                        const cJSON *m = cJSON_GetObjectItemCaseSensitive(ev->data, "message");
+                        const cJSON *w = cJSON_GetObjectItemCaseSensitive(ev->data, "event");
+                        push_error(L, ev->code, ev->numcode, cJSON_IsString(m) ? m->valuestring : NULL,
+                                   cJSON_IsString(w) ? w->valuestring : "net");
+                        call(L, 1, ev->message);
+                    } else if (ev->data) {
+                        nim_lua_pushjson(L, ev->data);
+                        call(L, 1, ev->message);
+                    } else {
+                        call(L, 0, ev->message);
+                    }
+                    ran++;
+                }
+                break;
             default: break;
             }
             in->cur = NULL;
@@ -370,8 +390,10 @@ static int l_instance_poll(lua_State *L) {
  * cannot carry) and registers done. */
 static int l_instance_request(lua_State *L) {
     l_instance *in = check_open(L);
-    int cmd = luaL_checkoption(L, 2, NULL, CMD_NAMES);
-    const char *api = luaL_optstring(L, 5, CMD_NAMES[cmd]);
+    const char *cname = luaL_checkstring(L, 2);
+    int cmd = nim_lua_net_cmd(cname);           /* a network command, else an engine one */
+    if (cmd < 0) cmd = luaL_checkoption(L, 2, NULL, CMD_NAMES);
+    const char *api = luaL_optstring(L, 5, cname);
     int has_done = !lua_isnoneornil(L, 4);
     if (has_done && !is_callable(L, 4))
         nim_argerror(L, api, "done", "callable expected, got %s", luaL_typename(L, 4));
@@ -422,6 +444,8 @@ static int l_instance_destroy(lua_State *L) {
         if (nim_engine_submit(in->eng, NIM_CMD_CLOSE, req, NULL) < 0) {
             nim_engine_free(in->eng);   /* joins: the close is still done */
             in->eng = NULL;
+            nim_lua_net_free(in->net);
+            in->net = NULL;
             in->state = ST_CLOSED;
         }
     } else if (has_done) {
@@ -453,6 +477,8 @@ static int l_instance_close(lua_State *L) {
 static int l_instance_gc(lua_State *L) {
     l_instance *in = check_any(L);
     if (in->eng) { nim_engine_free(in->eng); in->eng = NULL; }
+    nim_lua_net_free(in->net);
+    in->net = NULL;
     in->state = ST_CLOSED;
     nim_event_free(in->pending);
     in->pending = NULL;
@@ -505,11 +531,16 @@ static int l_instance_new(lua_State *L) {
         lua_getfield(L, cbs, "onupdatesessions") != LUA_TNIL)
         flags |= NIM_ENGINE_NOTIFY_UPDATES;
     lua_settop(L, cbs);
+    lua_getfield(L, 1, "net");               /* network options, or nil: local-only */
+    nim_engine_hooks hooks;
+    void *net = nim_lua_net_new(L, cbs + 1, cbs, account, &hooks, &flags);
+    lua_settop(L, cbs);
 
     l_instance *in = lua_newuserdatauv(L, sizeof *in, 3);
     memset(in, 0, sizeof *in);
     in->state = ST_CLOSED;                     /* closed until the engine runs */
     snprintf(in->account, sizeof in->account, "%s", account);
+    in->net = net;
     luaL_setmetatable(L, INSTANCE_MT);
     lua_pushvalue(L, cbs);
     lua_setiuservalue(L, -2, UV_CBS);
@@ -517,7 +548,7 @@ static int l_instance_new(lua_State *L) {
     lua_setiuservalue(L, -2, UV_DONES);
     lua_newtable(L);
     lua_setiuservalue(L, -2, UV_CLOSEDONES);
-    nim_engine_config cfg = { .account = account, .db_path = db, .flags = flags, .hooks = NULL };
+    nim_engine_config cfg = { .account = account, .db_path = db, .flags = flags, .hooks = &hooks };
     in->eng = nim_engine_start(&cfg);
     if (!in->eng) return luaL_error(L, "getInstance: cannot start the engine (memory or threads)");
     in->state = ST_OPEN;

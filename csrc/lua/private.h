@@ -14,6 +14,17 @@ int nim_argerror(lua_State *L, const char *fname, const char *arg, const char *f
 void nim_merge_open(lua_State *L);
 void nim_instance_open(lua_State *L);   /* instance.c: newInstance, the Instance metatable */
 
+/* net.c: the network client of an instance. nim_lua_net_new reads the
+ * network options table at `net` (nil: local-only, where network commands
+ * answer Not_Connected) and the callbacks table at `cbs`, fills hooks and
+ * adds to *flags; raises on a bad option. Free after the engine. */
+struct nim_engine_hooks;
+void *nim_lua_net_new(lua_State *L, int net, int cbs, const char *account,
+                      struct nim_engine_hooks *hooks, unsigned *flags);
+void nim_lua_net_free(void *net);
+/* The NIM_NETCMD_* of a network command name, or -1. */
+int nim_lua_net_cmd(const char *name);
+
 /* json.c: Lua values <-> cJSON trees (for data crossing to the engine). */
 #include <cjson/cJSON.h>
 /* A new tree for the value at idx; raises "<fname>: bad argument '<path>'"

@@ -15,5 +15,7 @@ local NIM = {
 NIM.getInstance = require("nim.instance").getInstance
 -- Coroutine style: NIM.run(fn) runs fn in a coroutine and drives poll.
 NIM.run = require("nim.instance").run
+-- Network methods (sendText, deleteSession, sticky top, ...): lua/nim/net.lua.
+require "nim.net"
 
 return NIM

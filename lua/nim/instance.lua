@@ -373,8 +373,25 @@ function M.getInstance(opts)
   if type(account) ~= "string" or account == "" then
     bad("account", "non-empty string expected, got " .. (account == "" and "''" or type(account)))
   end
+  -- network mode (csrc/net/client.c): server and token, the rest optional
+  local net
   if opts.server ~= nil then
-    bad("server", "the network mode is not available in this build yet (use local-only mode)")
+    if type(opts.server) ~= "string" or not opts.server:match("^ws://[^/:]+") then
+      bad("server", "'ws://host:port' expected, got " .. (type(opts.server) == "string" and ("'" .. opts.server .. "'") or type(opts.server)))
+    end
+    if type(opts.token) ~= "string" or opts.token == "" then
+      bad("token", "non-empty string expected with server, got " .. type(opts.token))
+    end
+    if opts.deviceId ~= nil and (type(opts.deviceId) ~= "string" or opts.deviceId == "") then
+      bad("deviceId", "non-empty string expected, got " .. type(opts.deviceId))
+    end
+    net = {
+      server = opts.server, token = opts.token, deviceId = opts.deviceId,
+      needReconnect = opts.needReconnect, syncSessionUnread = opts.syncSessionUnread,
+      syncStickTopSessions = opts.syncStickTopSessions,
+      requestTimeout = opts.requestTimeout, heartbeatInterval = opts.heartbeatInterval,
+      reconnectDelay = opts.reconnectDelay, maxReconnectDelay = opts.maxReconnectDelay,
+    }
   end
   local db = opts.db
   if db == nil then db = true end
@@ -405,7 +422,7 @@ function M.getInstance(opts)
   elseif type(db) == "string" then
     dbPath = db
   end
-  local nim = core.newInstance { account = account, dbPath = dbPath, callbacks = callbacks }
+  local nim = core.newInstance { account = account, dbPath = dbPath, callbacks = callbacks, net = net }
   accounts[nim] = account
   return nim
 end

@@ -1,0 +1,87 @@
+/* The SDK's network client: nim_engine_hooks that connect the engine thread
+ * of one instance to nim-server over a WebSocket (libwebsockets), log in,
+ * sync (docs/protocol.md "Login and sync") and keep the connection alive.
+ *
+ * Lua-free. Threads: nim_net_new/nim_net_free and the wake hook run on the
+ * owner thread; everything else (the lws context, every lws callback, the
+ * timers, the other hooks) runs on the engine thread, which is the lws
+ * service thread. Only lws_cancel_service() crosses, under ctx_lock.
+ *
+ * What it does with the engine:
+ *   - messages from the sync and live `msg` pushes go through
+ *     nim_engine_ingest_ex, with the sync cursor they advance in the same
+ *     transaction; offline messages are marked received only after that
+ *     transaction committed;
+ *   - read pointers, receipts and sticky top go through nim_engine_apply_*;
+ *   - the login sync runs between nim_engine_sync_begin and _end, so
+ *     onsessions/onsyncdone fire once after it (NIM_ENGINE_DEFER_SYNC);
+ *   - commands >= NIM_CMD_EXT (NIM_NETCMD_*) become requests;
+ *   - callbacks that are not the engine's (onconnect, onmsg, ...) are
+ *     NIM_EV_CALLBACK events: message = the callback's name, data = its one
+ *     argument (or none). */
+#ifndef NIM_NET_CLIENT_H
+#define NIM_NET_CLIENT_H
+#include "core/engine.h"
+
+/* Commands of the network layer (args are cJSON objects). */
+enum {
+    NIM_NETCMD_SEND_MSG = NIM_CMD_EXT, /* {scene, to, type, text?, content?, idClient?} -> msg */
+    NIM_NETCMD_DELETE_SESSIONS,        /* {sessions=["p2p-bob", ...]} -> {sessions=} */
+    NIM_NETCMD_SEND_RECEIPT,           /* {idServer} -> {sessionId, time} */
+    NIM_NETCMD_ADD_TOP,                /* {sessionId, topCustom?} -> {session=} */
+    NIM_NETCMD_UPDATE_TOP,             /* {sessionId, topCustom?} -> {session=} */
+    NIM_NETCMD_DELETE_TOP,             /* {sessionId} -> {session=} */
+    NIM_NETCMD_GET_TOPS,               /* {} -> {sessions=} */
+    NIM_NETCMD_CREATE_TEAM,            /* {name, accounts} -> {team=} */
+    NIM_NETCMD_DISCONNECT,             /* {} -> close, no reconnect until CONNECT */
+    NIM_NETCMD_CONNECT,                /* {} -> connect now (after a disconnect or a give-up) */
+    NIM_NETCMD__END
+};
+/* Names of NIM_NETCMD_* in order (for the binding), NULL-terminated. */
+extern const char *const nim_netcmd_names[];
+
+/* Events of the network layer. */
+enum {
+    NIM_EV_CALLBACK = NIM_EV_EXT       /* message = callback name, data = argument or NULL */
+};
+
+/* Error codes besides the engine's. */
+#define NIM_ERR_NOT_CONNECTED "Not_Connected"
+#define NIM_ERR_TIMEOUT       "Error_Timeout"
+
+/* Which optional callbacks the app set (events not wanted are not built). */
+enum {
+    NIM_NET_WANT_MSG      = 1,   /* onmsg */
+    NIM_NET_WANT_ROAMING  = 2,   /* onroamingmsgs */
+    NIM_NET_WANT_OFFLINE  = 4,   /* onofflinemsgs */
+    NIM_NET_WANT_TOPS     = 8,   /* onStickTopSessions */
+    NIM_NET_WANT_UPDATES  = 16   /* onupdatesession(s): the "sending" update */
+};
+
+typedef struct nim_net_config {
+    const char *server;          /* "ws://host:port[/path]"; NULL: local-only (every
+                                    network command answers Not_Connected) */
+    const char *account;
+    const char *token;
+    const char *device_id;       /* NULL: a random one, persisted in the store */
+    int need_reconnect;
+    int sync_unread;             /* syncSessionUnread */
+    int sync_top;                /* syncStickTopSessions */
+    unsigned want;               /* NIM_NET_WANT_* */
+    int request_timeout_ms;      /* 0: 10000 */
+    int heartbeat_ms;            /* 0: 30000; no reply for twice this = dead peer */
+    int reconnect_min_ms;        /* 0: 250; doubles per attempt */
+    int reconnect_max_ms;        /* 0: 8000 */
+} nim_net_config;
+
+typedef struct nim_net nim_net;
+
+/* Owner thread. Copies cfg. NULL on allocation failure or a server URL
+ * that is not ws://host[:port][/path] (*err then names the reason). */
+nim_net *nim_net_new(const nim_net_config *cfg, const char **err);
+/* Owner thread. The hooks to put in nim_engine_config (ud = n). */
+void nim_net_hooks(nim_net *n, nim_engine_hooks *h);
+/* Owner thread, after the engine thread has ended (nim_engine_free). */
+void nim_net_free(nim_net *n);
+
+#endif
