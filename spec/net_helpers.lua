@@ -1,0 +1,163 @@
+-- Helpers for the network specs (spec/net_*_spec.lua): the real nim-server
+-- (NIM_SERVER, started per describe block through nim.server), instances
+-- that record every callback, and waits that pump every instance's poll
+-- until the expected callback arrived -- never a sleep.
+local H = require "helpers"
+local S = require "nim.server"
+
+local N = {}
+
+N.token = function(account) return account .. "-token" end
+
+-- Starts nim-server on a free loopback port with accounts registered.
+function N.start(accounts, opts)
+  local reg = {}
+  for _, a in ipairs(accounts) do reg[a] = N.token(a) end
+  opts = opts or {}
+  opts.accounts = reg
+  return S.start(opts)
+end
+
+-- Every live instance, so waits pump all of them (a message sent by one is
+-- received by another).
+N.live = setmetatable({}, { __mode = "k" })
+
+-- Opens account on srv with a fresh database (opts.db overrides; false:
+-- in memory). rec records: connects, sessions (lists), syncdone (count),
+-- updates (sessions), msgs, roaming, offline (groups), disconnects,
+-- reconnects, errors, tops (onStickTopSessions lists), order (names).
+-- Waits for onsyncdone unless opts.nowait.
+function N.open(srv, account, opts)
+  local NIM = require "nim"
+  opts = opts or {}
+  local rec = { connects = {}, sessions = {}, syncdone = 0, updates = {}, msgs = {}, roaming = {},
+                offline = {}, disconnects = {}, reconnects = {}, errors = {}, tops = {}, order = {} }
+  local function note(name) rec.order[#rec.order + 1] = name end
+  local dir = H.tmpdir()
+  local o = {
+    account = account, token = N.token(account), server = srv.url, dataDir = dir,
+    requestTimeout = 3000, reconnectDelay = 50, maxReconnectDelay = 400,
+    onconnect = function(x) rec.connects[#rec.connects + 1] = x; note("connect") end,
+    onsessions = function(l) rec.sessions[#rec.sessions + 1] = l; note("sessions") end,
+    onsyncdone = function() rec.syncdone = rec.syncdone + 1; note("syncdone") end,
+    onupdatesession = function(s) rec.updates[#rec.updates + 1] = s end,
+    onmsg = function(m) rec.msgs[#rec.msgs + 1] = m; note("msg") end,
+    onroamingmsgs = function(g) rec.roaming[#rec.roaming + 1] = g; note("roaming") end,
+    onofflinemsgs = function(g) rec.offline[#rec.offline + 1] = g; note("offline") end,
+    ondisconnect = function(d) rec.disconnects[#rec.disconnects + 1] = d; note("disconnect") end,
+    onwillreconnect = function(d) rec.reconnects[#rec.reconnects + 1] = d; note("willreconnect") end,
+    onerror = function(e) rec.errors[#rec.errors + 1] = e; note("error") end,
+    onStickTopSessions = function(l) rec.tops[#rec.tops + 1] = l; note("tops") end,
+  }
+  for k, v in pairs(opts) do
+    if k ~= "nowait" then o[k] = v end
+    if v == false and k:match("^on") then o[k] = nil end
+  end
+  local nim = NIM.getInstance(o)
+  rec.dir = dir
+  N.live[nim] = rec
+  if not opts.nowait then N.wait(function() return rec.syncdone > 0 end, 10, account .. " onsyncdone") end
+  return nim, rec
+end
+
+local function instances()
+  local list = {}
+  for nim in pairs(N.live) do
+    if nim:_state() ~= "destroyed" then list[#list + 1] = nim end
+  end
+  return list
+end
+
+-- Pumps every live instance until cond() holds; fails after timeout s.
+function N.wait(cond, timeout, what)
+  local deadline = os.time() + (timeout or 5) + 1
+  while not cond() do
+    if os.time() > deadline then error("timed out waiting for " .. (what or "a condition"), 2) end
+    local list = instances()
+    if #list == 0 then error("no instance to wait on for " .. (what or "a condition"), 2) end
+    for _, n in ipairs(list) do n:poll(#list == 1 and 10 or 1) end
+  end
+end
+
+-- nim[method](nim, opts + done) and wait for done; returns err, obj.
+function N.call(nim, method, opts, timeout)
+  local got
+  opts = opts or {}
+  opts.done = function(err, obj) got = { err, obj } end
+  nim[method](nim, opts)
+  N.wait(function() return got ~= nil end, timeout or 10, method .. " done")
+  return got[1], got[2]
+end
+
+function N.callp(nim, method, ...)
+  local got
+  local args = table.pack(...)
+  args[args.n + 1] = function(err, obj) got = { err, obj } end
+  nim[method](nim, table.unpack(args, 1, args.n + 1))
+  N.wait(function() return got ~= nil end, 10, method .. " done")
+  return got[1], got[2]
+end
+
+-- Sends a text and waits for the server's confirmation.
+function N.send(nim, to, text, scene)
+  local err, msg = N.call(nim, "sendText", { scene = scene or "p2p", to = to, text = text })
+  assert(err == nil, "sendText failed: " .. tostring(err))
+  return msg
+end
+
+-- The latest onupdatesession of id recorded in rec (or nil).
+function N.last_update(rec, id)
+  for i = #rec.updates, 1, -1 do
+    if rec.updates[i].id == id then return rec.updates[i] end
+  end
+end
+
+-- Waits until rec saw an update of id for which pred(session) holds.
+function N.wait_update(rec, id, pred, what)
+  N.wait(function()
+    local s = N.last_update(rec, id)
+    return s ~= nil and (pred == nil or pred(s))
+  end, 10, what or ("an update of " .. id))
+  return N.last_update(rec, id)
+end
+
+function N.session(nim, id)
+  local err, s = N.call(nim, "getLocalSession", { sessionId = id })
+  assert(err == nil, tostring(err))
+  return s
+end
+
+function N.close(nim)
+  local rec = N.live[nim]
+  if nim:_state() ~= "destroyed" then
+    local closed = false
+    nim:destroy(function() closed = true end)
+    local deadline = os.time() + 11
+    while not closed and os.time() <= deadline do nim:poll(10) end
+  end
+  N.live[nim] = nil
+  if rec and rec.dir then H.rmdir(rec.dir) end
+end
+
+function N.close_all()
+  for nim in pairs(N.live) do N.close(nim) end
+  collectgarbage()
+end
+
+-- Every stored message of a session, oldest first.
+function N.msgs(nim, id)
+  local err, obj = N.call(nim, "getLocalMsgs", { sessionId = id, limit = 100000, desc = false })
+  assert(err == nil, tostring(err))
+  return obj.msgs
+end
+
+-- The engine's own recount of unread for every session (no mismatches expected).
+function N.verify(nim)
+  local got
+  nim:_request("verify", nil, function(err, obj) got = { err, obj } end, "verify")
+  N.wait(function() return got ~= nil end, 10, "verify")
+  assert(got[1] == nil, tostring(got[1]))
+  return got[2]
+end
+
+return N
