@@ -1,0 +1,181 @@
+-- Network benchmarks against the real nim-server on loopback (run by
+-- `make bench`; NIM_SERVER names the server binary):
+--   1. login sync of an account with 10,000 sessions and 200,000 stored
+--      messages (190,000 already received = roaming, 10,000 offline), from
+--      getInstance to onsyncdone; then the same login again (cursors);
+--   2. message round trip (sendText -> the peer's onupdatesession), 1,000
+--      messages one after another, median and p99;
+--   3. the longest poll(0) of a 60 Hz receiver while another process sends
+--      5,000 messages/s to it.
+package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
+local NIM = require "nim"
+local S = require "nim.server"
+local uv = require "luv"
+
+local function now() return uv.hrtime() / 1e9 end
+
+local function report(name, value, unit, target)
+  print(("%-58s %12s %-6s %s"):format(name, value, unit, target and ("(target " .. target .. ")") or ""))
+end
+
+local function pump(list, cond, limit, what)
+  local t0 = os.time()
+  while not cond() do
+    for _, n in ipairs(list) do n:poll(#list == 1 and 5 or 0) end
+    if os.time() - t0 > (limit or 120) then error("benchmark timed out: " .. (what or "?")) end
+  end
+end
+
+local function close(nim)
+  local closed = false
+  nim:destroy(function() closed = true end)
+  pump({ nim }, function() return closed end, 30, "destroy")
+end
+
+local function tmpdir() local p = os.tmpname(); os.remove(p); return p .. ".d" end
+
+---------------------------------------------------------------- sender process
+if arg[1] == "--sender" then
+  -- --sender URL RATE SECONDS: sends RATE messages/s to bob for SECONDS.
+  local url, rate, secs = arg[2], tonumber(arg[3]), tonumber(arg[4])
+  local synced, acked, failed = false, 0, 0
+  local nim = NIM.getInstance { account = "carol", token = "t", server = url, db = false,
+    onsyncdone = function() synced = true end }
+  pump({ nim }, function() return synced end, 30, "sender sync")
+  io.write("ready\n"); io.flush()
+  local total, sent, t0 = rate * secs, 0, now()
+  local function done(err) if err then failed = failed + 1 else acked = acked + 1 end end
+  while sent < total do
+    local due = math.min(total, math.floor((now() - t0) * rate))
+    while sent < due do
+      sent = sent + 1
+      nim:sendText { scene = "p2p", to = "bob", text = "load " .. sent, done = done }
+    end
+    nim:poll(1)
+  end
+  pump({ nim }, function() return acked + failed == total end, 60, "sender acks")
+  io.write(("sent %d acked %d failed %d in %.2f s\n"):format(total, acked, failed, now() - t0))
+  close(nim)
+  os.exit(0)
+end
+
+local bin = S.find_binary()
+
+---------------------------------------------------------------- 1. login sync
+do
+  local SESSIONS, MSGS, OFFLINE = 10000, 200000, 10000
+  local srv0 = S.start { accounts = { alice = "t" } }   -- creates the schema
+  srv0:stop()
+  local sql = ([[
+PRAGMA journal_mode = WAL;
+BEGIN;
+WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < %d)
+INSERT INTO msgs(id, id_client, scene, from_account, from_device, to_target, time, type, text)
+SELECT i, 'b' || i, 'p2p', 'u' || (i %% %d), 'dev', 'alice', 1700000000000 + i, 'text',
+       'benchmark message number ' || i FROM c;
+INSERT INTO inbox(account, msg_id, session_id, delivered)
+SELECT 'alice', id, 'p2p-' || from_account, CASE WHEN id > %d THEN 0 ELSE 1 END FROM msgs;
+COMMIT;
+]]):format(MSGS, SESSIONS, MSGS - OFFLINE)
+  local f = assert(io.open(srv0.db .. ".sql", "w")); f:write(sql); f:close()
+  assert(os.execute(("sqlite3 '%s' < '%s' > /dev/null"):format(srv0.db, srv0.db .. ".sql")),
+    "sqlite3 (the command-line tool) is needed to build the benchmark database")
+  os.remove(srv0.db .. ".sql")
+  local srv = S.start { db = srv0.db }
+
+  local function login(dir)
+    local synced, nsessions, nmsgs = false, 0, 0
+    local t0 = now()
+    local nim = NIM.getInstance { account = "alice", token = "t", server = srv.url, dataDir = dir,
+      onsessions = function(l) nsessions = #l end,
+      onsyncdone = function() synced = true end }
+    pump({ nim }, function() return synced end, 120, "login sync")
+    local dt = now() - t0
+    local got
+    nim:getLocalMsgs { limit = 1000000, done = function(_, obj) got = #obj.msgs end }
+    pump({ nim }, function() return got ~= nil end, 60, "count")
+    nmsgs = got
+    close(nim)
+    return dt, nsessions, nmsgs
+  end
+  local dir = tmpdir()
+  local dt, ns, nm = login(dir)
+  report(("login sync: %d sessions, %d msgs stored on the device"):format(ns, nm), ("%.2f"):format(dt), "s", "< 2 s")
+  local dt2 = login(dir)
+  report("second login of the same device (cursors, nothing new)", ("%.3f"):format(dt2), "s")
+  os.execute("rm -rf '" .. dir .. "'")
+  srv:cleanup()
+  for _, s in ipairs { "", "-wal", "-shm", ".log" } do os.remove(srv0.db .. s) end
+end
+
+---------------------------------------------------------------- 2. round trip
+local srv = S.start { accounts = { alice = "t", bob = "t", carol = "t" } }
+do
+  local N = 1000
+  local function open(account, extra)
+    local synced = false
+    local o = { account = account, token = "t", server = srv.url, db = false,
+      onsyncdone = function() synced = true end }
+    for k, v in pairs(extra) do o[k] = v end
+    local nim = NIM.getInstance(o)
+    pump({ nim }, function() return synced end, 30, account .. " sync")
+    return nim
+  end
+  local seen = {}
+  local a = open("alice", {})
+  local b = open("bob", { onupdatesession = function(s)
+    if s.lastMsg and s.lastMsg.idClient then seen[s.lastMsg.idClient] = now() end
+  end })
+  local rtt = {}
+  for i = 1, N do
+    local id = "rt-" .. i
+    local t0 = now()
+    a:sendText { scene = "p2p", to = "bob", text = "ping " .. i, idClient = id }
+    while not seen[id] do a:poll(0); b:poll(0) end
+    rtt[i] = (seen[id] - t0) * 1000
+  end
+  table.sort(rtt)
+  report(("round trip sendText -> peer onupdatesession (%d msgs): median"):format(N), ("%.3f"):format(rtt[N // 2]), "ms")
+  report("round trip: p99", ("%.3f"):format(rtt[math.ceil(N * 0.99)]), "ms")
+  close(a); close(b)
+end
+
+---------------------------------------------------------------- 3. poll(0) under load
+do
+  local RATE, SECS = 5000, 3
+  local received, first_at, last_at = 0, nil, nil
+  local synced = false
+  local b = NIM.getInstance { account = "bob", token = "t", server = srv.url, db = tmpdir() .. "/bob.db",
+    onsyncdone = function() synced = true end,
+    onmsg = function()
+      received = received + 1
+      last_at = now()
+      first_at = first_at or last_at
+    end,
+    onupdatesession = function() end }
+  pump({ b }, function() return synced end, 30, "receiver sync")
+  local p = io.popen(("NIM_SERVER='%s' lua5.4 bench/net_bench.lua --sender %s %d %d"):format(bin, srv.url, RATE, SECS), "r")
+  assert(p:read("l") == "ready")
+  local longest, polls, times = 0, 0, {}
+  local total = RATE * SECS
+  local t_end = now() + SECS + 30
+  while received < total and now() < t_end do
+    local t0 = uv.hrtime()
+    b:poll(0)
+    local dt = (uv.hrtime() - t0) / 1e6
+    polls = polls + 1
+    times[polls] = dt
+    if dt > longest then longest = dt end
+    uv.sleep(16)                                  -- a 60 Hz frame
+  end
+  local line = p:read("l")
+  p:close()
+  table.sort(times)
+  report(("receiver at 60 Hz, %d msgs/s arriving: longest poll(0)"):format(RATE), ("%.3f"):format(longest), "ms")
+  report("receiver poll(0): p99", ("%.3f"):format(times[math.ceil(#times * 0.99)]), "ms")
+  report(("messages received of %d (%s)"):format(total, line or "?"), received, "")
+  report("arrival rate at the receiver (first to last onmsg)",
+    ("%.0f"):format(received / math.max(1e-9, (last_at or 0) - (first_at or 0))), "msg/s")
+  close(b)
+end
+srv:cleanup()
