@@ -1125,6 +1125,10 @@ void nim_engine_sync_begin(nim_engine *e) {
     e->quiet = 1;
 }
 
+void nim_engine_sync_abort(nim_engine *e) {
+    e->quiet = 0;
+}
+
 static int cmp_ptr(const void *a, const void *b) {
     uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
     return x < y ? -1 : x > y;

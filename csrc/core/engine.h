@@ -187,6 +187,10 @@ void nim_engine_sync_begin(nim_engine *e);
  * live sessions changed since nim_engine_sync_begin; nothing when empty),
  * then onsyncdone. */
 void nim_engine_sync_end(nim_engine *e, int all);
+/* A sync that cannot finish (the connection was lost): updates are queued
+ * again, and the sessions changed so far stay remembered for the next
+ * nim_engine_sync_end. Queues nothing. */
+void nim_engine_sync_abort(nim_engine *e);
 
 /* Unread rule, pure: 1 when a message counts toward unread. */
 int nim_msg_countable(const char *flow, const char *type, int unreadable_false);

@@ -368,7 +368,7 @@ static void connection_lost(nim_net *n, int code, const char *reason, int retry)
         n->pend = p->next;
         fail_pending(n, p, NIM_ERR_NOT_CONNECTED, "the connection was lost");
     }
-    if (was == ST_SYNC && !n->stopping) nim_engine_sync_end(n->e, !n->ever_synced);   /* end the quiet sync */
+    if (was == ST_SYNC) nim_engine_sync_abort(n->e);   /* reported by the next sync */
     if (!retry) n->user_down = 1;
     if (was >= ST_LOGIN || !retry) {
         cJSON *o = cJSON_CreateObject();
@@ -396,6 +396,7 @@ static void drop(nim_net *n, int code, const char *reason) {
 static void acked_hook(nim_engine *e, void *ud, const char *sid, int64_t ack) {
     nim_net *n = ud;
     if (!n->sync_unread || n->local) return;
+    if (strncmp(sid, "p2p-", 4) != 0 && strncmp(sid, "team-", 5) != 0) return;  /* not on the server */
     for (size_t i = 0; i < n->nacks; i++) {
         if (strcmp(n->acks[i].sid, sid) == 0) {
             if (ack > n->acks[i].ack) n->acks[i].ack = ack;
