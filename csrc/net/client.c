@@ -37,6 +37,11 @@ enum { ST_IDLE, ST_CONNECTING, ST_LOGIN, ST_SYNC, ST_READY };
 enum { RQ_LOGIN, RQ_PING, RQ_MARK, RQ_ACKS, RQ_APP };
 
 #define TICK_US       (50 * 1000)
+/* The server sends at most this many offline messages (or about this many
+ * bytes of them) per login (docs/protocol.md "offlineMsgs"); a sync that
+ * reached either logs in again, silently, for the rest before it reports. */
+#define OFFLINE_BATCH 10000
+#define OFFLINE_BYTES (7u * 1024 * 1024)
 #define KEY_MSGS      "net.cursor.msgs"
 #define KEY_STATE     "net.cursor.state"
 #define KEY_DEVICE    "net.deviceId"
@@ -101,6 +106,13 @@ struct nim_net {
 
     int64_t cur_msgs, cur_state; /* persisted cursors (as loaded) */
     int64_t offline_max;         /* largest offline idServer of this sync */
+    int offline_count;           /* offline messages in this sync */
+    size_t offline_bytes;        /* and the size of their frames */
+    int64_t more_after;          /* markMsgsReceived request id after which to log in again */
+    int relogin;                 /* the connection is closed for that: say nothing */
+    int silent;                  /* this login continues the previous sync: no onconnect */
+    int quiet;                   /* between nim_engine_sync_begin and its end */
+    unsigned seed;               /* rand_r state for the backoff jitter */
     ack_item *acks;              /* read pointers to send */
     size_t nacks, capacks;
 };
@@ -316,7 +328,7 @@ static void schedule_reconnect(nim_net *n) {
     int64_t d = n->rc_min;
     for (int i = 0; i < n->retries && d < n->rc_max; i++) d *= 2;
     if (d > n->rc_max) d = n->rc_max;
-    d = d * (80 + rand() % 41) / 100;      /* +-20 % jitter */
+    d = d * (80 + (int64_t)(rand_r(&n->seed) % 41)) / 100;   /* +-20 % jitter */
     n->retries++;
     n->reconnect_at = mono_ms() + d;
     cJSON *o = cJSON_CreateObject();
@@ -359,6 +371,23 @@ static void start_connect(nim_net *n) {
  * the app, schedule a reconnect unless told not to. */
 static void connection_lost(nim_net *n, int code, const char *reason, int retry) {
     int was = n->state;
+    if (n->relogin && retry && !n->user_down) {
+        /* closed to fetch the rest of the offline messages: at once, quietly */
+        n->relogin = 0;
+        n->silent = 1;
+        n->wsi = NULL;
+        n->state = ST_IDLE;
+        out_free_all(n);
+        n->rx_len = 0;
+        while (n->pend) {
+            pending *p = n->pend;
+            n->pend = p->next;
+            fail_pending(n, p, NIM_ERR_NOT_CONNECTED, "the connection was lost");
+        }
+        n->reconnect_at = mono_ms();
+        return;
+    }
+    n->relogin = n->silent = 0;
     n->wsi = NULL;
     n->state = ST_IDLE;
     out_free_all(n);
@@ -368,7 +397,10 @@ static void connection_lost(nim_net *n, int code, const char *reason, int retry)
         n->pend = p->next;
         fail_pending(n, p, NIM_ERR_NOT_CONNECTED, "the connection was lost");
     }
-    if (was == ST_SYNC) nim_engine_sync_abort(n->e);   /* reported by the next sync */
+    if (n->quiet) {                 /* reported by the next sync */
+        nim_engine_sync_abort(n->e);
+        n->quiet = 0;
+    }
     if (!retry) n->user_down = 1;
     if (was >= ST_LOGIN || !retry) {
         cJSON *o = cJSON_CreateObject();
@@ -477,7 +509,7 @@ static void emit_grouped(nim_net *n, const char *cbname, cJSON *msgs) {
     cJSON_Delete(msgs);
 }
 
-static void on_sync_msgs(nim_net *n, cJSON *data, int offline) {
+static void on_sync_msgs(nim_net *n, cJSON *data, int offline, size_t frame_len) {
     cJSON *msgs = cJSON_GetObjectItemCaseSensitive(data, "msgs");
     if (!cJSON_IsArray(msgs)) return;
     if (nim_engine_ingest_ex(n->e, msgs, NULL, NULL) < 0) {
@@ -485,6 +517,8 @@ static void on_sync_msgs(nim_net *n, cJSON *data, int offline) {
         return;
     }
     if (offline) {
+        n->offline_count += cJSON_GetArraySize(msgs);
+        n->offline_bytes += frame_len;
         for (cJSON *m = msgs->child; m; m = m->next) {
             int64_t id = jid(m, "idServer");
             if (id > n->offline_max) n->offline_max = id;
@@ -495,6 +529,17 @@ static void on_sync_msgs(nim_net *n, cJSON *data, int offline) {
         cJSON_DetachItemViaPointer(data, msgs);
         emit_grouped(n, offline ? "onofflinemsgs" : "onroamingmsgs", msgs);
     }
+}
+
+/* The sync is complete: report it (onsessions, onsyncdone). */
+static void finish_sync(nim_net *n) {
+    n->state = ST_READY;
+    n->retries = 0;
+    n->quiet = 0;
+    n->more_after = 0;
+    nim_engine_sync_end(n->e, !n->ever_synced);
+    n->ever_synced = 1;
+    flush_acks(n);
 }
 
 static void on_sync_done(nim_net *n, cJSON *data) {
@@ -509,14 +554,16 @@ static void on_sync_done(nim_net *n, cJSON *data) {
         snprintf(buf, sizeof buf, "%lld", (long long)n->offline_max);
         cJSON *d = cJSON_CreateObject();
         if (d) cJSON_AddStringToObject(d, "upTo", buf);
-        request(n, RQ_MARK, 0, 0, "markMsgsReceived", d, NULL);
+        pending *p = request(n, RQ_MARK, 0, 0, "markMsgsReceived", d, NULL);
         n->offline_max = 0;
+        if (p && (n->offline_count >= OFFLINE_BATCH || n->offline_bytes >= OFFLINE_BYTES)) {
+            /* the server kept some back: once these are marked, log in again */
+            n->more_after = p->id;
+            n->state = ST_READY;
+            return;
+        }
     }
-    n->state = ST_READY;
-    n->retries = 0;
-    nim_engine_sync_end(n->e, !n->ever_synced);
-    n->ever_synced = 1;
-    flush_acks(n);
+    finish_sync(n);
 }
 
 static void on_live_msg(nim_net *n, cJSON *data) {
@@ -612,7 +659,12 @@ static void on_login_reply(nim_net *n, const nim_frame *f) {
     }
     n->state = ST_SYNC;
     n->offline_max = 0;
+    n->offline_count = 0;
+    n->offline_bytes = 0;
+    n->more_after = 0;
     nim_engine_sync_begin(n->e);
+    n->quiet = 1;
+    if (n->silent) { n->silent = 0; return; }
     cJSON *o = cJSON_CreateObject();
     if (o) {
         cJSON_AddStringToObject(o, "account", n->account);
@@ -691,15 +743,24 @@ static void on_frame(nim_net *n, const char *buf, size_t len) {
             switch (p->kind) {
             case RQ_LOGIN: on_login_reply(n, &f); break;
             case RQ_APP: on_app_reply(n, p, &f); break;
-            default: break;   /* ping, mark, acks: nothing to do with the answer */
+            case RQ_MARK:
+                if (p->id != n->more_after) break;
+                if (f.code == NIM_CODE_OK) {
+                    n->relogin = 1;
+                    drop(n, 1000, "fetching the rest of the offline messages");
+                } else {
+                    finish_sync(n);    /* the rest comes at the next login */
+                }
+                break;
+            default: break;   /* ping, acks: nothing to do with the answer */
             }
             cJSON_Delete(p->msg);
             nim_free(p);
         }
     } else if (f.kind == NIM_FRAME_PUSH && n->state >= ST_SYNC) {
         switch (nim_proto_push_from_name(f.name)) {
-        case NIM_PUSH_ROAMING_MSGS: on_sync_msgs(n, f.data, 0); break;
-        case NIM_PUSH_OFFLINE_MSGS: on_sync_msgs(n, f.data, 1); break;
+        case NIM_PUSH_ROAMING_MSGS: on_sync_msgs(n, f.data, 0, len); break;
+        case NIM_PUSH_OFFLINE_MSGS: on_sync_msgs(n, f.data, 1, len); break;
         case NIM_PUSH_READ_POINTERS: on_pointers(n, f.data, n->state == ST_READY); break;
         case NIM_PUSH_RECEIPTS: on_receipts(n, f.data, n->state == ST_READY); break;
         case NIM_PUSH_STICK_TOP_SESSIONS: on_tops(n, f.data); break;
@@ -849,6 +910,7 @@ static void on_tick(lws_sorted_usec_list_t *sul) {
                 drop(n, 1006, "login timed out");
                 continue;
             }
+            if (p->kind == RQ_MARK && p->id == n->more_after) finish_sync(n);
             fail_pending(n, p, NIM_ERR_TIMEOUT, "no reply from the server in time");
         } else {
             pp = &p->next;
@@ -1083,6 +1145,7 @@ nim_net *nim_net_new(const nim_net_config *cfg, const char **err) {
     nim_net *n = nim_calloc(1, sizeof *n);
     if (!n) return NULL;
     pthread_mutex_init(&n->ctx_lock, NULL);
+    n->seed = (unsigned)wall_ms() ^ (unsigned)(uintptr_t)n;
     n->local = cfg->server == NULL;
     n->need_reconnect = cfg->need_reconnect;
     n->sync_unread = cfg->sync_unread;
