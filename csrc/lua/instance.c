@@ -335,6 +335,9 @@ static int dispatch(lua_State *L, l_instance *in) {
                         call(L, 0, ev->message);
                     }
                     ran++;
+                } else if (ev->message && strcmp(ev->message, "onerror") == 0) {
+                    const cJSON *m = cJSON_GetObjectItemCaseSensitive(ev->data, "message");
+                    fprintf(stderr, "nim: %s\n", cJSON_IsString(m) ? m->valuestring : "network error");
                 }
                 break;
             default: break;
