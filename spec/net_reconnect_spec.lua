@@ -107,6 +107,33 @@ describe("network failures #net", function()
     assert.equals("success", m.status)
   end)
 
+  it("destroy with a request in flight answers it with Closed; a connected instance can be collected", function()
+    local a, ra = N.open(srv, "alice")
+    signal(srv, "STOP")
+    local got
+    a:sendText { scene = "p2p", to = "bob", text = "never", done = function(err) got = err end }
+    N.wait_update(ra, "p2p-bob", function(s) return s.lastMsg.status == "sending" end)
+    local closed = false
+    a:destroy(function() closed = true end)
+    N.wait(function() return closed end, 5, "destroy done")
+    assert.equals("Closed", got.code)
+    signal(srv, "CONT")
+    -- an instance dropped without destroy is closed by __gc
+    N.live[a] = nil
+    local NIM = require "nim"
+    local synced = false
+    local b = NIM.getInstance { account = "bob", token = N.token("bob"), server = srv.url, db = false,
+      onsyncdone = function() synced = true end }
+    local deadline = os.time() + 6
+    while not synced do
+      assert(os.time() <= deadline, "timed out waiting for onsyncdone")
+      b:poll(10)
+    end
+    b = nil
+    collectgarbage(); collectgarbage()
+    assert.is_nil(b)
+  end)
+
   it("a second login of the same device kicks the first, which does not reconnect", function()
     local a1, r1 = N.open(srv, "alice", { deviceId = "phone" })
     local _, r2 = N.open(srv, "alice", { deviceId = "phone" })
