@@ -869,6 +869,9 @@ static int callback_client(struct lws *wsi, enum lws_callback_reasons reason, vo
         break;
 
     case LWS_CALLBACK_CLIENT_CLOSED:
+    case LWS_CALLBACK_WSI_DESTROY:
+        /* WSI_DESTROY: a connection killed before it was established (a
+         * handshake timeout) may get no other callback */
         if (wsi == n->wsi) {
             int code = n->drop_code ? n->drop_code : n->close_code ? n->close_code : 1006;
             const char *why = n->drop_code ? n->drop_reason
@@ -916,9 +919,10 @@ static void on_tick(lws_sorted_usec_list_t *sul) {
             pp = &p->next;
         }
     }
-    if (n->state == ST_CONNECTING && now - n->connect_started > n->req_timeout && n->wsi)
+    if (n->state == ST_CONNECTING && now - n->connect_started > n->req_timeout && n->wsi &&
+        !n->drop_code)
         drop(n, 1006, "connect timed out");
-    if (n->state >= ST_SYNC && n->wsi) {
+    if (n->state >= ST_SYNC && n->wsi && !n->drop_code) {
         if (now - n->last_rx >= 2 * (int64_t)n->heartbeat) {
             drop(n, 1006, "heartbeat: no reply from the server");
         } else if ((now - n->last_rx >= n->heartbeat || now - n->last_tx >= n->heartbeat) &&
