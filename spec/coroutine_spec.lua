@@ -90,3 +90,49 @@ describe("coroutine style #coroutine", function()
     while nim:poll(0) > 0 do end
   end)
 end)
+
+describe("coroutine style with a server #coroutine #net", function()
+  local N = require "net_helpers"
+  local srv
+  setup(function() srv = N.start({"alice", "bob"}) end)
+  teardown(function() N.close_all(); srv:cleanup() end)
+
+  it("waitSync waits for the login sync, then scripts read top to bottom", function()
+    local got = NIM.run(function()
+      local bob = NIM.getInstance{account = "bob", token = N.token("bob"), server = srv.url, db = false}
+      assert.is_nil(bob:waitSync())
+      assert.is_nil(bob:waitSync())                      -- at once the second time
+      local err, msg = bob:sendText{scene = "p2p", to = "alice", text = "top to bottom"}
+      assert.is_nil(err)
+      assert.equal("success", msg.status)
+      local alice = NIM.getInstance{account = "alice", token = N.token("alice"), server = srv.url, db = false}
+      assert.is_nil(alice:waitSync())
+      local _, page = alice:getLocalSessions{}
+      bob:destroy(); alice:destroy()
+      return page.sessions[1]
+    end)
+    assert.equal("p2p-bob", got.id)
+    assert.equal(1, got.unread)
+    assert.equal("top to bottom", got.lastMsg.text)
+  end)
+
+  it("waitSync returns the error of a login that gave up (wrong token)", function()
+    local err = NIM.run(function()
+      local nim = NIM.getInstance{account = "alice", token = "wrong", server = srv.url, db = false}
+      local e = nim:waitSync()
+      nim:destroy()
+      return e
+    end)
+    assert.equal(302, err.code)
+    assert.equal("login", err.event)
+    assert.matches("302", tostring(err))
+  end)
+
+  it("waitSync outside a coroutine raises", function()
+    local nim = NIM.getInstance{account = "zed", db = false}
+    assert.has_error(function() nim:waitSync() end,
+      "waitSync: call it inside a coroutine (NIM.run), or use onsyncdone")
+    nim:destroy()
+    while nim:poll(0) > 0 do end
+  end)
+end)

@@ -127,6 +127,9 @@ local raw_request = methods._request
 local co_running, co_yield, co_resume = coroutine.running, coroutine.yield, coroutine.resume
 local co_isyieldable, co_status = coroutine.isyieldable, coroutine.status
 local runs = setmetatable({}, { __mode = "k" })      -- coroutine -> NIM.run record
+local syncs = setmetatable({}, { __mode = "k" })     -- instance -> waitSync state
+-- Error objects made in Lua share the binding's metatable (nim.Error).
+local ERR_MT = debug.getregistry()["nim.Error"]
 
 function M.in_coroutine()
   local _, main = co_running()
@@ -422,9 +425,48 @@ function M.getInstance(opts)
   elseif type(db) == "string" then
     dbPath = db
   end
+  -- nim:waitSync() (coroutine style) learns of the sync and of a login
+  -- that gave up through these two wrappers; the app's callbacks run first.
+  local sync = { done = false, failed = nil, waiting = {} }
+  local app_syncdone, app_disconnect = callbacks.onsyncdone, callbacks.ondisconnect
+  local function wake(err)
+    local waiting = sync.waiting
+    sync.waiting = {}
+    for _, co in ipairs(waiting) do resume(co, err) end
+  end
+  callbacks.onsyncdone = function(...)
+    sync.done = true
+    if app_syncdone then app_syncdone(...) end
+    wake(nil)
+  end
+  callbacks.ondisconnect = function(d, ...)
+    if app_disconnect then app_disconnect(d, ...) end
+    if type(d) == "table" and d.willReconnect == false and not sync.done then
+      sync.failed = setmetatable({ code = d.code, message = d.reason, event = "login" }, ERR_MT)
+      wake(sync.failed)
+    end
+  end
   local nim = core.newInstance { account = account, dbPath = dbPath, callbacks = callbacks, net = net }
   accounts[nim] = account
+  syncs[nim] = sync
   return nim
+end
+
+-- nim:waitSync(): inside a coroutine, waits until the login sync is done
+-- (onsyncdone) and returns nil, or returns the error of a login that gave up
+-- (wrong token, ...). At once when the sync is already done. Local-only
+-- instances sync at once after getInstance.
+function methods:waitSync()
+  check_self(self, "waitSync")
+  local sync = syncs[self]
+  if sync.done then return nil end
+  if sync.failed then return sync.failed end
+  if not M.in_coroutine() then
+    error("waitSync: call it inside a coroutine (NIM.run), or use onsyncdone", 2)
+  end
+  local waiting = sync.waiting
+  waiting[#waiting + 1] = co_running()
+  return co_yield()
 end
 
 M.accountFile = account_file
