@@ -157,6 +157,10 @@ describe("network #net", function()
       assert.error_matches(function() a:sendText { scene = "p2p", to = "bob" } end, "bad argument 'text'")
       assert.error_matches(function() a:sendMsgReceipt { msg = { scene = "p2p" } } end, "msg.idServer")
       assert.error_matches(function() a:deleteSessions { sessions = {} } end, "bad argument 'sessions'")
+      -- within the length limit, but over the frame limit once escaped
+      local err = N.call(a, "sendCustomMsg", { scene = "p2p", to = "bob", content = ("\1"):rep(32768) })
+      assert.equals("Bad_Arguments", err.code)
+      assert.matches("65536", err.message)
     end)
 
     it("a resend with the same idClient is stored once", function()

@@ -99,7 +99,7 @@ struct nim_net {
     out_frame *out_head, *out_tail;
     char *rx;
     size_t rx_len, rx_cap;
-    pending *pend;
+    pending *pend, *pend_tail;   /* in flight, oldest first (replies come in order) */
     int64_t next_id;
     uint64_t idc_counter;
     char idc_prefix[24];
@@ -250,20 +250,31 @@ static pending *request(nim_net *n, int kind, int cmd, uint64_t req, const char 
         nim_free(p);
         return NULL;
     }
-    p->next = n->pend;
-    n->pend = p;
+    if (n->pend_tail) n->pend_tail->next = p; else n->pend = p;
+    n->pend_tail = p;
     return p;
 }
 
+/* Unlinks *pp (prev is the node before it, NULL at the head). */
+static pending *unlink_pending(nim_net *n, pending **pp, pending *prev) {
+    pending *p = *pp;
+    *pp = p->next;
+    if (n->pend_tail == p) n->pend_tail = prev;
+    p->next = NULL;
+    return p;
+}
+
+/* The request with id (usually the oldest: replies come in request order). */
 static pending *take_pending(nim_net *n, int64_t id) {
-    for (pending **pp = &n->pend; *pp; pp = &(*pp)->next) {
-        if ((*pp)->id == id) {
-            pending *p = *pp;
-            *pp = p->next;
-            return p;
-        }
-    }
+    pending *prev = NULL;
+    for (pending **pp = &n->pend; *pp; prev = *pp, pp = &(*pp)->next)
+        if ((*pp)->id == id) return unlink_pending(n, pp, prev);
     return NULL;
+}
+
+/* The oldest request, unlinked, or NULL. */
+static pending *pop_pending(nim_net *n) {
+    return n->pend ? unlink_pending(n, &n->pend, NULL) : NULL;
 }
 
 /* ------------------------------------------------------- sending status */
@@ -379,11 +390,8 @@ static void connection_lost(nim_net *n, int code, const char *reason, int retry)
         n->state = ST_IDLE;
         out_free_all(n);
         n->rx_len = 0;
-        while (n->pend) {
-            pending *p = n->pend;
-            n->pend = p->next;
+        for (pending *p; (p = pop_pending(n));)
             fail_pending(n, p, NIM_ERR_NOT_CONNECTED, "the connection was lost");
-        }
         n->reconnect_at = mono_ms();
         return;
     }
@@ -392,11 +400,8 @@ static void connection_lost(nim_net *n, int code, const char *reason, int retry)
     n->state = ST_IDLE;
     out_free_all(n);
     n->rx_len = 0;
-    while (n->pend) {
-        pending *p = n->pend;
-        n->pend = p->next;
+    for (pending *p; (p = pop_pending(n));)
         fail_pending(n, p, NIM_ERR_NOT_CONNECTED, "the connection was lost");
-    }
     if (n->quiet) {                 /* reported by the next sync */
         nim_engine_sync_abort(n->e);
         n->quiet = 0;
@@ -904,20 +909,16 @@ static void on_tick(lws_sorted_usec_list_t *sul) {
     nim_net *n = lws_container_of(sul, nim_net, tick);
     int64_t now = mono_ms();
     /* request deadlines */
-    for (pending **pp = &n->pend; *pp;) {
-        pending *p = *pp;
-        if (p->deadline <= now) {
-            *pp = p->next;
-            if (p->kind == RQ_LOGIN) {
-                nim_free(p);
-                drop(n, 1006, "login timed out");
-                continue;
-            }
-            if (p->kind == RQ_MARK && p->id == n->more_after) finish_sync(n);
-            fail_pending(n, p, NIM_ERR_TIMEOUT, "no reply from the server in time");
-        } else {
-            pp = &p->next;
+    /* request deadlines: one timeout for all, so the oldest expire first */
+    while (n->pend && n->pend->deadline <= now) {
+        pending *p = pop_pending(n);
+        if (p->kind == RQ_LOGIN) {
+            nim_free(p);
+            drop(n, 1006, "login timed out");
+            continue;
         }
+        if (p->kind == RQ_MARK && p->id == n->more_after) finish_sync(n);
+        fail_pending(n, p, NIM_ERR_TIMEOUT, "no reply from the server in time");
     }
     if (n->state == ST_CONNECTING && now - n->connect_started > n->req_timeout && n->wsi &&
         !n->drop_code)
@@ -1076,15 +1077,16 @@ static void hook_command(nim_engine *e, void *ud, nim_cmd *c) {
     c->args = NULL;   /* taken by the request */
     if (msg) update_with(n, msg);
     pending *p = request(n, RQ_APP, c->type, c->req, name, data, msg ? cJSON_Duplicate(msg, 1) : NULL);
+    if (!p) {
+        if (msg) { set_status(msg, "fail"); update_with(n, msg); }
+        nim_engine_reply(e, c->req, NIM_ERR_BAD_ARGS, "request over 65536 bytes (or out of memory)", NULL);
+    }
     cJSON_Delete(msg);
-    if (!p) nim_engine_reply(e, c->req, NIM_ERR_NO_MEMORY, "cannot queue the request", NULL);
 }
 
 static void hook_stop(nim_engine *e, void *ud) {
     nim_net *n = ud;
-    while (n->pend) {
-        pending *p = n->pend;
-        n->pend = p->next;
+    for (pending *p; (p = pop_pending(n));) {
         if (p->kind == RQ_APP) nim_engine_reply(e, p->req, NIM_ERR_CLOSED, "the instance was destroyed", NULL);
         cJSON_Delete(p->msg);
         nim_free(p);
@@ -1176,9 +1178,7 @@ nim_net *nim_net_new(const nim_net_config *cfg, const char **err) {
 
 void nim_net_free(nim_net *n) {
     if (!n) return;
-    while (n->pend) {
-        pending *p = n->pend;
-        n->pend = p->next;
+    for (pending *p; (p = pop_pending(n));) {
         cJSON_Delete(p->msg);
         nim_free(p);
     }
