@@ -118,9 +118,11 @@ bench: deps
 	@for b in $(filter-out bench/merge_bench.lua,$(wildcard bench/*_bench.lua)); do \
 	  NIM_SERVER=./$(BUILD)/nim-server $(LUA) $$b || exit 1; done
 
+# The tour: starts nim-server on a free loopback port with a temporary
+# database, registers alice, bob and carol, walks through the API, stops it.
 demo: deps
 	$(MAKE) all
-	$(LUA) examples/demo.lua
+	NIM_SERVER=./$(BUILD)/nim-server $(LUA) examples/tour.lua
 
 ASAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 asan: deps

@@ -1,5 +1,4 @@
--- make demo: a first look at nim-lua's session list functions.
--- (The full tour with a server and live clients grows here as the SDK does.)
+-- examples/merge.lua: the session list functions on sample data (no server).
 local NIM = require "nim"
 
 local function show(title, sessions)
