@@ -47,6 +47,25 @@ describe("coroutine style #coroutine", function()
     assert.same({"after call", "done:team-7", "resumed"}, order)
   end)
 
+  it("resumes NIM.run's coroutine outside callbacks, so it may drive poll itself", function()
+    local seen
+    NIM.run(function()
+      local nim = NIM.getInstance{account = "dave", db = false}
+      assert.is_nil((nim:insertLocalSession{scene = "p2p", to = "erin"}))  -- yields, then resumes
+      local got
+      nim:getLocalSession{sessionId = "p2p-erin", done = function(_, s) got = s end}
+      local spins = 0
+      while not got do                           -- a loop of its own, as a flooder or a game does
+        nim:poll(5)
+        spins = spins + 1
+        assert(spins < 1000, "poll inside the coroutine never dispatched")
+      end
+      seen = got.id
+      nim:destroy()
+    end)
+    assert.equal("p2p-erin", seen)
+  end)
+
   it("raises fn's error from NIM.run with the coroutine's traceback", function()
     local ok, e = pcall(NIM.run, function()
       local nim = NIM.getInstance{account = "dave", db = false}

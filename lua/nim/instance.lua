@@ -120,14 +120,17 @@ end
 ---------------------------------------------------------------- coroutine style
 
 -- A request made without `done` from inside a coroutine yields until it
--- completes and returns `err, obj`; the coroutine is resumed from inside
--- `nim:poll`, like any callback. NIM.run (below) drives poll for you.
--- resetCurrSession has no `done` and never yields.
+-- completes and returns `err, obj`. A coroutine run by NIM.run is resumed by
+-- NIM.run's own loop, between two polls, so its code never runs inside a
+-- callback and may call nim:poll itself; any other coroutine is resumed from
+-- inside `nim:poll`, like any callback. resetCurrSession has no `done` and
+-- never yields.
 local raw_request = methods._request
 local co_running, co_yield, co_resume = coroutine.running, coroutine.yield, coroutine.resume
 local co_isyieldable, co_status = coroutine.isyieldable, coroutine.status
 local runs = setmetatable({}, { __mode = "k" })      -- coroutine -> NIM.run record
 local syncs = setmetatable({}, { __mode = "k" })     -- instance -> waitSync state
+local ready = {}                                     -- NIM.run coroutines to resume: {co, ...}
 -- Error objects made in Lua share the binding's metatable (nim.Error).
 local ERR_MT = debug.getregistry()["nim.Error"]
 
@@ -136,18 +139,24 @@ function M.in_coroutine()
   return not main and co_isyieldable()
 end
 
--- Resumes co with the results of its request; a coroutine run by NIM.run
--- hands its end (results or error) to NIM.run, any other raises its error
--- here, where it reaches onerror like an error in any callback.
-local function resume(co, ...)
-  local r = table.pack(co_resume(co, ...))
+-- Resumes a coroutine run by NIM.run and records how it ended.
+local function step(co, ...)
   local run = runs[co]
-  if run then
-    if not r[1] then run.err = debug.traceback(co, tostring(r[2]))
-    elseif co_status(co) == "dead" then run.results = r end
-  elseif not r[1] then
-    error(debug.traceback(co, tostring(r[2])), 0)
+  local r = table.pack(co_resume(co, ...))
+  if not r[1] then run.err = debug.traceback(co, tostring(r[2]))
+  elseif co_status(co) == "dead" then run.results = r end
+end
+
+-- Hands co the results of its request: NIM.run's coroutines are queued for
+-- its loop; any other is resumed here and raises its error here, where it
+-- reaches onerror like an error in any callback.
+local function resume(co, ...)
+  if runs[co] then
+    ready[#ready + 1] = table.pack(co, ...)
+    return
   end
+  local r = table.pack(co_resume(co, ...))
+  if not r[1] then error(debug.traceback(co, tostring(r[2])), 0) end
 end
 
 function methods:_request(name, args, done, F)
@@ -167,19 +176,22 @@ function M.run(fn, ...)
   local co = coroutine.create(fn)
   local run = {}
   runs[co] = run
-  local r = table.pack(co_resume(co, ...))
-  if not r[1] then error(debug.traceback(co, tostring(r[2])), 2) end
-  if co_status(co) == "dead" then return table.unpack(r, 2, r.n) end
+  step(co, ...)
   while not run.results and not run.err do
     local live = {}
     for nim in pairs(accounts) do
       if nim:_state() ~= "destroyed" or nim:poll(0) > 0 then live[#live + 1] = nim end
     end
-    if #live == 0 then
+    if #live == 0 and #ready == 0 then
       error("run: the coroutine is waiting for a request but no nim instance is alive", 2)
     end
-    local wait = #live == 1 and 50 or 5
+    local wait = #ready > 0 and 0 or #live == 1 and 50 or 5
     for _, nim in ipairs(live) do nim:poll(wait) end
+    while #ready > 0 do                          -- resume outside any callback
+      local batch = ready
+      ready = {}
+      for _, r in ipairs(batch) do step(table.unpack(r, 1, r.n)) end
+    end
   end
   if run.err then error(run.err, 2) end
   return table.unpack(run.results, 2, run.results.n)
