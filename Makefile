@@ -103,9 +103,9 @@ test-c: $(TEST_BIN) $(SERVER)
 	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t; done
 
 # BUSTED_ARGS narrows a run, e.g. make test-lua BUSTED_ARGS='--tags=merge'
-test-lua: $(MODULE) $(SERVER)
+test-lua: $(MODULE) $(SERVER) $(EMBED_HOST)
 	@mkdir -p $(BUILD)
-	@{ NIM_SERVER=./$(BUILD)/nim-server $(RUN_ENV) $(BUSTED) --cpath='./$(BUILD)/?.so' $(BUSTED_ARGS) spec; \
+	@{ NIM_SERVER=./$(BUILD)/nim-server NIM_EMBED_HOST=./$(BUILD)/embed-host $(RUN_ENV) $(BUSTED) --cpath='./$(BUILD)/?.so' $(BUSTED_ARGS) spec; \
 	   echo $$? > $(BUILD)/busted.rc; } | tee $(BUILD)/busted.log
 	@awk '/^[0-9]+ successes? \/ [0-9]+ failures? \/ [0-9]+ errors? \/ [0-9]+ pending/ \
 	  { line = sprintf("specs: %d passed, %d failed, %d skipped", $$1, $$4 + $$7, $$10) } \
@@ -116,7 +116,7 @@ bench: deps
 	$(MAKE) all
 	$(LUA) bench/merge_bench.lua
 	@for b in $(filter-out bench/merge_bench.lua,$(wildcard bench/*_bench.lua)); do \
-	  NIM_SERVER=./$(BUILD)/nim-server $(LUA) $$b || exit 1; done
+	  NIM_SERVER=./$(BUILD)/nim-server NIM_EMBED_HOST=./$(BUILD)/embed-host $(LUA) $$b || exit 1; done
 
 # The tour: starts nim-server on a free loopback port with a temporary
 # database, registers alice, bob and carol, walks through the API, stops it.
