@@ -6,8 +6,13 @@ local uv = require "luv"
 
 local SOCK = "nimchat" .. math.random(1, 1e9)
 
+-- Under make asan the specs run with the sanitizers in LD_PRELOAD: tools
+-- (tmux, pgrep) run without it, and the chat process gets it explicitly.
+local PRELOAD = os.getenv("LD_PRELOAD")
+local TOOL = PRELOAD and "env -u LD_PRELOAD " or ""
+
 local function tmux(args)
-  local p = assert(io.popen("tmux -L " .. SOCK .. " " .. args .. " 2>&1"))
+  local p = assert(io.popen(TOOL .. "tmux -L " .. SOCK .. " " .. args .. " 2>&1"))
   local out = p:read("a")
   p:close()
   return out
@@ -57,6 +62,9 @@ describe("examples/chat.lua in tmux #chat #net", function()
     N.send(bob, "alice", "hello alice")              -- offline for alice until she logs in
     dir = H.tmpdir()
     local env = ("LUA_PATH=%q LUA_CPATH=%q"):format(os.getenv("LUA_PATH") or "", os.getenv("LUA_CPATH") or "")
+    if PRELOAD then
+      env = env .. (" LD_PRELOAD=%q ASAN_OPTIONS=%q"):format(PRELOAD, os.getenv("ASAN_OPTIONS") or "")
+    end
     tmux(("new-session -d -s chat -x 120 -y 30 %q"):format(
       ("%s lua5.4 examples/chat.lua %s alice %s %s; echo EXIT=$?; sleep 60"):format(
         env, srv.url, N.token("alice"), dir)))
@@ -75,7 +83,7 @@ describe("examples/chat.lua in tmux #chat #net", function()
 
   it("uses no CPU while idle", function()
     local pane = tmux("list-panes -t chat -F '#{pane_pid}'"):match("%d+")
-    local p = io.popen("pgrep -P " .. pane .. " lua5.4")
+    local p = io.popen(TOOL .. "pgrep -P " .. pane .. " lua5.4")
     local pid = p:read("l")
     p:close()
     assert.is_truthy(pid, "chat process not found")
