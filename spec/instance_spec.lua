@@ -190,6 +190,7 @@ describe("instance", function()
       local got = false
       nim:getLocalSessions { done = function() got = true end }
       local timer = uv.new_timer()
+      uv.update_time()           -- luv's loop clock is cached: stale after other specs ran
       timer:start(5000, 0, function() p:stop() end)
       uv.run("once")
       while not readable and timer:is_active() do uv.run("once") end
