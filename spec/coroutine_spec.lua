@@ -66,6 +66,41 @@ describe("coroutine style #coroutine", function()
     assert.equal("p2p-erin", seen)
   end)
 
+  it("NIM.wait waits for a callback inside NIM.run, and times out with false", function()
+    local updates, timed_out = {}, nil
+    NIM.run(function()
+      local nim = NIM.getInstance{account = "frank", db = false,
+        onupdatesession = function(s) updates[#updates + 1] = s.id end}
+      nim:saveMsgsToLocal{msgs = {
+        {scene = "p2p", from = "gina", to = "frank", time = 1, idServer = "g1", type = "text", text = "yo"},
+      }, done = function() end}
+      assert.is_true(NIM.wait(function() return #updates > 0 end, 5000))
+      timed_out = NIM.wait(function() return false end, 30)
+      nim:destroy()
+    end)
+    assert.same({"p2p-gina"}, updates)
+    assert.is_false(timed_out)
+  end)
+
+  it("NIM.wait polls every live instance itself outside NIM.run", function()
+    local got
+    local nim = NIM.getInstance{account = "hank", db = false}
+    nim:insertLocalSession{scene = "team", to = "9", done = function(_, obj) got = obj.session.id end}
+    assert.is_nil(got)
+    assert.is_true(NIM.wait(function() return got ~= nil end, 5000))
+    assert.equal("team-9", got)
+    nim:destroy()
+    NIM.wait(function() return nim:poll(0) == 0 and nim:_state() == "destroyed" end, 5000)
+    assert.has_error(function() NIM.wait(function() return false end) end,
+      "wait: the condition is false and no nim instance is alive")
+  end)
+
+  it("NIM.wait checks its arguments", function()
+    assert.has_error(function() NIM.wait(42) end, "wait: bad argument 'cond' (callable expected, got number)")
+    assert.has_error(function() NIM.wait(function() return true end, -1) end,
+      "wait: bad argument 'timeout_ms' (non-negative integer expected, got -1)")
+  end)
+
   it("raises fn's error from NIM.run with the coroutine's traceback", function()
     local ok, e = pcall(NIM.run, function()
       local nim = NIM.getInstance{account = "dave", db = false}

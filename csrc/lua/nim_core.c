@@ -2,6 +2,7 @@
  * The JS-shaped API lives in lua/nim/init.lua on top of it. */
 #include "lua/private.h"
 #include <stdarg.h>
+#include <time.h>
 
 /* Lua thread. Builds the message with the caller's position, then raises. */
 int nim_argerror(lua_State *L, const char *fname, const char *arg, const char *fmt, ...) {
@@ -16,10 +17,21 @@ int nim_argerror(lua_State *L, const char *fname, const char *arg, const char *f
     return lua_error(L);
 }
 
+/* nim.core.now() -> milliseconds on the monotonic clock (a float), for
+ * timeouts in Lua (NIM.wait). */
+static int l_now(lua_State *L) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec * 1e3 + (lua_Number)ts.tv_nsec / 1e6);
+    return 1;
+}
+
 int luaopen_nim_core(lua_State *L) {
     lua_newtable(L);
     lua_pushliteral(L, NIM_VERSION);
     lua_setfield(L, -2, "version");
+    lua_pushcfunction(L, l_now);
+    lua_setfield(L, -2, "now");
     nim_merge_open(L);
     nim_instance_open(L);
     return 1;

@@ -15,6 +15,8 @@ local NIM = {
 NIM.getInstance = require("nim.instance").getInstance
 -- Coroutine style: NIM.run(fn) runs fn in a coroutine and drives poll.
 NIM.run = require("nim.instance").run
+-- NIM.wait(cond[, timeout_ms]): waits for cond() while callbacks run.
+NIM.wait = require("nim.instance").wait
 -- Network methods (sendText, deleteSession, sticky top, ...): lua/nim/net.lua.
 require "nim.net"
 

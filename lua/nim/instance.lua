@@ -139,12 +139,16 @@ function M.in_coroutine()
   return not main and co_isyieldable()
 end
 
+local WAIT = {}                                      -- yielded by NIM.wait: "resume me next round"
+local rounds = {}                                    -- NIM.run coroutines waiting in NIM.wait
+
 -- Resumes a coroutine run by NIM.run and records how it ended.
 local function step(co, ...)
   local run = runs[co]
   local r = table.pack(co_resume(co, ...))
   if not r[1] then run.err = debug.traceback(co, tostring(r[2]))
-  elseif co_status(co) == "dead" then run.results = r end
+  elseif co_status(co) == "dead" then run.results = r
+  elseif r[2] == WAIT then rounds[#rounds + 1] = co end
 end
 
 -- Hands co the results of its request: NIM.run's coroutines are queued for
@@ -182,11 +186,13 @@ function M.run(fn, ...)
     for nim in pairs(accounts) do
       if nim:_state() ~= "destroyed" or nim:poll(0) > 0 then live[#live + 1] = nim end
     end
-    if #live == 0 and #ready == 0 then
+    if #live == 0 and #ready == 0 and #rounds == 0 then
       error("run: the coroutine is waiting for a request but no nim instance is alive", 2)
     end
-    local wait = #ready > 0 and 0 or #live == 1 and 50 or 5
+    local wait = #ready > 0 and 0 or #rounds > 0 and 10 or #live == 1 and 50 or 5
     for _, nim in ipairs(live) do nim:poll(wait) end
+    for _, c in ipairs(rounds) do ready[#ready + 1] = { c, n = 1 } end
+    rounds = {}
     while #ready > 0 do                          -- resume outside any callback
       local batch = ready
       ready = {}
@@ -195,6 +201,35 @@ function M.run(fn, ...)
   end
   if run.err then error(run.err, 2) end
   return table.unpack(run.results, 2, run.results.n)
+end
+
+-- NIM.wait(cond [, timeout_ms]): waits until cond() returns true while every
+-- instance's callbacks run; returns true, or false after timeout_ms (default:
+-- no limit). Inside NIM.run it yields to NIM.run's loop between two looks at
+-- cond; elsewhere it polls every live instance itself. Not from a callback.
+local now = require("nim.core").now
+function M.wait(cond, timeout)
+  if not callable(cond) then error("wait: bad argument 'cond' (callable expected, got " .. type(cond) .. ")", 2) end
+  if timeout ~= nil and (math.type(timeout) ~= "integer" or timeout < 0) then
+    error("wait: bad argument 'timeout_ms' (non-negative integer expected, got " .. tostring(timeout) .. ")", 2)
+  end
+  local deadline = timeout and now() + timeout
+  local co = co_running()
+  local in_run = runs[co] ~= nil
+  while not cond() do
+    if deadline and now() >= deadline then return false end
+    if in_run then
+      co_yield(WAIT)
+    else
+      local live = {}
+      for nim in pairs(accounts) do
+        if nim:_state() ~= "destroyed" then live[#live + 1] = nim end
+      end
+      if #live == 0 then error("wait: the condition is false and no nim instance is alive", 2) end
+      for _, nim in ipairs(live) do nim:poll(#live == 1 and 10 or 2) end
+    end
+  end
+  return true
 end
 
 ---------------------------------------------------------------- sessions
