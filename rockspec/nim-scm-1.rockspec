@@ -27,6 +27,7 @@ build = {
   type = "builtin",
   modules = {
     ["nim"] = "lua/nim/init.lua",
+    ["nim.check"] = "lua/nim/check.lua",
     ["nim.instance"] = "lua/nim/instance.lua",
     ["nim.net"] = "lua/nim/net.lua",
     ["nim.server"] = "lua/nim/server.lua",

@@ -20,45 +20,10 @@ local CALLBACKS = {
 local type, tostring, error, select = type, tostring, error, select
 local math_type = math.type
 
-local THIS = debug.getinfo(1, "S").source
-
--- Raises "<fname>: bad argument '<param>' (<why>)" at the first caller
--- outside this file (the user's line).
-local function argerror(fname, param, why)
-  local level = 2
-  while true do
-    local info = debug.getinfo(level, "S")
-    if not info or info.source ~= THIS then break end
-    level = level + 1
-  end
-  error(fname .. ": bad argument '" .. param .. "' (" .. why .. ")", level)
-end
-
-local function callable(v)
-  if type(v) == "function" then return true end
-  local mt = getmetatable(v)
-  return type(mt) == "table" and mt.__call ~= nil
-end
-
-local function check_self(self, fname)
-  if self == nil or type(self) ~= "userdata" or not self._state then
-    error(fname .. ": call it as a method (nim:" .. fname .. "(...))", 3)
-  end
-  if self:_state() ~= "open" then error("attempt to use a destroyed nim instance", 3) end
-end
-
-local function opts_table(fname, opts)
-  if type(opts) ~= "table" then argerror(fname, "options", "table expected, got " .. type(opts)) end
-  return opts
-end
-
-local function opt_done(fname, opts)
-  local done = opts.done
-  if done ~= nil and not callable(done) then
-    argerror(fname, "done", "callable expected, got " .. type(done))
-  end
-  return done
-end
+local check = require "nim.check"
+check.internal()
+local argerror, callable, check_self = check.argerror, check.callable, check.check_self
+local opts_table, opt_done = check.opts_table, check.opt_done
 
 local function opt_string(fname, opts, key, required)
   local v = opts[key]

@@ -9,41 +9,10 @@ local instance = require "nim.instance"
 local methods = core.Instance
 local type, tostring, error = type, tostring, error
 
-local THIS = debug.getinfo(1, "S").source
-
-local function argerror(fname, param, why)
-  local level = 2
-  while true do
-    local info = debug.getinfo(level, "S")
-    if not info or (info.source ~= THIS and not info.source:match("nim/instance%.lua$")) then break end
-    level = level + 1
-  end
-  error(fname .. ": bad argument '" .. param .. "' (" .. why .. ")", level)
-end
-
-local function callable(v)
-  if type(v) == "function" then return true end
-  local mt = getmetatable(v)
-  return type(mt) == "table" and mt.__call ~= nil
-end
-
-local function check_self(self, fname)
-  if self == nil or type(self) ~= "userdata" or not self._state then
-    error(fname .. ": call it as a method (nim:" .. fname .. "(...))", 3)
-  end
-  if self:_state() ~= "open" then error("attempt to use a destroyed nim instance", 3) end
-end
-
-local function opts_table(F, opts)
-  if type(opts) ~= "table" then argerror(F, "options", "table expected, got " .. type(opts)) end
-  return opts
-end
-
-local function opt_done(F, opts)
-  local done = opts.done
-  if done ~= nil and not callable(done) then argerror(F, "done", "callable expected, got " .. type(done)) end
-  return done
-end
+local check = require "nim.check"
+check.internal()
+local argerror, callable, check_self = check.argerror, check.callable, check.check_self
+local opts_table, opt_done = check.opts_table, check.opt_done
 
 local function str(F, opts, key, required, maxlen)
   local v = opts[key]
