@@ -170,6 +170,25 @@ describe("storage", function()
     H.close(nim)
   end)
 
+  it("refuses a second instance on the same database file with a clear DB_Error", function()
+    local first = H.open(dir)
+    H.call(first, "insertLocalSession", { scene = "p2p", to = "bob" })
+    local second, rec = H.open(dir)                  -- the same account, the same file
+    assert.equals("DB_Error", rec.errors[1] and rec.errors[1].code)
+    assert.matches("in use by another nim instance", rec.errors[1].message)
+    assert.equals("DB_Error", (H.call(second, "getLocalSessions")).code)
+    H.close(second)
+    local _, page = H.call(first, "getLocalSessions")  -- the first one is unharmed
+    assert.equals("p2p-bob", page.sessions[1].id)
+    first:destroy()                                  -- no wait: a reopen waits for the close
+    local again, rec2 = H.open(dir)
+    assert.same({}, rec2.errors)
+    local _, page2 = H.call(again, "getLocalSessions")
+    assert.equals("p2p-bob", page2.sessions[1].id)
+    H.close(again)
+    H.wait_until(first, function() return first:poll(0) == 0 end)
+  end)
+
   it("reports a database that cannot be opened", function()
     os.execute("mkdir -p '" .. dir .. "/alice.db'")     -- a directory where the file should be
     local nim, rec = H.open(dir)

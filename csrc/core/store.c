@@ -5,6 +5,11 @@
 #include <string.h>
 #include <stdlib.h>
 #include <stdio.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <sys/file.h>
+#include <errno.h>
+#include <time.h>
 
 const char *const nim_scene_names[3] = { "p2p", "team", "superTeam" };
 
@@ -97,6 +102,7 @@ static const char *const SQL[Q_MAX] = {
 struct nim_store {
     sqlite3      *db;
     sqlite3_stmt *q[Q_MAX];
+    int           lockfd;       /* flock'd while open: one engine per file */
 };
 
 const char *nim_store_errmsg(nim_store *st) { return sqlite3_errmsg(st->db); }
@@ -152,6 +158,7 @@ nim_store *nim_store_open(const char *path, char **err) {
     if (err) *err = NULL;
     nim_store *st = nim_calloc(1, sizeof *st);
     if (!st) { if (err) *err = NULL; return NULL; }
+    st->lockfd = -1;
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(path ? path : ":memory:", &st->db, flags, NULL) != SQLITE_OK) {
         if (err) *err = dupmsg("cannot open database", st->db ? sqlite3_errmsg(st->db) : "out of memory");
@@ -159,6 +166,27 @@ nim_store *nim_store_open(const char *path, char **err) {
     }
     sqlite3_extended_result_codes(st->db, 0);
     sqlite3_busy_timeout(st->db, 5000);
+    /* Two engines on one file would each keep their own session state and
+     * undo each other's pointers: the second one is refused. flock() locks
+     * are per open file, so this also catches the same account opened twice
+     * in one process; SQLite's own (fcntl) locks are not affected, so the
+     * sqlite3 shell can still read the file. */
+    if (path) {
+        st->lockfd = open(path, O_RDONLY | O_CLOEXEC);
+        int r = st->lockfd < 0 ? -1 : flock(st->lockfd, LOCK_EX | LOCK_NB);
+        /* an instance destroyed just before may still be closing: wait up
+         * to 2 s for it (this runs on the engine thread, never on Lua's) */
+        for (int i = 0; r < 0 && errno == EWOULDBLOCK && i < 200; i++) {
+            struct timespec ts = { 0, 10 * 1000 * 1000 };
+            nanosleep(&ts, NULL);
+            r = flock(st->lockfd, LOCK_EX | LOCK_NB);
+        }
+        if (r < 0) {
+            if (err) *err = dupmsg(errno == EWOULDBLOCK ? "database in use by another nim instance "
+                                   "(the same account open twice?)" : "cannot lock database", path);
+            goto fail;
+        }
+    }
     if (path && exec(st, "PRAGMA journal_mode = WAL") < 0) {
         if (err) *err = dupmsg("cannot open database", sqlite3_errmsg(st->db));
         goto fail;
@@ -188,6 +216,7 @@ void nim_store_close(nim_store *st) {
     if (!st) return;
     for (int i = 0; i < Q_MAX; i++) sqlite3_finalize(st->q[i]);
     sqlite3_close_v2(st->db);
+    if (st->lockfd >= 0) close(st->lockfd);   /* releases the flock */
     nim_free(st);
 }
 
