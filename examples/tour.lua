@@ -44,7 +44,8 @@ local function step(n, text) print(("\n== %d. %s"):format(n, text)) end
 local function client(account, opts)
   local app = {sessions = {}, updates = 0}
   local o = {
-    account = account, token = "secret", server = url, dataDir = dataDir .. "/" .. account,
+    account = account, token = "secret", server = url,
+    dataDir = dataDir .. "/" .. (opts and opts.deviceId or account),   -- one database per device
     onsessions = function(list) app.sessions = NIM.mergeSessions(app.sessions, list) end,
     onupdatesession = function(s)
       app.updates = app.updates + 1

@@ -22,6 +22,15 @@ describe("instance", function()
         "bad argument 'syncSessionUnread'")
     end)
 
+    it("refuses an unknown option, suggesting the known one it resembles", function()
+      assert.error_matches(function() NIM.getInstance { account = "a", onupdatesesion = print } end,
+        "bad argument 'onupdatesesion' %(unknown option, did you mean 'onupdatesession'%?%)")
+      assert.error_matches(function() NIM.getInstance { account = "a", DataDir = "x" } end,
+        "did you mean 'dataDir'%?")
+      assert.error_matches(function() NIM.getInstance { account = "a", appKey = "k" } end,
+        "bad argument 'appKey' %(unknown option%)$")
+    end)
+
     it("reports the error at the caller's line", function()
       local ok, err = pcall(function() NIM.getInstance {} end)
       assert.is_false(ok)

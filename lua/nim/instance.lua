@@ -378,12 +378,49 @@ local function account_file(account)
   return s .. ".db"
 end
 
+-- Every option getInstance knows (REFERENCE.md plus the network extras).
+local OPTIONS = {
+  account = true, token = true, server = true, db = true, dataDir = true, deviceId = true,
+  syncSessionUnread = true, syncStickTopSessions = true, needReconnect = true,
+  requestTimeout = true, heartbeatInterval = true, reconnectDelay = true, maxReconnectDelay = true,
+}
+for _, k in ipairs(CALLBACKS) do OPTIONS[k] = true end
+
+-- The known option closest to a misspelt one (edit distance <= 2, any case).
+local function suggest(name)
+  local function distance(a, b)
+    local prev = {}
+    for j = 0, #b do prev[j] = j end
+    for i = 1, #a do
+      local cur = { [0] = i }
+      for j = 1, #b do
+        local cost = a:byte(i) == b:byte(j) and 0 or 1
+        cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+      end
+      prev = cur
+    end
+    return prev[#b]
+  end
+  local best, bestd = nil, 3
+  for k in pairs(OPTIONS) do
+    local d = distance(name:lower(), k:lower())
+    if d < bestd or (d == bestd and best and k < best) then best, bestd = k, d end
+  end
+  return best
+end
+
 function M.getInstance(opts)
   local F = "getInstance"
   if type(opts) ~= "table" then
     error(F .. ": bad argument 'options' (table expected, got " .. type(opts) .. ")", 2)
   end
   local function bad(param, why) argerror(F, param, why) end
+  for k in pairs(opts) do                  -- a typo in a callback name would fail silently
+    if not OPTIONS[k] then
+      local hint = type(k) == "string" and suggest(k)
+      bad(tostring(k), "unknown option" .. (hint and (", did you mean '" .. hint .. "'?") or ""))
+    end
+  end
   local account = opts.account
   if type(account) ~= "string" or account == "" then
     bad("account", "non-empty string expected, got " .. (account == "" and "''" or type(account)))
