@@ -13,7 +13,8 @@
 #include <time.h>
 
 enum {
-    S_BEGIN, S_BEGIN_READ, S_COMMIT, S_ROLLBACK, S_NEXT_VER, S_MAX_MSG, S_MAX_VER, S_LAST_TIME,
+    S_BEGIN, S_BEGIN_READ, S_COMMIT, S_ROLLBACK, S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO,
+    S_NEXT_VER, S_MAX_MSG, S_MAX_VER, S_LAST_TIME,
     S_ACC_GET, S_ACC_PUT, S_ACC_EXISTS, S_DEV_TOUCH,
     S_MSG_BY_CLIENT, S_MSG_INSERT, S_INBOX_INSERT, S_MSG_HEAD,
     S_OFFLINE, S_ROAMING, S_MARK_ONE, S_MARK_UPTO,
@@ -32,6 +33,9 @@ static const char *const sql_text[S__COUNT] = {
     [S_BEGIN_READ] = "BEGIN",
     [S_COMMIT]   = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
+    [S_SAVEPOINT] = "SAVEPOINT nim_item",
+    [S_RELEASE]  = "RELEASE nim_item",
+    [S_ROLLBACK_TO] = "ROLLBACK TO nim_item",
     [S_NEXT_VER] = "UPDATE counters SET value = value + 1 WHERE name = 'ver' RETURNING value",
     [S_MAX_MSG]  = "SELECT coalesce(max(id), 0) FROM msgs",
     [S_MAX_VER]  = "SELECT value FROM counters WHERE name = 'ver'",
@@ -225,6 +229,16 @@ int srv_db_begin_read(srv_db *db) { stmt(db, S_BEGIN_READ); return run(db, S_BEG
 int srv_db_commit(srv_db *db) { stmt(db, S_COMMIT); return run(db, S_COMMIT); }
 void srv_db_rollback(srv_db *db) {
     if (!sqlite3_get_autocommit(db->h)) { stmt(db, S_ROLLBACK); run(db, S_ROLLBACK); }
+}
+int srv_db_in_txn(srv_db *db) { return !sqlite3_get_autocommit(db->h); }
+int srv_db_savepoint(srv_db *db) { stmt(db, S_SAVEPOINT); return run(db, S_SAVEPOINT); }
+int srv_db_release(srv_db *db) { stmt(db, S_RELEASE); return run(db, S_RELEASE); }
+void srv_db_rollback_to(srv_db *db) {
+    /* ROLLBACK TO keeps the savepoint open: release it too. */
+    if (!sqlite3_get_autocommit(db->h)) {
+        stmt(db, S_ROLLBACK_TO);
+        if (run(db, S_ROLLBACK_TO) == NIM_CODE_OK) srv_db_release(db);
+    }
 }
 
 int srv_db_next_ver(srv_db *db, int64_t *ver) {

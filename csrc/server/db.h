@@ -25,6 +25,13 @@ int srv_db_begin(srv_db *db);       /* a write transaction */
 int srv_db_begin_read(srv_db *db);  /* a read snapshot; end it with rollback */
 int srv_db_commit(srv_db *db);
 void srv_db_rollback(srv_db *db);
+/* 1 while a transaction is open (SQLite may end one itself on some errors). */
+int srv_db_in_txn(srv_db *db);
+/* One item inside an open transaction: savepoint, then release (keep it) or
+ * rollback_to (undo only this item; the transaction stays open). */
+int srv_db_savepoint(srv_db *db);
+int srv_db_release(srv_db *db);
+void srv_db_rollback_to(srv_db *db);
 
 /* Next value of the state version counter (read pointers, receipts). */
 int srv_db_next_ver(srv_db *db, int64_t *ver);

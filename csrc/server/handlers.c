@@ -1,7 +1,9 @@
 /* nim-server request handlers: one function per command of docs/protocol.md.
  * Each runs on the event-loop thread, checks every field before acting, acts
  * only on the connection's own account, answers exactly once with a code,
- * and stores before it answers (an acknowledged change survives a crash). */
+ * and stores before it answers (an acknowledged change survives a crash).
+ * sendMsg answers through the group commit below: its reply and pushes are
+ * held until the transaction holding the message is committed. */
 #include "server/server.h"
 #include "core/alloc.h"
 #include <libwebsockets.h>
@@ -27,10 +29,85 @@ typedef struct {
     int64_t     id;
     const char *cmd;
     cJSON      *data;   /* may be NULL: every field absent */
+    int         grouped; /* sendMsg: replies go through the open group */
 } req;
 
+/* ---- group commit -------------------------------------------------------
+ * One entry per sendMsg handled while the group's transaction is open, in
+ * the order handled: its printed reply, and the message to push once the
+ * transaction is committed. Entries point at their connection; srv_conn_gone
+ * clears that pointer, so a connection closing before the flush only loses
+ * its replies. */
+typedef struct {
+    srv_conn *c;                /* NULL once the connection is gone */
+    int64_t   id;
+    int       code;             /* 200: depends on the commit */
+    char     *reply;            /* printed reply frame, or NULL (out of memory) */
+    size_t    reply_len;
+    cJSON    *msg;              /* stored message to push, or NULL */
+    cJSON    *members;          /* team scene: member accounts */
+    char      from[NIM_PROTO_MAX_ACCOUNT + 1];
+    char      peer[NIM_PROTO_MAX_ACCOUNT + 1]; /* p2p peer, else "" */
+} grouped_reply;
+
+static struct {
+    int           open;         /* BEGIN IMMEDIATE done, not yet committed */
+    size_t        n;
+    grouped_reply e[SRV_GROUP_MAX];
+} group;
+
+static void push_msg(const srv_conn *from, const char *from_account, const cJSON *msg,
+                     const cJSON *members, const char *peer);
+
+/* Adds an entry (data, msg and members are taken). Only while group.open. */
+static void group_add(const req *r, int code, const char *error, cJSON *data, cJSON *msg,
+                      cJSON *members, const char *peer) {
+    grouped_reply *e = &group.e[group.n++];
+    memset(e, 0, sizeof *e);
+    e->c = r->c;
+    e->id = r->id;
+    e->code = code;
+    cJSON *resp = nim_proto_response(r->id, r->cmd, code, error, data);
+    if (resp) {
+        e->reply = nim_proto_print(resp, 0, &e->reply_len);
+        cJSON_Delete(resp);
+    }
+    e->msg = msg;
+    e->members = members;
+    snprintf(e->from, sizeof e->from, "%s", r->c->account);
+    snprintf(e->peer, sizeof e->peer, "%s", peer ? peer : "");
+}
+
+/* Queues every entry's reply, then (committed) its pushes; empties the group. */
+static void group_deliver(int committed) {
+    size_t n = group.n;
+    group.n = 0;
+    for (size_t i = 0; i < n; i++) {
+        grouped_reply *e = &group.e[i];
+        if (e->c) {
+            if (!committed && e->code == NIM_CODE_OK)
+                srv_reply(e->c, e->id, nim_proto_cmd_name(NIM_CMD_SEND_MSG), NIM_CODE_SERVER, NULL, NULL);
+            else if (e->reply) srv_queue_raw(e->c, e->reply, e->reply_len);
+            else srv_reply(e->c, e->id, nim_proto_cmd_name(NIM_CMD_SEND_MSG), e->code, NULL, NULL);
+        }
+        if (committed && e->msg) push_msg(e->c, e->from, e->msg, e->members, e->peer[0] ? e->peer : NULL);
+        nim_free(e->reply);
+        cJSON_Delete(e->msg);
+        cJSON_Delete(e->members);
+    }
+}
+
+void srv_group_flush(void) {
+    if (!group.open) return;
+    int rc = srv_db_commit(srv.db);
+    if (rc != NIM_CODE_OK) srv_db_rollback(srv.db);
+    group.open = 0;
+    group_deliver(rc == NIM_CODE_OK);
+}
+
 static void reply(const req *r, int code, const char *error, cJSON *data) {
-    srv_reply(r->c, r->id, r->cmd, code, error, data);
+    if (r->grouped && group.open) group_add(r, code, error, data, NULL, NULL, NULL);
+    else srv_reply(r->c, r->id, r->cmd, code, error, data);
 }
 
 static void reply_ok(const req *r, cJSON *data) { reply(r, NIM_CODE_OK, NULL, data); }
@@ -76,7 +153,9 @@ static void trim_to_budget(cJSON *arr, size_t budget, int keep_newest) {
 
 /* The sync sequence of docs/protocol.md, queued right after the login reply
  * and before anything else can be queued (one thread), so no live push can
- * overtake it. */
+ * overtake it. (A login first flushes the group commit: the grouped
+ * messages are committed, so the sync reads them, and their pushes went out
+ * before this connection counted as logged in.) */
 static void sync_account(srv_conn *c, int64_t cur_msgs, int64_t cur_state) {
     int64_t max_msg = 0, max_ver = 0;
     cJSON *roaming = cJSON_CreateArray(), *offline = cJSON_CreateArray();
@@ -218,8 +297,10 @@ static void h_logout(const req *r) {
 }
 
 /* Pushes a stored message to everyone who should see it live: the peer's (or
- * every member's) devices and my other devices. */
-static void push_msg(srv_conn *from, const cJSON *msg, const cJSON *members, const char *peer) {
+ * every member's) devices and the sender's other devices (from: the sending
+ * connection, NULL if it is gone). */
+static void push_msg(const srv_conn *from, const char *from_account, const cJSON *msg,
+                     const cJSON *members, const char *peer) {
     cJSON *d = cJSON_CreateObject();
     cJSON *copy = cJSON_Duplicate(msg, 1);
     if (!d || !copy || !cJSON_AddItemToObject(d, "msg", copy)) {
@@ -234,7 +315,7 @@ static void push_msg(srv_conn *from, const cJSON *msg, const cJSON *members, con
     if (!s) return;
     for (srv_conn *c = srv.conns; c; c = c->next) {
         if (c == from || !c->logged_in) continue;
-        int to_it = strcmp(c->account, from->account) == 0;
+        int to_it = strcmp(c->account, from_account) == 0;
         if (!to_it && peer) to_it = strcmp(c->account, peer) == 0;
         for (const cJSON *m = members ? members->child : NULL; m && !to_it; m = m->next)
             to_it = strcmp(c->account, m->valuestring) == 0;
@@ -248,6 +329,8 @@ static void h_send_msg(const req *r) {
     const char *scene_s = NULL, *err = NULL;
     nim_proto_msg m = { 0 };
     int rc;
+    /* A group never grows past SRV_GROUP_MAX entries (this request adds one). */
+    if (group.n >= SRV_GROUP_MAX) srv_group_flush();
     CHECK(nim_proto_get_str(r->data, "scene", 1, 8, 1, &scene_s, &err));
     CHECK(nim_proto_get_str(r->data, "to", 1, NIM_PROTO_MAX_ACCOUNT, 1, &m.to, &err));
     CHECK(nim_proto_get_str(r->data, "type", 1, 16, 1, &m.type, &err));
@@ -307,7 +390,15 @@ static void h_send_msg(const req *r) {
 
     m.time = srv_msg_time();
     char sid[NIM_PROTO_MAX_SESSION_ID + 1];
-    rc = srv_db_begin(srv.db);
+    /* The first message of a pass opens the group's transaction; each message
+     * is a savepoint in it, so a failing one undoes only itself. */
+    rc = NIM_CODE_OK;
+    if (!group.open) {
+        rc = srv_db_begin(srv.db);
+        if (rc == NIM_CODE_OK) group.open = 1;
+    }
+    if (rc == NIM_CODE_OK) rc = srv_db_savepoint(srv.db);
+    int in_savepoint = rc == NIM_CODE_OK;
     if (rc == NIM_CODE_OK) rc = srv_db_insert_msg(srv.db, &m);
     if (m.scene == NIM_SCENE_P2P) {
         /* My copy is delivered (I sent it); the peer's is offline until one
@@ -327,20 +418,27 @@ static void h_send_msg(const req *r) {
                                      mine || srv_account_online(a->valuestring, NULL));
         }
     }
-    if (rc == NIM_CODE_OK) rc = srv_db_commit(srv.db);
+    if (rc == NIM_CODE_OK) rc = srv_db_release(srv.db);
     if (rc != NIM_CODE_OK) {
-        srv_db_rollback(srv.db);
+        if (in_savepoint) srv_db_rollback_to(srv.db);
         cJSON_Delete(members);
+        if (group.open && !srv_db_in_txn(srv.db)) {
+            /* SQLite rolled the whole transaction back: nothing of the group
+             * is stored, so none of it may be acknowledged. */
+            group.open = 0;
+            group_deliver(0);
+        }
         reply(r, NIM_CODE_SERVER, NULL, NULL);
         return;
     }
+    /* Stored, not yet committed: the reply and the pushes wait in the group. */
     cJSON *msg = nim_proto_msg_to_json(&m);
     cJSON *d = cJSON_CreateObject();
-    if (msg && d && cJSON_AddItemToObject(d, "msg", cJSON_Duplicate(msg, 1))) reply_ok(r, d);
-    else { cJSON_Delete(d); reply_ok(r, NULL); }
-    if (msg) push_msg(c, msg, members, m.scene == NIM_SCENE_P2P ? m.to : NULL);
-    cJSON_Delete(msg);
-    cJSON_Delete(members);
+    if (!(msg && d && cJSON_AddItemToObject(d, "msg", cJSON_Duplicate(msg, 1)))) {
+        cJSON_Delete(d);
+        d = NULL;
+    }
+    group_add(r, NIM_CODE_OK, NULL, d, msg, members, m.scene == NIM_SCENE_P2P ? m.to : NULL);
 }
 
 static void h_mark_received(const req *r) {
@@ -651,12 +749,14 @@ void srv_handle_message(srv_conn *c, const char *buf, size_t len) {
     nim_frame f;
     const char *err = NULL;
     if (nim_proto_decode(buf, len, NIM_PROTO_MAX_REQUEST, &f, &err) != NIM_CODE_OK) {
+        srv_group_flush(); /* replies stay in request order */
         srv_reply(c, f.id, "", NIM_CODE_BAD_FRAME, err, NULL);
         if (++c->bad_frames >= SRV_MAX_BAD_FRAMES)
             srv_close_after_flush(c, NIM_CLOSE_POLICY, "too many malformed frames");
         return;
     }
     if (f.kind != NIM_FRAME_REQUEST) {
+        srv_group_flush();
         srv_reply(c, f.id, "", NIM_CODE_BAD_FRAME, "clients send requests only", NULL);
         nim_frame_free(&f);
         if (++c->bad_frames >= SRV_MAX_BAD_FRAMES)
@@ -665,6 +765,8 @@ void srv_handle_message(srv_conn *c, const char *buf, size_t len) {
     }
     req r = { .c = c, .id = f.id, .cmd = f.name, .data = f.data };
     nim_cmd cmd = nim_proto_cmd_from_name(f.name);
+    if (cmd == NIM_CMD_SEND_MSG && c->logged_in) r.grouped = 1;
+    else srv_group_flush(); /* everything else sees and orders after the group */
     if (cmd == NIM_CMD_UNKNOWN) {
         reply(&r, NIM_CODE_UNKNOWN_CMD, "unknown command", NULL);
     } else if (!c->logged_in && cmd != NIM_CMD_LOGIN && cmd != NIM_CMD_PING) {
@@ -692,4 +794,8 @@ void srv_handle_message(srv_conn *c, const char *buf, size_t len) {
 
 void srv_conn_gone(srv_conn *c) {
     c->logged_in = 0;
+    /* Its grouped replies have nowhere to go; its messages still commit and
+     * push (they were stored). */
+    for (size_t i = 0; i < group.n; i++)
+        if (group.e[i].c == c) group.e[i].c = NULL;
 }

@@ -18,6 +18,8 @@ struct lws_context;
 #define SRV_MAX_AUTH_FAILURES  5    /* failed logins per connection, then close 1008 */
 #define SRV_LOGIN_TIMEOUT_S    30   /* a connection must log in within this */
 #define SRV_BATCH_BYTES        (256 * 1024) /* sync pushes are split near this size */
+#define SRV_WRITES_PER_CALLBACK 64  /* frames written per WRITEABLE, at most */
+#define SRV_GROUP_MAX          256  /* sendMsg requests sharing one commit, then flush */
 #define SRV_ROAMING_PER_SESSION 100
 #define SRV_OFFLINE_LIMIT      10000
 /* Bytes of message JSON one login sync may queue, so a sync always fits
@@ -84,5 +86,14 @@ int  srv_queue_batched(srv_conn *c, const char *name, const char *key, cJSON *it
 void srv_handle_message(srv_conn *c, const char *buf, size_t len);
 /* handlers.c: the connection is going away. */
 void srv_conn_gone(srv_conn *c);
+/* handlers.c: group commit. The sendMsg requests handled during one pass of
+ * the event loop share one write transaction (each message in its own
+ * savepoint); their replies and pushes wait in the group until it is
+ * committed. srv_group_flush commits the open group and then queues its
+ * replies and pushes in order (on a failed commit every stored message of
+ * the group is answered 500 and pushes nothing). main.c calls it after every
+ * lws_service pass; handlers.c before any other request, so every other
+ * command sees (and orders after) everything acknowledged before it. */
+void srv_group_flush(void);
 
 #endif

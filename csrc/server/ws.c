@@ -213,15 +213,21 @@ static int callback_nim(struct lws *wsi, enum lws_callback_reasons reason, void 
 
     case LWS_CALLBACK_SERVER_WRITEABLE: {
         if (!c->wsi) break;
-        srv_out *o = c->out_head;
-        if (o) {
-            c->out_head = o->next;
-            if (!c->out_head) c->out_tail = NULL;
-            c->out_bytes -= o->len;
-            int n = lws_write(wsi, o->buf + LWS_PRE, o->len, LWS_WRITE_TEXT);
-            size_t want = o->len;
-            nim_free(o);
-            if (n < (int)want) return -1;
+        if (c->out_head) {
+            /* Several frames per callback (a group commit queues many at
+             * once), each only while the socket takes more without a pending
+             * partial write (lws_send_pipe_choked checks both). */
+            int sent = 0;
+            do {
+                srv_out *o = c->out_head;
+                c->out_head = o->next;
+                if (!c->out_head) c->out_tail = NULL;
+                c->out_bytes -= o->len;
+                int n = lws_write(wsi, o->buf + LWS_PRE, o->len, LWS_WRITE_TEXT);
+                size_t want = o->len;
+                nim_free(o);
+                if (n < (int)want) return -1;
+            } while (c->out_head && ++sent < SRV_WRITES_PER_CALLBACK && !lws_send_pipe_choked(wsi));
             if (c->out_head || c->close_code) lws_callback_on_writable(wsi);
             break;
         }

@@ -15,6 +15,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <libwebsockets.h>
@@ -996,6 +998,154 @@ static void t_big_offline(void) {
               rounds_ok && logins == 2 && got == N);
 }
 
+/* Pipelines n sendMsg requests of alice's to `to` in one burst (corked, so
+ * they reach the server together and share group commits): idClient
+ * <prefix>-<i>, except that item bad_at goes to an unknown account and item
+ * dup_at reuses the idClient of item 0 (-1: none). Reads the n replies, in
+ * request order, into replies[] (NULL on timeout); pushes are stashed. */
+static void send_burst(cli *c, const char *to, const char *prefix, int n, int bad_at, int dup_at,
+                       cJSON **replies) {
+    int one = 1, zero = 0;
+    int64_t first = c->next_id;
+    setsockopt(c->ws.fd, IPPROTO_TCP, TCP_CORK, &one, sizeof one);
+    for (int i = 0; i < n; i++) {
+        char buf[512];
+        snprintf(buf, sizeof buf,
+                 "{\"id\":%lld,\"cmd\":\"sendMsg\",\"data\":{\"scene\":\"p2p\",\"to\":\"%s\","
+                 "\"type\":\"text\",\"idClient\":\"%s-%d\",\"text\":\"burst %d\"}}",
+                 (long long)c->next_id++, i == bad_at ? "nobody" : to, prefix, i == dup_at ? 0 : i, i);
+        ws_send_text(&c->ws, buf);
+    }
+    setsockopt(c->ws.fd, IPPROTO_TCP, TCP_CORK, &zero, sizeof zero);
+    for (int i = 0; i < n; i++) replies[i] = NULL;
+    int got = 0;
+    int64_t deadline = ws_now_ms() + T_MS;
+    while (got < n && ws_now_ms() < deadline) {
+        cJSON *f = cli_read(c, (int)(deadline - ws_now_ms()));
+        if (!f) break;
+        if (!cJSON_GetObjectItemCaseSensitive(f, "code")) { cJSON_AddItemToArray(c->stash, f); continue; }
+        int64_t k = int_of(f, "id") - first;
+        /* replies come in request order: anything else is left NULL (a failure) */
+        if (k == got) replies[got++] = f;
+        else { cJSON_Delete(f); break; }
+    }
+}
+
+static const char *reply_id_server(const cJSON *r) {
+    return str_of(obj_of(obj_of(r, "data"), "msg"), "idServer");
+}
+
+/* Many pipelined sendMsg requests: each answered in order, the stored ones
+ * with increasing server ids, a failing one alone failing, all of them
+ * stored and pushed in the order stored. */
+static void t_burst(void) {
+    enum { N = 600, BAD = 300, DUP = 450 };
+    cli a, a2, c;
+    cJSON *sync = NULL;
+    cJSON **rep = calloc(N, sizeof *rep);
+    cli_login(&a, "alice", "secret", "burst-a", NULL, NULL);
+    cli_login(&a2, "alice", "secret", "burst-a2", NULL, NULL);
+    send_burst(&a, "carol", "burst", N, BAD, DUP, rep);
+    int all = 1, increasing = 1, codes = 1;
+    long long prev = 0;
+    for (int i = 0; i < N; i++) {
+        if (!rep[i]) { all = 0; continue; }
+        if (i == BAD || i == DUP) continue;
+        codes &= code_of(rep[i]) == 200;
+        long long id = atoll(reply_id_server(rep[i]));
+        increasing &= id > prev;
+        prev = id;
+    }
+    test_cond("burst: 600 pipelined sendMsg all answered, in request order", all);
+    test_cond("burst: every stored one is acknowledged with an increasing server id", all && codes && increasing);
+    test_cond("burst: the one to an unknown account alone fails (404)",
+              all && code_of(rep[BAD]) == 404 && strstr(str_of(rep[BAD], "error"), "no such account"));
+    test_cond("burst: a resend inside the burst gets the first one back as a duplicate",
+              all && code_of(rep[DUP]) == 200 &&
+              cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj_of(rep[DUP], "data"), "duplicate")) &&
+              strcmp(reply_id_server(rep[DUP]), reply_id_server(rep[0])) == 0);
+    /* My other device sees every stored message once, in server id order. */
+    int pushes = 0, push_order = 1;
+    prev = 0;
+    cJSON *p;
+    while (pushes < N - 2 && (p = cli_push(&a2, "msg")) != NULL) {
+        long long id = atoll(str_of(obj_of(obj_of(p, "data"), "msg"), "idServer"));
+        push_order &= id > prev;
+        prev = id;
+        pushes++;
+        cJSON_Delete(p);
+    }
+    test_cond("burst: my other device gets one push per stored message, in order",
+              pushes == N - 2 && push_order && cli_none(&a2, "msg"));
+    for (int i = 0; i < N; i++) cJSON_Delete(rep[i]);
+    /* Stored: carol (offline) finds all of them. */
+    cli_login(&c, "carol", "secret", "burst-c", NULL, &sync);
+    int stored = 0;
+    for (const cJSON *m = obj_of(sync, "offlineMsgs") ? obj_of(sync, "offlineMsgs")->child : NULL; m; m = m->next)
+        if (strncmp(str_of(m, "idClient"), "burst-", 6) == 0) stored++;
+    test_cond("burst: every acknowledged message is stored (carol's offline queue)", stored == N - 2);
+    cJSON_Delete(sync);
+    /* A request after a burst sees it (and is answered after it). */
+    cJSON *r = cli_call(&a, "deleteSessions", "{\"sessions\":[\"p2p-carol\"]}");
+    test_cond("burst: a following request is answered after the burst", code_of(r) == 200);
+    cJSON_Delete(r);
+    free(rep);
+    cli_free(&c);
+    cli_free(&a2);
+    cli_free(&a);
+
+    /* Three connections burst at once: one pass reads from all of them, past
+     * the group's cap of SRV_GROUP_MAX messages. */
+    enum { K = 3, M = 400 };
+    cli s[K];
+    cJSON **rs[K];
+    const char *who[K] = { "alice", "bob", "dave" };
+    int64_t firsts[K];
+    for (int k = 0; k < K; k++) {
+        char dev[32];
+        snprintf(dev, sizeof dev, "multi-%d", k);
+        cli_login(&s[k], who[k], "secret", dev, NULL, NULL);
+        rs[k] = calloc(M, sizeof *rs[k]);
+        firsts[k] = s[k].next_id;
+    }
+    int one = 1, zero = 0;
+    for (int k = 0; k < K; k++) {
+        setsockopt(s[k].ws.fd, IPPROTO_TCP, TCP_CORK, &one, sizeof one);
+        for (int i = 0; i < M; i++) {
+            char buf[512];
+            snprintf(buf, sizeof buf,
+                     "{\"id\":%lld,\"cmd\":\"sendMsg\",\"data\":{\"scene\":\"p2p\",\"to\":\"frank\","
+                     "\"type\":\"text\",\"idClient\":\"multi-%d-%d\",\"text\":\"m\"}}",
+                     (long long)s[k].next_id++, k, i);
+            ws_send_text(&s[k].ws, buf);
+        }
+    }
+    for (int k = 0; k < K; k++) setsockopt(s[k].ws.fd, IPPROTO_TCP, TCP_CORK, &zero, sizeof zero);
+    int multi_ok = 1;
+    for (int k = 0; k < K; k++) {
+        long long prev_id = 0;
+        for (int i = 0; i < M; i++) {
+            cJSON *f;
+            do f = cli_read(&s[k], T_MS);
+            while (f && !cJSON_GetObjectItemCaseSensitive(f, "code") && (cJSON_Delete(f), 1));
+            long long id = f ? atoll(reply_id_server(f)) : 0;
+            multi_ok &= f && code_of(f) == 200 && int_of(f, "id") == firsts[k] + i && id > prev_id;
+            prev_id = id;
+            cJSON_Delete(f);
+        }
+        free(rs[k]);
+    }
+    test_cond("burst: three connections bursting together are each answered in order", multi_ok);
+    cli_login(&c, "frank", "secret", "multi-f", NULL, &sync);
+    stored = 0;
+    for (const cJSON *m = obj_of(sync, "offlineMsgs") ? obj_of(sync, "offlineMsgs")->child : NULL; m; m = m->next)
+        if (strncmp(str_of(m, "idClient"), "multi-", 6) == 0) stored++;
+    test_cond("burst: and all of them are stored", stored == K * M);
+    cJSON_Delete(sync);
+    cli_free(&c);
+    for (int k = 0; k < K; k++) cli_free(&s[k]);
+}
+
 /* SIGKILL in the middle of use loses nothing that was acknowledged. */
 static void t_kill_restart(void) {
     cli a, b;
@@ -1012,13 +1162,26 @@ static void t_kill_restart(void) {
     cli_call_code(&a, "updateReadPointers", "{\"pointers\":[{\"sessionId\":\"p2p-erin\",\"ack\":4242}]}");
     cli_call_code(&a, "addStickTop", "{\"sessionId\":\"p2p-erin\",\"topCustom\":\"k\"}");
     cJSON_Delete(send_text(&a, "team", g_team, "kill-team", "team before crash"));
+    /* A pipelined burst (group commits): every acknowledged one must survive. */
+    enum { KB = 200 };
+    cJSON *burst[KB];
+    send_burst(&a, "erin", "kill-burst", KB, -1, -1, burst);
+    int burst_ok = 1;
+    char burst_last[32] = "";
+    for (int i = 0; i < KB; i++) {
+        burst_ok &= code_of(burst[i]) == 200;
+        if (burst[i]) snprintf(burst_last, sizeof burst_last, "%s", reply_id_server(burst[i]));
+        cJSON_Delete(burst[i]);
+    }
+    test_cond("kill: a burst of 200 pipelined messages is acknowledged", burst_ok);
     test_cond("kill: the server dies of SIGKILL", server_stop(SIGKILL) == 128 + SIGKILL);
     cli_free(&a);
 
     test_cond("kill: restarts on the same database", server_start(NULL) == 0);
     cli_login(&b, "erin", "secret", "kill-e", NULL, &sync);
     test_cond("kill: every acknowledged message is still there (as offline)",
-              arr_len(sync, "offlineMsgs") == 50 && find_by(obj_of(sync, "offlineMsgs"), "idServer", last));
+              arr_len(sync, "offlineMsgs") == 50 + KB && find_by(obj_of(sync, "offlineMsgs"), "idServer", last) &&
+              find_by(obj_of(sync, "offlineMsgs"), "idServer", burst_last));
     cJSON_Delete(sync);
     cli_free(&b);
     cli_login(&a, "alice", "secret", "kill-a2", NULL, &sync);
@@ -1101,6 +1264,7 @@ int main(int argc, char **argv) {
         t_hostile();
         t_lws_client();
         t_big_offline();
+        t_burst();
         t_kill_restart();
         test_cond("SIGTERM: the server exits cleanly with status 0", server_stop(SIGTERM) == 0);
         t_open_registration();
