@@ -128,6 +128,34 @@ describe("instance", function()
       H.close(nim)
     end)
 
+    it("poll leaves what exceeds its budget for the next poll; budget_ms widens it", function()
+      -- 2,000 sessions change in one batch: how many updates does one poll deliver?
+      local function run(budget)
+        local sizes, done = {}, false
+        local NIM = require "nim"
+        local nim = NIM.getInstance { account = "budget", db = false,
+          onupdatesessions = function(list) sizes[#sizes + 1] = #list end }
+        local msgs = {}
+        for i = 1, 2000 do msgs[i] = H.msg("peer" .. i, "budget", i, tostring(i)) end
+        nim:saveMsgsToLocal { msgs = msgs, done = function() done = true end }
+        while not done do nim:poll(10, budget) end
+        H.close(nim)
+        local total, biggest = 0, 0
+        for _, n in ipairs(sizes) do total, biggest = total + n, math.max(biggest, n) end
+        return total, biggest
+      end
+      local total, biggest = run(nil)
+      assert.equals(2000, total)
+      assert.is_true(biggest <= 128, "a default poll coalesced " .. biggest .. " updates")
+      total, biggest = run(1000)
+      assert.equals(2000, total)
+      assert.is_true(biggest > 128, "budget_ms = 1000 still stopped at " .. biggest)
+      local nim = H.open(dir)
+      assert.error_matches(function() nim:poll(0, 0) end, "poll: bad argument 'budget_ms'")
+      assert.error_matches(function() nim:poll(0, "x") end, "poll: bad argument 'budget_ms'")
+      H.close(nim)
+    end)
+
     it("poll returns how many callbacks it ran", function()
       local nim = H.open(dir)
       local n = 0

@@ -45,6 +45,8 @@ typedef struct {
     nim_event *cur;          /* being dispatched (freed if Lua raised) */
     nim_event **upd;         /* session updates waiting for the flush */
     size_t nupd, capupd;
+    long budget_ns;          /* this poll's dispatch budget */
+    size_t max_upd;          /* and how many coalesced updates it may hold */
     char account[96];
     void *net;               /* the network client (net.c), freed after the engine */
 } l_instance;
@@ -345,7 +347,7 @@ static int dispatch(lua_State *L, l_instance *in) {
             in->cur = NULL;
             nim_event_free(ev);
         }
-        if (in->pending && (in->nupd >= POLL_MAX_UPDATES || elapsed_ns(&t0) > POLL_BUDGET_NS)) {
+        if (in->pending && (in->nupd >= in->max_upd || elapsed_ns(&t0) > in->budget_ns)) {
             if (in->eng) nim_engine_rearm(in->eng);
             break;
         }
@@ -355,7 +357,9 @@ static int dispatch(lua_State *L, l_instance *in) {
     return ran;
 }
 
-/* nim:poll([timeout_ms]) -> number of callbacks run. */
+/* nim:poll([timeout_ms [, budget_ms]]) -> number of callbacks run.
+ * budget_ms (default 0.5): how long this call may spend dispatching before
+ * it leaves the rest for the next poll (at least one callback always runs). */
 static int l_instance_poll(lua_State *L) {
     l_instance *in = check_any(L);
     lua_Integer timeout = 0;
@@ -364,6 +368,17 @@ static int l_instance_poll(lua_State *L) {
             nim_argerror(L, "poll", "timeout_ms", "non-negative integer expected, got %s",
                          lua_isnumber(L, 2) ? lua_tostring(L, 2) : luaL_typename(L, 2));
         timeout = lua_tointeger(L, 2);
+    }
+    in->budget_ns = POLL_BUDGET_NS;
+    in->max_upd = POLL_MAX_UPDATES;
+    if (!lua_isnoneornil(L, 3)) {
+        lua_Number b = lua_isnumber(L, 3) ? lua_tonumber(L, 3) : -1;
+        if (!(b > 0 && b <= 60000))
+            nim_argerror(L, "poll", "budget_ms", "number in (0, 60000] expected, got %s",
+                         lua_isnumber(L, 3) ? lua_tostring(L, 3) : luaL_typename(L, 3));
+        in->budget_ns = (long)(b * 1e6);
+        /* the coalescing buffer grows with the budget: 256 updates per ms */
+        in->max_upd = b * 256 > POLL_MAX_UPDATES ? (size_t)(b * 256) : POLL_MAX_UPDATES;
     }
     lua_settop(L, 1);
     if (in->dispatching) { lua_pushinteger(L, 0); return 1; }  /* poll from a callback */

@@ -3,9 +3,11 @@
 --   env NIM_URL, NIM_ACCOUNT, NIM_TOKEN   the server and the player's account
 --   env NIM_EXPECT    stop once this many messages arrived (default: run all frames)
 --   env NIM_READY     a file to create once the session list is synced
+--   env NIM_BUDGET    poll's dispatch budget per frame in ms (default: the SDK's 0.5)
 local NIM = require "nim"
 
 local expect = tonumber(os.getenv("NIM_EXPECT") or "")
+local budget = tonumber(os.getenv("NIM_BUDGET") or "")
 local received, updates, unread = 0, 0, 0
 local sessions = {}
 
@@ -29,7 +31,7 @@ nim = NIM.getInstance{
 }
 
 function update(frame)
-  nim:poll(0)
+  nim:poll(0, budget)
   if expect and received >= expect then return false end
 end
 
