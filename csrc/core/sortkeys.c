@@ -1,7 +1,8 @@
 #include "core/sortkeys.h"
 #include <string.h>
 
-int nim_sortkey_cmp(const nim_sortkey *a, const nim_sortkey *b) {
+/* Inlined into the loops below; nim_sortkey_cmp is the exported copy. */
+static inline int cmp(const nim_sortkey *a, const nim_sortkey *b) {
     if (a->has_time != b->has_time) return a->has_time ? -1 : 1;
     if (a->has_time) {
         if (a->is_int && b->is_int) {
@@ -13,9 +14,11 @@ int nim_sortkey_cmp(const nim_sortkey *a, const nim_sortkey *b) {
     return a->pos < b->pos ? -1 : (a->pos > b->pos ? 1 : 0);
 }
 
+int nim_sortkey_cmp(const nim_sortkey *a, const nim_sortkey *b) { return cmp(a, b); }
+
 int nim_sortkeys_sorted(const nim_sortkey *a, size_t n) {
     for (size_t i = 1; i < n; i++)
-        if (nim_sortkey_cmp(&a[i - 1], &a[i]) > 0) return 0;
+        if (cmp(&a[i - 1], &a[i]) > 0) return 0;
     return 1;
 }
 
@@ -23,7 +26,7 @@ void nim_sortkeys_merge(const nim_sortkey *a, size_t na, const nim_sortkey *b, s
                         nim_sortkey *out) {
     size_t i = 0, j = 0, k = 0;
     while (i < na && j < nb)
-        out[k++] = nim_sortkey_cmp(&b[j], &a[i]) < 0 ? b[j++] : a[i++];
+        out[k++] = cmp(&b[j], &a[i]) < 0 ? b[j++] : a[i++];
     if (i < na) memcpy(out + k, a + i, (na - i) * sizeof *a);
     if (j < nb) memcpy(out + k + (na - i), b + j, (nb - j) * sizeof *b);
 }
@@ -32,12 +35,25 @@ void nim_sortkeys_merge(const nim_sortkey *a, size_t na, const nim_sortkey *b, s
  * a and tmp; no recursion, O(n log n). */
 void nim_sortkeys_sort(nim_sortkey *a, size_t n, nim_sortkey *tmp) {
     const size_t RUN = 16;
+    /* Lists arrive in order or in reverse order (news oldest first) more
+     * often than not: both take one pass. Keys are distinct (pos), so a
+     * strictly reversed run reversed is sorted and stability holds. */
+    size_t fwd = 1, rev = 1;
+    for (size_t i = 1; i < n && (fwd || rev); i++) {
+        int c = cmp(&a[i - 1], &a[i]);
+        if (c > 0) fwd = 0; else rev = 0;
+    }
+    if (fwd) return;
+    if (rev) {
+        for (size_t i = 0, j = n - 1; i < j; i++, j--) { nim_sortkey t = a[i]; a[i] = a[j]; a[j] = t; }
+        return;
+    }
     for (size_t lo = 0; lo < n; lo += RUN) {
         size_t hi = lo + RUN < n ? lo + RUN : n;
         for (size_t i = lo + 1; i < hi; i++) {
             nim_sortkey x = a[i];
             size_t j = i;
-            while (j > lo && nim_sortkey_cmp(&x, &a[j - 1]) < 0) { a[j] = a[j - 1]; j--; }
+            while (j > lo && cmp(&x, &a[j - 1]) < 0) { a[j] = a[j - 1]; j--; }
             a[j] = x;
         }
     }
@@ -46,7 +62,10 @@ void nim_sortkeys_sort(nim_sortkey *a, size_t n, nim_sortkey *tmp) {
         for (size_t lo = 0; lo < n; lo += 2 * width) {
             size_t mid = lo + width < n ? lo + width : n;
             size_t hi = lo + 2 * width < n ? lo + 2 * width : n;
-            nim_sortkeys_merge(src + lo, mid - lo, src + mid, hi - mid, dst + lo);
+            if (mid < hi && cmp(&src[mid - 1], &src[mid]) > 0)
+                nim_sortkeys_merge(src + lo, mid - lo, src + mid, hi - mid, dst + lo);
+            else                                /* already in order: copy */
+                memcpy(dst + lo, src + lo, (hi - lo) * sizeof *src);
         }
         nim_sortkey *t = src; src = dst; dst = t;
     }

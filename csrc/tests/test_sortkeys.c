@@ -80,6 +80,22 @@ static void test_sort(void) {
     nim_sortkeys_sort(a, 1, tmp);
     test_cond("sort: empty and single lists are left alone",
               memcmp(&first, &a[0], sizeof first) == 0 && nim_sortkeys_sorted(a, 0));
+    /* the one-pass shapes: already sorted, reversed (oldest first, with
+     * equal times whose positions must stay in input order), and runs that
+     * are in order against each other (merges skipped) */
+    for (uint32_t i = 0; i < N; i++) a[i] = key(1, (int64_t)(i / 3), i);     /* oldest first */
+    nim_sortkeys_sort(a, N, tmp);
+    ok = nim_sortkeys_sorted(a, N) && a[0].ikey == (N - 1) / 3;
+    test_cond("sort: oldest-first input with ties comes out newest first, stable", ok);
+    for (uint32_t i = 0; i < N; i++) a[i] = key(1, (int64_t)(N - i), i);     /* already sorted */
+    nim_sortkeys_sort(a, N, tmp);
+    ok = 1;
+    for (uint32_t i = 0; i < N; i++) if (a[i].pos != i) ok = 0;
+    test_cond("sort: an already sorted list is left as it is", ok);
+    for (uint32_t i = 0; i < N; i++)                                          /* blocks of 100, in order */
+        a[i] = key(1, (int64_t)(N - (i / 100) * 100 + (i % 100 == 7 ? 5 : 0)), i);
+    nim_sortkeys_sort(a, N, tmp);
+    test_cond("sort: runs in order against each other", nim_sortkeys_sorted(a, N));
     free(a); free(tmp);
 }
 
