@@ -351,6 +351,9 @@ static int dispatch(lua_State *L, l_instance *in) {
             if (in->eng) nim_engine_rearm(in->eng);
             break;
         }
+        /* budget left: take what the engine queued meanwhile */
+        if (!in->pending && in->eng && in->nupd < in->max_upd && elapsed_ns(&t0) <= in->budget_ns)
+            in->pending = nim_engine_take_events(in->eng);
     }
     ran += flush_updates(L, in, idmap);
     lua_pop(L, 1);
