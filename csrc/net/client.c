@@ -378,6 +378,17 @@ static void start_connect(nim_net *n) {
     }
 }
 
+/* Forgets the socket: nothing queued, nothing half-read, every request in
+ * flight failed with Not_Connected. */
+static void drop_link(nim_net *n) {
+    n->wsi = NULL;
+    n->state = ST_IDLE;
+    out_free_all(n);
+    n->rx_len = 0;
+    for (pending *p; (p = pop_pending(n));)
+        fail_pending(n, p, NIM_ERR_NOT_CONNECTED, "the connection was lost");
+}
+
 /* The connection is gone (or never came up): fail what is in flight, tell
  * the app, schedule a reconnect unless told not to. */
 static void connection_lost(nim_net *n, int code, const char *reason, int retry) {
@@ -386,22 +397,12 @@ static void connection_lost(nim_net *n, int code, const char *reason, int retry)
         /* closed to fetch the rest of the offline messages: at once, quietly */
         n->relogin = 0;
         n->silent = 1;
-        n->wsi = NULL;
-        n->state = ST_IDLE;
-        out_free_all(n);
-        n->rx_len = 0;
-        for (pending *p; (p = pop_pending(n));)
-            fail_pending(n, p, NIM_ERR_NOT_CONNECTED, "the connection was lost");
+        drop_link(n);
         n->reconnect_at = mono_ms();
         return;
     }
     n->relogin = n->silent = 0;
-    n->wsi = NULL;
-    n->state = ST_IDLE;
-    out_free_all(n);
-    n->rx_len = 0;
-    for (pending *p; (p = pop_pending(n));)
-        fail_pending(n, p, NIM_ERR_NOT_CONNECTED, "the connection was lost");
+    drop_link(n);
     if (n->quiet) {                 /* reported by the next sync */
         nim_engine_sync_abort(n->e);
         n->quiet = 0;

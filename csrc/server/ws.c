@@ -10,6 +10,17 @@
 
 srv_state srv;
 
+/* Frees every frame queued for c. */
+static void out_drop_all(srv_conn *c) {
+    while (c->out_head) {
+        srv_out *o = c->out_head;
+        c->out_head = o->next;
+        nim_free(o);
+    }
+    c->out_tail = NULL;
+    c->out_bytes = 0;
+}
+
 int srv_queue_raw(srv_conn *c, const char *json, size_t len) {
     if (c->close_code) return -1; /* closing: nothing more goes out */
     if (c->out_bytes + len > SRV_MAX_QUEUED_BYTES) {
@@ -77,16 +88,7 @@ void srv_close_after_flush(srv_conn *c, int code, const char *reason) {
     if (c->close_code) return;
     c->close_code = code;
     snprintf(c->close_reason, sizeof c->close_reason, "%s", reason);
-    if (code == NIM_CLOSE_POLICY) {
-        /* Drop what is queued: the peer is not reading, or is hostile. */
-        while (c->out_head) {
-            srv_out *o = c->out_head;
-            c->out_head = o->next;
-            nim_free(o);
-        }
-        c->out_tail = NULL;
-        c->out_bytes = 0;
-    }
+    if (code == NIM_CLOSE_POLICY) out_drop_all(c);   /* the peer is not reading, or is hostile */
     /* If the peer never lets us write the close frame, give up after 5 s. */
     lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
     lws_callback_on_writable(c->wsi);
@@ -136,13 +138,7 @@ int srv_queue_batched(srv_conn *c, const char *name, const char *key, cJSON *ite
 }
 
 static void conn_free_buffers(srv_conn *c) {
-    while (c->out_head) {
-        srv_out *o = c->out_head;
-        c->out_head = o->next;
-        nim_free(o);
-    }
-    c->out_tail = NULL;
-    c->out_bytes = 0;
+    out_drop_all(c);
     nim_free(c->rx);
     c->rx = NULL;
     c->rx_len = c->rx_cap = 0;
