@@ -13,4 +13,11 @@ char *nim_strndup(const char *s, size_t n);
 
 extern long nim_alloc_fail_at; /* 0 = never fail (default) */
 
+/* Tests. Restarts the count and arms the hook: allocations at..at+span-1
+ * (counted from 1) fail, every one from at on when span is 0; at =
+ * LONG_MAX only counts, at = 0 disarms. Any thread may allocate meanwhile. */
+void nim_alloc_arm(long at, long span);
+/* Tests. Allocations since the last nim_alloc_arm (counted while armed). */
+long nim_alloc_count(void);
+
 #endif

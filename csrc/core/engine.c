@@ -46,9 +46,13 @@ struct nim_engine {
     nim_cmd *cmd_head, *cmd_tail;
     int woken;
     int close_submitted;           /* owner thread only */
+    int stop_asked;                /* atomic: join could not queue CLOSE */
 
     pthread_mutex_t evlock;
     nim_event *ev_head, *ev_tail;
+    nim_event *spare;              /* one reply event per submitted command,
+                                      allocated by submit: a reply never
+                                      fails for want of memory */
     int evfd;
     int finished;                  /* atomic */
 
@@ -202,9 +206,19 @@ void nim_event_free(nim_event *ev) {
     }
 }
 
-void nim_engine_emit(nim_engine *e, nim_event *ev) {
+/* Any thread, under evlock. The spare reply event of a submitted command. */
+static nim_event *take_spare(nim_engine *e) {
+    nim_event *sp = e->spare;
+    if (sp) e->spare = sp->next;
+    return sp;
+}
+
+static void enqueue(nim_engine *e, nim_event *ev, int drop_spare) {
     ev->next = NULL;
     pthread_mutex_lock(&e->evlock);
+    /* a reply made by the caller (the network layer) uses up its command's
+     * spare: drop one so the spares stay one per unanswered command */
+    nim_event *sp = drop_spare && ev->type == NIM_EV_DONE ? take_spare(e) : NULL;
     int was_empty = e->ev_head == NULL;
     if (e->ev_tail) e->ev_tail->next = ev; else e->ev_head = ev;
     e->ev_tail = ev;
@@ -214,20 +228,32 @@ void nim_engine_emit(nim_engine *e, nim_event *ev) {
         (void)w;
     }
     pthread_mutex_unlock(&e->evlock);
+    nim_free(sp);
 }
 
+void nim_engine_emit(nim_engine *e, nim_event *ev) { enqueue(e, ev, 1); }
+
 /* Engine thread. Queues an event; on allocation failure the data is freed
- * (the event is lost, which is reported as well as memory allows). */
+ * (the event is lost, which is reported as well as memory allows). A reply
+ * (NIM_EV_DONE) takes its command's spare event, so it is never lost; its
+ * message may be (NULL when it cannot be copied). */
 static void emit(nim_engine *e, int type, uint64_t req, const char *code, const char *message,
                  cJSON *data) {
-    nim_event *ev = nim_calloc(1, sizeof *ev);
+    nim_event *ev = NULL;
+    if (type == NIM_EV_DONE) {
+        pthread_mutex_lock(&e->evlock);
+        ev = take_spare(e);
+        pthread_mutex_unlock(&e->evlock);
+        if (ev) memset(ev, 0, sizeof *ev);
+    }
+    if (!ev) ev = nim_calloc(1, sizeof *ev);
     if (!ev) { cJSON_Delete(data); return; }
     ev->type = type;
     ev->req = req;
     ev->code = code;
     ev->message = message ? xstrdup(message) : NULL;
     ev->data = data;
-    nim_engine_emit(e, ev);
+    enqueue(e, ev, 0);
 }
 
 void nim_engine_reply(nim_engine *e, uint64_t req, const char *code, const char *message,
@@ -258,23 +284,27 @@ const char *nim_engine_account(nim_engine *e) { return e->account; }
 
 /* ------------------------------------------------------------ JSON shapes */
 
+/* NULL when memory runs out: never a session with fields left out. */
 static cJSON *session_json(const nim_session *s) {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
-    cJSON_AddStringToObject(o, "id", s->id);
-    cJSON_AddStringToObject(o, "scene", nim_scene_names[s->scene]);
-    cJSON_AddStringToObject(o, "to", s->to);
-    cJSON_AddNumberToObject(o, "updateTime", (double)s->updateTime);
-    cJSON_AddNumberToObject(o, "unread", (double)s->unread);
-    if (s->lastMsg) {
+    int ok = cJSON_AddStringToObject(o, "id", s->id) &&
+             cJSON_AddStringToObject(o, "scene", nim_scene_names[s->scene]) &&
+             cJSON_AddStringToObject(o, "to", s->to) &&
+             cJSON_AddNumberToObject(o, "updateTime", (double)s->updateTime) &&
+             cJSON_AddNumberToObject(o, "unread", (double)s->unread) &&
+             cJSON_AddBoolToObject(o, "isTop", s->isTop);
+    if (ok && s->lastMsg) {
+        /* our own printed JSON: a failed parse means memory ran out */
         cJSON *m = cJSON_Parse(s->lastMsg);
-        if (m) cJSON_AddItemToObject(o, "lastMsg", m);
+        ok = m && cJSON_AddItemToObject(o, "lastMsg", m);   /* copies the key */
+        if (m && !ok) cJSON_Delete(m);
     }
-    if (s->localCustom) cJSON_AddStringToObject(o, "localCustom", s->localCustom);
-    cJSON_AddBoolToObject(o, "isTop", s->isTop);
-    if (s->topCustom) cJSON_AddStringToObject(o, "topCustom", s->topCustom);
-    if (s->scene == NIM_SCENE_P2P && s->msgReceiptTime > 0)
-        cJSON_AddNumberToObject(o, "msgReceiptTime", (double)s->msgReceiptTime);
+    if (ok && s->localCustom) ok = cJSON_AddStringToObject(o, "localCustom", s->localCustom) != NULL;
+    if (ok && s->topCustom) ok = cJSON_AddStringToObject(o, "topCustom", s->topCustom) != NULL;
+    if (ok && s->scene == NIM_SCENE_P2P && s->msgReceiptTime > 0)
+        ok = cJSON_AddNumberToObject(o, "msgReceiptTime", (double)s->msgReceiptTime) != NULL;
+    if (!ok) { cJSON_Delete(o); return NULL; }
     return o;
 }
 
@@ -309,8 +339,12 @@ static int jbool(const cJSON *o, const char *k, int dflt) {
 static int jset_(cJSON *o, const char *k, const char *v, int is_static) {
     cJSON *s = is_static ? cJSON_CreateStringReference(v) : cJSON_CreateString(v);
     if (!s) return -1;
-    if (cJSON_GetObjectItemCaseSensitive(o, k)) cJSON_ReplaceItemInObjectCaseSensitive(o, k, s);
-    else cJSON_AddItemToObjectCS(o, k, s);
+    /* the replace copies k and fails (keeping nothing of s) when it cannot */
+    if (cJSON_GetObjectItemCaseSensitive(o, k)) {
+        if (!cJSON_ReplaceItemInObjectCaseSensitive(o, k, s)) { cJSON_Delete(s); return -1; }
+    } else {
+        cJSON_AddItemToObjectCS(o, k, s);
+    }
     return 0;
 }
 #define jset(o, k, v) jset_(o, k, v, 0)
@@ -425,7 +459,8 @@ static int apply_msg(nim_engine *e, const char *sid, int64_t time, int countable
 }
 
 /* Fills the derived fields of msg and returns its session id in sid.
- * 0, or -1 when a required field is missing. */
+ * 0, -1 when a required field is missing, -2 when memory runs out (the
+ * message must not be skipped as if it were invalid). */
 static int normalize(nim_engine *e, cJSON *msg, char *sid, size_t sidsz, char *key, size_t keysz,
                      int64_t *time, int *countable) {
     if (!cJSON_IsObject(msg)) return -1;
@@ -440,26 +475,28 @@ static int normalize(nim_engine *e, cJSON *msg, char *sid, size_t sidsz, char *k
     if ((size_t)snprintf(sid, sidsz, "%s-%s", scene, target) >= sidsz) return -1;
     if ((size_t)snprintf(key, keysz, "%s%s", ids && *ids ? "s:" : "c:", ids && *ids ? ids : idc)
         >= keysz) return -1;
-    if (jset_static(msg, "flow", out ? "out" : "in") < 0) return -1;
+    if (jset_static(msg, "flow", out ? "out" : "in") < 0) return -2;
     /* target may point into from/to: copy before replacing items */
-    if (jset(msg, "sessionId", sid) < 0) return -1;
-    if (jset(msg, "target", sid + strlen(scene) + 1) < 0) return -1;
-    if (!jstr(msg, "status") && jset_static(msg, "status", "success") < 0) return -1;
-    if (!jstr(msg, "type") && jset_static(msg, "type", "text") < 0) return -1;
+    if (jset(msg, "sessionId", sid) < 0) return -2;
+    if (jset(msg, "target", sid + strlen(scene) + 1) < 0) return -2;
+    if (!jstr(msg, "status") && jset_static(msg, "status", "success") < 0) return -2;
+    if (!jstr(msg, "type") && jset_static(msg, "type", "text") < 0) return -2;
     const cJSON *u = cJSON_GetObjectItemCaseSensitive(msg, "isUnreadable");
     *countable = nim_msg_countable(out ? "out" : "in", jstr(msg, "type"), cJSON_IsFalse(u));
     return 0;
 }
 
 /* Engine thread. Stores msgs inside the open transaction. -1 on a store
- * failure (the caller rolls back and reloads). */
+ * failure, -2 when memory ran out (the caller rolls back and reloads). */
 static int ingest_tx(nim_engine *e, cJSON *msgs, int *skipped) {
     char sid[1024], key[1024];
     cJSON *m;
     cJSON_ArrayForEach(m, msgs) {
         int64_t time, rid = 0;
         int countable, inserted;
-        if (normalize(e, m, sid, sizeof sid, key, sizeof key, &time, &countable) < 0) {
+        int nr = normalize(e, m, sid, sizeof sid, key, sizeof key, &time, &countable);
+        if (nr == -2) return -2;
+        if (nr < 0) {
             if (skipped) (*skipped)++;
             continue;
         }
@@ -467,12 +504,13 @@ static int ingest_tx(nim_engine *e, cJSON *msgs, int *skipped) {
         char *json = e->pbuf;
         if (!cJSON_PrintPreallocated(m, e->pbuf, (int)sizeof e->pbuf, 0)) {
             json = cJSON_PrintUnformatted(m);
-            if (!json) return -1;
+            if (!json) return -2;
         }
         int rc = nim_store_insert_msg(e->store, key, sid, time, countable, json, &inserted, &rid);
-        if (rc == 0 && inserted) rc = apply_msg(e, sid, time, countable, json, rid);
+        /* the id is well formed (normalize): apply_msg fails only for memory */
+        if (rc == 0 && inserted && apply_msg(e, sid, time, countable, json, rid) < 0) rc = -2;
         if (json != e->pbuf) cJSON_free(json);
-        if (rc < 0) return -1;
+        if (rc < 0) return rc;
     }
     return 0;
 }
@@ -482,6 +520,18 @@ static void abandon(nim_engine *e) {
     emit(e, NIM_EV_ERROR, 0, NIM_ERR_DB, nim_store_errmsg(e->store), NULL);
     nim_store_rollback(e->store);
     if (reload(e) < 0) e->broken = 1;
+}
+
+/* Engine thread. A command's transaction could not be finished (memory
+ * ran out): answer code, roll back and reload, so the cache holds only what
+ * the database does. */
+static void undo(nim_engine *e, uint64_t req, const char *code, const char *message) {
+    nim_engine_reply(e, req, code, message, NULL);
+    nim_store_rollback(e->store);
+    if (reload(e) < 0) {
+        e->broken = 1;
+        emit(e, NIM_EV_ERROR, 0, NIM_ERR_DB, "cannot reload sessions after a failed write", NULL);
+    }
 }
 
 int nim_engine_ingest(nim_engine *e, cJSON *msgs, int *skipped) {
@@ -524,14 +574,14 @@ void nim_engine_emit_sync(nim_engine *e) {
     emit(e, NIM_EV_SYNCDONE, 0, NULL, NULL, NULL);
 }
 
-typedef struct { nim_engine *e; cJSON *arr; } page_ctx;
+typedef struct { nim_engine *e; cJSON *arr; int oom; } page_ctx;
 
 static int page_row(void *ud, const char *id) {
     page_ctx *p = ud;
     nim_session *s = find(p->e, id);
     if (!s) return 0;
     cJSON *j = session_json(s);
-    if (!j) return -1;
+    if (!j) { p->oom = 1; return -1; }
     cJSON_AddItemToArray(p->arr, j);
     return 0;
 }
@@ -549,9 +599,9 @@ static void reply_db(nim_engine *e, uint64_t req) {
 }
 
 static cJSON *wrap(const char *k, cJSON *v) {
-    cJSON *o = cJSON_CreateObject();
-    if (!o) { cJSON_Delete(v); return NULL; }
-    cJSON_AddItemToObject(o, k, v);
+    cJSON *o = v ? cJSON_CreateObject() : NULL;
+    /* the add copies k: on failure it keeps nothing, v is ours to free */
+    if (!o || !cJSON_AddItemToObject(o, k, v)) { cJSON_Delete(o); cJSON_Delete(v); return NULL; }
     return o;
 }
 
@@ -568,19 +618,28 @@ static void cmd_get_sessions(nim_engine *e, nim_cmd *c) {
         }
         t = s->updateTime;
     }
-    page_ctx p = { e, cJSON_CreateArray() };
+    page_ctx p = { e, cJSON_CreateArray(), 0 };
     if (!p.arr) { nim_engine_reply(e, c->req, NIM_ERR_NO_MEMORY, "out of memory", NULL); return; }
     if (nim_store_page(e->store, reverse, last != NULL, t, last, limit, page_row, &p) < 0) {
         cJSON_Delete(p.arr);
-        reply_db(e, c->req);
+        if (p.oom) nim_engine_reply(e, c->req, NIM_ERR_NO_MEMORY, "out of memory", NULL);
+        else reply_db(e, c->req);
         return;
     }
-    nim_engine_reply(e, c->req, NULL, NULL, wrap("sessions", p.arr));
+    /* never a success without the list */
+    cJSON *res = wrap("sessions", p.arr);
+    if (!res) nim_engine_reply(e, c->req, NIM_ERR_NO_MEMORY, "out of memory", NULL);
+    else nim_engine_reply(e, c->req, NULL, NULL, res);
 }
 
 static void cmd_get_session(nim_engine *e, nim_cmd *c) {
     const char *id = jstr(c->args, "sessionId");
-    nim_engine_reply(e, c->req, NULL, NULL, id ? nim_engine_session_json(e, id) : NULL);
+    nim_session *s = id ? find(e, id) : NULL;
+    cJSON *j = s && s->deleted == NIM_SESS_LIVE ? session_json(s) : NULL;
+    /* no data means "no such session": not what a failed copy may say */
+    if (s && s->deleted == NIM_SESS_LIVE && !j)
+        nim_engine_reply(e, c->req, NIM_ERR_NO_MEMORY, "out of memory", NULL);
+    else nim_engine_reply(e, c->req, NULL, NULL, j);
 }
 
 /* Fills lastMsg/maxTime of a session (re)appearing from the stored messages. */
@@ -647,7 +706,10 @@ static void cmd_update_session(nim_engine *e, nim_cmd *c) {
     if (begin(e) < 0) { nim_free(v); reply_db(e, c->req); return; }
     nim_free(s->localCustom);
     s->localCustom = v;
-    mark(e, s, jbool(c->args, "needNotify", 1));
+    if (mark(e, s, jbool(c->args, "needNotify", 1)) < 0) {   /* unmarked: not written */
+        undo(e, c->req, NIM_ERR_NO_MEMORY, "out of memory");
+        return;
+    }
     if (commit(e) < 0) { reply_db(e, c->req); return; }
     nim_engine_reply(e, c->req, NULL, NULL, session_json(s));
 }
@@ -674,35 +736,46 @@ static void cmd_delete_sessions(nim_engine *e, nim_cmd *c) {
             nim_free(s->localCustom);
             s->localCustom = NULL;
         }
-        mark(e, s, 0);
+        if (mark(e, s, 0) < 0) {   /* unmarked: the change would not be written */
+            undo(e, c->req, NIM_ERR_NO_MEMORY, "out of memory");
+            return;
+        }
     }
     if (commit(e) < 0) { reply_db(e, c->req); return; }
     nim_engine_reply(e, c->req, NULL, NULL, NULL);
 }
 
 static void cmd_reset(nim_engine *e, nim_cmd *c, int all) {
-    if (begin(e) < 0) { reply_db(e, c->req); return; }
     if (c->type == NIM_CMD_SET_CURR) {
+        /* copied first: a failed copy must not clear the current session */
         const char *id = jstr(c->args, "id");
         char *v = id ? xstrdup(id) : NULL;
+        if (id && !v) { nim_engine_reply(e, c->req, NIM_ERR_NO_MEMORY, "out of memory", NULL); return; }
+        if (begin(e) < 0) { nim_free(v); reply_db(e, c->req); return; }
         nim_free(e->curr);
         e->curr = v;
+    } else if (begin(e) < 0) {
+        reply_db(e, c->req);
+        return;
     }
+    /* a session reset but not marked would not be written: undo all */
+    int rc = 0;
     if (all) {
-        for (size_t i = 0; i < e->sessions.cap; i++) {
+        for (size_t i = 0; rc == 0 && i < e->sessions.cap; i++) {
             nim_session *s = e->sessions.slots[i];
-            if (s && s->deleted == NIM_SESS_LIVE) reset_unread(e, s);
+            if (s && s->deleted == NIM_SESS_LIVE) rc = reset_unread(e, s);
         }
     } else if (c->type == NIM_CMD_SET_CURR) {
         nim_session *s = e->curr ? find(e, e->curr) : NULL;
-        if (s) reset_unread(e, s);
+        if (s) rc = reset_unread(e, s);
     } else {
         const cJSON *ids = cJSON_GetObjectItemCaseSensitive(c->args, "ids"), *it;
         cJSON_ArrayForEach(it, ids) {
             nim_session *s = cJSON_IsString(it) ? find(e, it->valuestring) : NULL;
-            if (s) reset_unread(e, s);
+            if (s && (rc = reset_unread(e, s)) < 0) break;
         }
     }
+    if (rc < 0) { undo(e, c->req, NIM_ERR_NO_MEMORY, "out of memory"); return; }
     if (commit(e) < 0) { reply_db(e, c->req); return; }
     nim_engine_reply(e, c->req, NULL, NULL, NULL);
 }
@@ -721,7 +794,18 @@ static void cmd_save_group(nim_engine *e, nim_cmd **cs, size_t n) {
             cs[i]->req = 0;
             continue;
         }
-        if (ingest_tx(e, msgs, NULL) < 0) {
+        int rc = ingest_tx(e, msgs, NULL);
+        if (rc == -2) {   /* memory: nothing stored, a clear No_Memory each */
+            for (size_t j = 0; j < n; j++)
+                if (cs[j]->req) nim_engine_reply(e, cs[j]->req, NIM_ERR_NO_MEMORY, "out of memory", NULL);
+            nim_store_rollback(e->store);
+            if (reload(e) < 0) {
+                e->broken = 1;
+                emit(e, NIM_EV_ERROR, 0, NIM_ERR_DB, "cannot reload sessions after a failed write", NULL);
+            }
+            return;
+        }
+        if (rc < 0) {
             abandon(e);
             for (size_t j = 0; j < n; j++) if (cs[j]->req) reply_db(e, cs[j]->req);
             return;
@@ -754,7 +838,11 @@ static void cmd_get_msgs(nim_engine *e, nim_cmd *c) {
  * sessions whose kept count differs (there should be none). */
 static void cmd_verify(nim_engine *e, nim_cmd *c) {
     cJSON *bad = cJSON_CreateArray(), *res = cJSON_CreateObject();
-    if (!bad || !res) { cJSON_Delete(bad); cJSON_Delete(res); return; }
+    if (!bad || !res) {   /* was left unanswered */
+        cJSON_Delete(bad); cJSON_Delete(res);
+        nim_engine_reply(e, c->req, NIM_ERR_NO_MEMORY, "out of memory", NULL);
+        return;
+    }
     double n = 0, unread = 0;
     for (size_t i = 0; i < e->sessions.cap; i++) {
         nim_session *s = e->sessions.slots[i];
@@ -764,13 +852,21 @@ static void cmd_verify(nim_engine *e, nim_cmd *c) {
         if (nim_store_count_unread(e->store, s->id, s->ack, &cnt) < 0) {
             cJSON_Delete(bad); cJSON_Delete(res); reply_db(e, c->req); return;
         }
-        if (cnt != s->unread && s->deleted != NIM_SESS_REMOVED)
-            cJSON_AddItemToArray(bad, cJSON_CreateString(s->id));
+        if (cnt != s->unread && s->deleted != NIM_SESS_REMOVED) {
+            cJSON *id = cJSON_CreateString(s->id);
+            if (!id) { n = -1; break; }
+            cJSON_AddItemToArray(bad, id);
+        }
         unread += (double)s->unread;
     }
-    cJSON_AddNumberToObject(res, "sessions", n);
-    cJSON_AddNumberToObject(res, "unread", unread);
-    cJSON_AddItemToObject(res, "mismatches", bad);
+    /* a partial answer would hide mismatches: No_Memory instead */
+    if (n < 0 || !cJSON_AddNumberToObject(res, "sessions", n) ||
+        !cJSON_AddNumberToObject(res, "unread", unread) ||
+        !cJSON_AddItemToObject(res, "mismatches", bad)) {
+        cJSON_Delete(bad); cJSON_Delete(res);
+        nim_engine_reply(e, c->req, NIM_ERR_NO_MEMORY, "out of memory", NULL);
+        return;
+    }
     nim_engine_reply(e, c->req, NULL, NULL, res);
 }
 
@@ -885,7 +981,11 @@ static void *engine_main(void *arg) {
         nim_cmd *c = e->cmd_head;
         e->cmd_head = e->cmd_tail = NULL;
         pthread_mutex_unlock(&e->qlock);
-        if (!c) { e->hooks.wait(e, e->hooks.ud, -1); continue; }
+        if (!c) {
+            if (__atomic_load_n(&e->stop_asked, __ATOMIC_ACQUIRE)) break;
+            e->hooks.wait(e, e->hooks.ud, -1);
+            continue;
+        }
         while (c) {
             if (c->type == NIM_CMD_SAVE_MSGS) {
                 nim_cmd *group[SAVE_GROUP_MAX];
@@ -914,7 +1014,18 @@ static void *engine_main(void *arg) {
     return NULL;
 }
 
+/* cJSON allocates through nim_malloc (so tests can fail its allocations
+ * too). Process-wide and set once; harmless for the Lua module and the
+ * server: nim_malloc is malloc and nim_free is free unless a test arms the
+ * hook, so trees made before or after mix freely. */
+static pthread_once_t cjson_once = PTHREAD_ONCE_INIT;
+static void cjson_hooks(void) {
+    cJSON_Hooks h = { nim_malloc, nim_free };
+    cJSON_InitHooks(&h);
+}
+
 nim_engine *nim_engine_start(const nim_engine_config *cfg) {
+    pthread_once(&cjson_once, cjson_hooks);
     nim_engine *e = nim_calloc(1, sizeof *e);
     if (!e) return NULL;
     e->evfd = -1;
@@ -950,7 +1061,12 @@ fail:
 int nim_engine_submit(nim_engine *e, int type, uint64_t req, cJSON *args) {
     if (e->close_submitted) { cJSON_Delete(args); return -1; }
     nim_cmd *c = nim_calloc(1, sizeof *c);
-    if (!c) { cJSON_Delete(args); return -1; }
+    nim_event *sp = c ? nim_calloc(1, sizeof *sp) : NULL;   /* its reply, reserved */
+    if (!sp) { nim_free(c); cJSON_Delete(args); return -1; }
+    pthread_mutex_lock(&e->evlock);
+    sp->next = e->spare;
+    e->spare = sp;
+    pthread_mutex_unlock(&e->evlock);
     c->type = type;
     c->req = req;
     c->args = args;
@@ -965,7 +1081,13 @@ int nim_engine_submit(nim_engine *e, int type, uint64_t req, cJSON *args) {
 
 void nim_engine_join(nim_engine *e) {
     if (e->thread_started && !e->joined) {
-        if (!e->close_submitted) nim_engine_submit(e, NIM_CMD_CLOSE, 0, NULL);
+        /* out of memory the CLOSE command cannot be queued: without this
+         * flag the thread would wait for it forever and so would we */
+        if (!e->close_submitted && nim_engine_submit(e, NIM_CMD_CLOSE, 0, NULL) < 0) {
+            e->close_submitted = 1;
+            __atomic_store_n(&e->stop_asked, 1, __ATOMIC_RELEASE);
+            e->hooks.wake(e, e->hooks.ud);
+        }
         pthread_join(e->thread, NULL);
         e->joined = 1;
     }
@@ -975,6 +1097,7 @@ void nim_engine_free(nim_engine *e) {
     if (!e) return;
     nim_engine_join(e);
     nim_event_free(e->ev_head);
+    nim_event_free(e->spare);
     nim_free(e->dirty);
     nim_free(e->curr);
     for (size_t i = 0; i < e->ntouched; i++) nim_free(e->touched[i]);

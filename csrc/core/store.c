@@ -303,6 +303,16 @@ int nim_store_load_sessions(nim_store *st, int (*row)(void *ud, nim_session *s),
         s->topCustom = col_dup(q, 11);
         s->msgReceiptTime = sqlite3_column_int64(q, 12);
         s->lastMsgRid = sqlite3_column_int64(q, 13);
+        /* a text column that could not be copied (memory) must fail the
+         * load: a session kept without it would be written back so */
+        if ((!s->lastMsg && sqlite3_column_type(q, 7) != SQLITE_NULL) ||
+            (!s->localCustom && sqlite3_column_type(q, 8) != SQLITE_NULL) ||
+            (!s->topCustom && sqlite3_column_type(q, 11) != SQLITE_NULL)) {
+            nim_free(s->lastMsg); nim_free(s->localCustom); nim_free(s->topCustom);
+            nim_free(s->id); nim_free(s);
+            ret = -1;
+            break;
+        }
         if (row(ud, s) < 0) { ret = -1; break; }
     }
     if (ret == 0 && rc != SQLITE_DONE) ret = -1;

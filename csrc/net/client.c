@@ -194,7 +194,8 @@ static void report_error(nim_net *n, const char *code, int numcode, const char *
 /* Replies to an app request with a server error code. */
 static void reply_code(nim_net *n, uint64_t req, int code, const char *error) {
     nim_event *ev = nim_calloc(1, sizeof *ev);
-    if (!ev) return;
+    /* out of memory: the engine's reserved reply still answers the request */
+    if (!ev) { nim_engine_reply(n->e, req, NIM_ERR_NO_MEMORY, "out of memory", NULL); return; }
     ev->type = NIM_EV_DONE;
     ev->req = req;
     ev->numcode = code;
