@@ -1,0 +1,260 @@
+/* Allocation-failure injection for the engine: "no crash, no leak, a clear
+ * error" when memory runs out.
+ *
+ * A scenario (start, saveMsgsToLocal across sessions, getLocalSessions,
+ * setCurrSession, resetAllSessionUnread, deleteLocalSession, a consistency
+ * check, close) is run once to count the allocations it makes (engine,
+ * store, cJSON: the engine hooks cJSON to nim_malloc; SQLite's own are out
+ * of scope), then again with allocation k failing, for k = 1..N, in two
+ * modes: once (only allocation k fails: a transient shortage) and from k on
+ * (every later allocation fails until the scenario has been closed). Each
+ * run checks: no crash, no hang, every accepted request (submit returned 0)
+ * gets exactly one reply, an error reply carries a known code, the engine
+ * closes; after the shortage the kept unread still equals a recount (or the
+ * engine says DB_Error); a file database reopens consistent. Leaks are left
+ * to ASan's leak checker (make asan runs this with detect_leaks on).
+ *
+ * NIM_ALLOC_STRIDE=n tries every nth point only (default: every point, or
+ * every 3rd under ASan when the count is large). */
+#include "core/engine.h"
+#include "core/alloc.h"
+#include "testhelp.h"
+#include <limits.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAXREQ 32
+
+typedef struct {
+    uint64_t next;
+    int done[MAXREQ];        /* DONE events seen per req */
+    int accepted[MAXREQ];    /* submit returned 0 */
+    const char *code[MAXREQ];
+    int bad;                 /* a failure already reported in this run */
+} run_state;
+
+static int known_code(const char *c) {
+    return !c || !strcmp(c, NIM_ERR_NO_MEMORY) || !strcmp(c, NIM_ERR_DB) ||
+           !strcmp(c, NIM_ERR_BAD_ARGS) || !strcmp(c, NIM_ERR_SESSION_NOT_EXIST);
+}
+
+static void take(nim_engine *e, run_state *r, cJSON **data_of, uint64_t want) {
+    nim_event *ev = nim_engine_take_events(e);
+    while (ev) {
+        nim_event *n = ev->next;
+        ev->next = NULL;
+        if (ev->type == NIM_EV_DONE && ev->req < MAXREQ) {
+            r->done[ev->req]++;
+            r->code[ev->req] = ev->code;
+            if (data_of && ev->req == want) { *data_of = ev->data; ev->data = NULL; }
+        }
+        nim_event_free(ev);
+        ev = n;
+    }
+}
+
+/* Submits cmd (args parsed from json, possibly failing under injection)
+ * and waits up to 10 s for its reply. Returns the reply's code in *code
+ * (NULL: success), its data in *data when wanted; 0 when answered, 1 when
+ * the submit was refused, -1 on a hang. */
+static int request(nim_engine *e, run_state *r, int cmd, const char *json, const char **code,
+                   cJSON **data) {
+    uint64_t req = r->next++;
+    if (data) *data = NULL;
+    cJSON *args = json ? cJSON_Parse(json) : NULL;
+    if (nim_engine_submit(e, cmd, req, args) < 0) return 1;
+    r->accepted[req] = 1;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        struct pollfd p = { .fd = nim_engine_fd(e), .events = POLLIN };
+        poll(&p, 1, 50);
+        take(e, r, data, req);
+        if (r->done[req]) { if (code) *code = r->code[req]; return 0; }
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if (t.tv_sec - t0.tv_sec > 10) return -1;
+    }
+}
+
+static void fail(run_state *r, const char *what, long at, long span) {
+    if (r->bad) return;
+    r->bad = 1;
+    char d[200];
+    snprintf(d, sizeof d, "%s (failing allocation %ld, %s)", what, at, span ? "once" : "from then on");
+    test_cond(d, 0);
+}
+
+static const char *SAVES[] = {
+    "{\"msgs\":[{\"scene\":\"p2p\",\"from\":\"bob\",\"to\":\"me\",\"time\":10,\"idServer\":\"1\",\"text\":\"hi\"},"
+    "{\"scene\":\"p2p\",\"from\":\"carol\",\"to\":\"me\",\"time\":11,\"idServer\":\"2\"},"
+    "{\"scene\":\"team\",\"from\":\"bob\",\"to\":\"t1\",\"time\":12,\"idServer\":\"3\",\"type\":\"tip\"}]}",
+    "{\"msgs\":[{\"scene\":\"p2p\",\"from\":\"me\",\"to\":\"bob\",\"time\":20,\"idClient\":\"c4\"},"
+    "{\"scene\":\"p2p\",\"from\":\"bob\",\"to\":\"me\",\"time\":21,\"idServer\":\"5\"},"
+    "{\"scene\":\"team\",\"from\":\"dave\",\"to\":\"t1\",\"time\":22,\"idServer\":\"6\",\"type\":\"notification\"}]}",
+};
+
+/* One scenario on db path (NULL: in memory), failing allocations at..
+ * at+span-1 (span 0: all from at on) counted from nim_engine_start, with a
+ * pause (no injection, not counted) for the consistency check before the
+ * close. Returns the number of allocations counted (with at = LONG_MAX:
+ * the scenario's). */
+static long scenario(const char *path, long at, long span, int *n_errors) {
+    run_state r = { .next = 1 };
+    nim_alloc_arm(at, span);
+    nim_engine_config cfg = { .account = "me", .db_path = path,
+                              .flags = NIM_ENGINE_NOTIFY_UPDATES | NIM_ENGINE_NOTIFY_SESSIONS };
+    nim_engine *e = nim_engine_start(&cfg);
+    if (!e) {
+        long n = nim_alloc_count();
+        nim_alloc_arm(0, 0);
+        if (at == LONG_MAX) fail(&r, "the engine starts", at, span);
+        return n;
+    }
+    const char *code = NULL;
+    cJSON *data = NULL;
+    int rc;
+    long n = 0;
+#define REQ(cmd, json, wantdata) do { \
+        rc = request(e, &r, cmd, json, &code, wantdata ? &data : NULL); \
+        if (rc < 0) { fail(&r, "a request is answered (no hang): " #cmd, at, span); goto out; } \
+        if (rc == 0 && !known_code(code)) fail(&r, "an error reply has a known code", at, span); \
+        if (rc == 0 && code) (*n_errors)++; \
+    } while (0)
+    REQ(NIM_CMD_SAVE_MSGS, SAVES[0], 0);
+    REQ(NIM_CMD_SAVE_MSGS, SAVES[1], 0);
+    REQ(NIM_CMD_GET_SESSIONS, "{\"limit\":10}", 1);
+    if (rc == 0 && !code) {
+        /* a success carries the whole list, never a part */
+        cJSON *l = cJSON_GetObjectItem(data, "sessions");
+        if (!cJSON_IsArray(l)) fail(&r, "getLocalSessions: a success has the list", at, span);
+        cJSON *s;
+        cJSON_ArrayForEach(s, l)
+            if (!cJSON_GetObjectItem(s, "id") || !cJSON_GetObjectItem(s, "unread"))
+                fail(&r, "getLocalSessions: whole sessions", at, span);
+        if (at == LONG_MAX && cJSON_GetArraySize(l) != 3) fail(&r, "three sessions", at, span);
+    }
+    cJSON_Delete(data);
+    data = NULL;
+    REQ(NIM_CMD_SET_CURR, "{\"id\":\"p2p-bob\"}", 0);
+    REQ(NIM_CMD_RESET_ALL_UNREAD, NULL, 0);
+    REQ(NIM_CMD_DELETE_SESSIONS, "{\"ids\":[\"p2p-carol\"]}", 0);
+    REQ(NIM_CMD_GET_SESSION, "{\"sessionId\":\"p2p-bob\"}", 1);
+    if (rc == 0 && !code && data && !cJSON_GetObjectItem(data, "id"))
+        fail(&r, "getLocalSession: a whole session", at, span);
+    cJSON_Delete(data);
+    data = NULL;
+    if (at == LONG_MAX && (r.code[1] || r.code[2] || r.code[7]))
+        fail(&r, "the scenario succeeds without injection", at, span);
+
+    /* the shortage is over: what the engine keeps must match its disk */
+    n = nim_alloc_count();
+    nim_alloc_arm(0, 0);
+    REQ(NIM_CMD_VERIFY, NULL, 1);
+    if (rc == 0 && !code) {
+        cJSON *m = cJSON_GetObjectItem(data, "mismatches");
+        if (!m || cJSON_GetArraySize(m) != 0) fail(&r, "kept unread equals a recount after the shortage", at, span);
+    } else if (rc == 0 && strcmp(code, NIM_ERR_DB) != 0) {
+        fail(&r, "verify answers or says DB_Error", at, span);
+    }
+    cJSON_Delete(data);
+    data = NULL;
+    /* the close resumes the count: under a lasting shortage it fails too */
+    if (at == LONG_MAX) nim_alloc_arm(LONG_MAX, 0);
+    else if (at > n) nim_alloc_arm(at - n, span);
+    else if (span == 0) nim_alloc_arm(1, 0);
+    REQ(NIM_CMD_CLOSE, NULL, 0);
+    nim_engine_free(e);   /* joins: must return */
+    n += nim_alloc_count();
+    nim_alloc_arm(0, 0);
+    e = NULL;
+out:
+    nim_alloc_arm(0, 0);
+    if (e) nim_engine_free(e);
+    for (uint64_t q = 1; q < r.next && q < MAXREQ; q++) {
+        if (r.accepted[q] && r.done[q] != 1) {
+            char d[120];
+            snprintf(d, sizeof d, "request %d gets exactly one reply (got %d)", (int)q, r.done[q]);
+            fail(&r, d, at, span);
+        }
+        if (!r.accepted[q] && r.done[q]) fail(&r, "no reply to a refused request", at, span);
+    }
+    return n;
+#undef REQ
+}
+
+static void unlink_db(const char *path) {
+    char aux[300];
+    unlink(path);
+    snprintf(aux, sizeof aux, "%s-wal", path); unlink(aux);
+    snprintf(aux, sizeof aux, "%s-shm", path); unlink(aux);
+}
+
+/* A file database left by a failed run reopens consistent. */
+static int reopen_consistent(const char *path) {
+    nim_engine_config cfg = { .account = "me", .db_path = path };
+    nim_engine *e = nim_engine_start(&cfg);
+    run_state r = { .next = 1 };
+    const char *code = NULL;
+    cJSON *data = NULL;
+    int good = request(e, &r, NIM_CMD_VERIFY, NULL, &code, &data) == 0 && !code &&
+               cJSON_GetArraySize(cJSON_GetObjectItem(data, "mismatches")) == 0;
+    cJSON_Delete(data);
+    nim_engine_free(e);
+    return good;
+}
+
+static long stride_for(long n) {
+    const char *s = getenv("NIM_ALLOC_STRIDE");
+    if (s && atol(s) > 0) return atol(s);
+#if defined(__SANITIZE_ADDRESS__)
+    return n > 300 ? 3 : 1;
+#else
+    return 1;
+#endif
+}
+
+static void sweep(const char *label, const char *dir) {
+    char path[256];
+    int errs = 0;
+    if (dir) { snprintf(path, sizeof path, "%s/base.db", dir); unlink_db(path); }
+    long n = scenario(dir ? path : NULL, LONG_MAX, 0, &errs);
+    test_cond("the scenario runs without injection", n > 0 && errs == 0);
+    if (dir) unlink_db(path);
+    long stride = stride_for(n), runs = 0, with_errors = 0;
+    int before = __test_failed;
+    for (int mode = 0; mode < 2; mode++) {
+        long span = mode == 0 ? 1 : 0;
+        for (long k = 1; k <= n; k += stride) {
+            if (dir) { snprintf(path, sizeof path, "%s/k%ld-%ld.db", dir, k, span); unlink_db(path); }
+            errs = 0;
+            scenario(dir ? path : NULL, k, span, &errs);
+            runs++;
+            if (errs) with_errors++;
+            if (dir) {
+                if (!reopen_consistent(path)) {
+                    char d[160];
+                    snprintf(d, sizeof d, "%s: the file reopens consistent (failing allocation %ld, span %ld)",
+                             label, k, span);
+                    test_cond(d, 0);
+                }
+                unlink_db(path);
+            }
+            if (__test_failed - before > 20) break;   /* enough to read */
+        }
+    }
+    printf("%s: %ld allocations per scenario, %ld injected runs (stride %ld), %ld with error replies\n",
+           label, n, runs, stride, with_errors);
+    test_cond("the sweep ran", runs > 0);
+}
+
+int main(void) {
+    sweep("in-memory engine", NULL);
+    char dir[] = "/tmp/nim-test-alloc-XXXXXX";
+    if (!mkdtemp(dir)) { test_cond("temp dir", 0); return test_report(); }
+    sweep("file engine", dir);
+    rmdir(dir);
+    return test_report();
+}
