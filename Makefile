@@ -134,7 +134,7 @@ asan: deps
 
 valgrind: all
 	NIM_SERVER=./$(BUILD)/nim-server valgrind --error-exitcode=1 --leak-check=no -q \
-	  $(LUA) /usr/bin/busted --cpath='./$(BUILD)/?.so' $(BUSTED_ARGS) spec
+	  $(LUA) /usr/bin/busted --ignore-lua --cpath='./$(BUILD)/?.so' $(BUSTED_ARGS) spec
 
 install: all
 	install -d $(DESTDIR)$(LUA_LIBDIR)/nim $(DESTDIR)$(LUA_DIR)/nim
