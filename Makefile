@@ -132,7 +132,8 @@ asan: deps
 	  RUN_ENV='ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD="$(shell $(CC) -print-file-name=libasan.so) $(shell $(CC) -print-file-name=libubsan.so)"'
 
 
-valgrind: all
+valgrind: DEB_PACKAGES += valgrind
+valgrind: deps all
 	NIM_SERVER=./$(BUILD)/nim-server valgrind --error-exitcode=1 --leak-check=no -q \
 	  $(LUA) /usr/bin/busted --ignore-lua --cpath='./$(BUILD)/?.so' $(BUSTED_ARGS) spec
 
