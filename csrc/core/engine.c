@@ -32,6 +32,8 @@ typedef struct {
 
 struct nim_engine {
     char *account;
+    void (*post_commit)(void *ud);  /* once, after the next commit, before its updates */
+    void *post_commit_ud;
     char *db_path;
     unsigned flags;
     nim_engine_hooks hooks;
@@ -379,6 +381,11 @@ static int commit(nim_engine *e) {
         if (nim_store_put_session(e->store, s) < 0) goto fail;
     }
     if (nim_store_commit(e->store) < 0) goto fail;
+    if (e->post_commit) {
+        void (*f)(void *) = e->post_commit;
+        e->post_commit = NULL;
+        f(e->post_commit_ud);
+    }
     for (size_t i = 0; i < e->ndirty; i++) {
         nim_session *s = e->dirty[i];
         if (s->notify && e->quiet) {
@@ -1136,6 +1143,11 @@ static int raise_cursor(nim_engine *e, const nim_engine_cursor *cur) {
 }
 
 int nim_engine_ingest_ex(nim_engine *e, cJSON *msgs, int *skipped, const nim_engine_cursor *cur) {
+    return nim_engine_ingest_then(e, msgs, skipped, cur, NULL, NULL);
+}
+
+int nim_engine_ingest_then(nim_engine *e, cJSON *msgs, int *skipped, const nim_engine_cursor *cur,
+                           void (*after_commit)(void *ud), void *ud) {
     if (skipped) *skipped = 0;
     if (e->broken) return -1;
     if (begin(e) < 0) return -1;
@@ -1143,7 +1155,11 @@ int nim_engine_ingest_ex(nim_engine *e, cJSON *msgs, int *skipped, const nim_eng
         abandon(e);
         return -1;
     }
-    return commit(e);
+    e->post_commit = after_commit;
+    e->post_commit_ud = ud;
+    int r = commit(e);
+    e->post_commit = NULL;                  /* not run when the commit failed */
+    return r;
 }
 
 /* Engine thread. The session of a server-sent id, created as an invisible

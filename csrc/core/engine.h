@@ -170,6 +170,11 @@ int nim_engine_kv_get(nim_engine *e, const char *key, int64_t *num, char **text)
 int nim_engine_kv_set(nim_engine *e, const char *key, int64_t num, const char *text);
 /* nim_engine_ingest, raising cur (may be NULL) in the same transaction. */
 int nim_engine_ingest_ex(nim_engine *e, cJSON *msgs, int *skipped, const nim_engine_cursor *cur);
+/* nim_engine_ingest_ex, calling after_commit(ud) once the transaction is
+ * committed and before its session updates are queued (not at all when it
+ * fails): events it queues reach the app before those updates. */
+int nim_engine_ingest_then(nim_engine *e, cJSON *msgs, int *skipped, const nim_engine_cursor *cur,
+                           void (*after_commit)(void *ud), void *ud);
 /* Server read pointers [{sessionId, ack}]: each local pointer moves forward
  * only, unread is recounted, updates are queued; cur as above. A pointer of
  * an unknown session is kept in a removed (invisible) row for later. */

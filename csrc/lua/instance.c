@@ -285,6 +285,11 @@ static long elapsed_ns(const struct timespec *t0) {
     return (t.tv_sec - t0->tv_sec) * 1000000000L + (t.tv_nsec - t0->tv_nsec);
 }
 
+static int is_onmsg(const nim_event *ev) {
+    return ev->type == NIM_EV_EXT && !ev->code && ev->numcode == 0 && ev->message &&
+           strcmp(ev->message, "onmsg") == 0;
+}
+
 /* Dispatches pending events within the budget; returns callbacks run. */
 static int dispatch(lua_State *L, l_instance *in) {
     struct timespec t0;
@@ -295,10 +300,15 @@ static int dispatch(lua_State *L, l_instance *in) {
         nim_event *ev = in->pending;
         in->pending = ev->next;
         ev->next = NULL;
+        int was_onmsg = is_onmsg(ev);
         if (ev->type == NIM_EV_UPDATE_SESSION) {
             add_update(L, in, ev, idmap);
         } else {
-            if (ev->type != NIM_EV_DONE) ran += flush_updates(L, in, idmap);
+            /* Updates waiting are delivered before any other kind of event
+             * (onsessions, onsyncdone, ...), so they never appear to come
+             * after it; dones and onmsg let them coalesce on: in a flood, a
+             * session is delivered once per poll, after its messages. */
+            if (ev->type != NIM_EV_DONE && !is_onmsg(ev)) ran += flush_updates(L, in, idmap);
             in->cur = ev;
             switch (ev->type) {
             case NIM_EV_DONE: ran += dispatch_done(L, in, ev); break;
@@ -347,7 +357,10 @@ static int dispatch(lua_State *L, l_instance *in) {
             in->cur = NULL;
             nim_event_free(ev);
         }
-        if (in->pending && (in->nupd >= in->max_upd || elapsed_ns(&t0) > in->budget_ns)) {
+        /* a message's session update follows its onmsg: never stop between
+         * them, so a poll's update shows its last onmsg */
+        if (in->pending && !(was_onmsg && in->pending->type == NIM_EV_UPDATE_SESSION) &&
+            (in->nupd >= in->max_upd || elapsed_ns(&t0) > in->budget_ns)) {
             if (in->eng) nim_engine_rearm(in->eng);
             break;
         }

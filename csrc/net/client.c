@@ -573,6 +573,18 @@ static void on_sync_done(nim_net *n, cJSON *data) {
     finish_sync(n);
 }
 
+typedef struct { nim_net *n; cJSON *arr, *m; int skipped; } live_msg;
+
+/* After the message's commit, before its session update: so the app gets
+ * onmsg first, and the update (coalesced per poll) after it. */
+static void live_msg_stored(void *ud) {
+    live_msg *l = ud;
+    if (!l->skipped && (l->n->want & NIM_NET_WANT_MSG)) {
+        cJSON_DetachItemViaPointer(l->arr, l->m);
+        callback(l->n, "onmsg", l->m);
+    }
+}
+
 static void on_live_msg(nim_net *n, cJSON *data) {
     cJSON *m = cJSON_GetObjectItemCaseSensitive(data, "msg");
     if (!cJSON_IsObject(m)) return;
@@ -580,18 +592,14 @@ static void on_live_msg(nim_net *n, cJSON *data) {
     if (!arr) return;
     cJSON_DetachItemViaPointer(data, m);
     cJSON_AddItemToArray(arr, m);
-    int skipped = 0;
+    live_msg l = { n, arr, m, 0 };
     nim_engine_cursor c = { KEY_MSGS, jid(m, "idServer") };
-    if (nim_engine_ingest_ex(n->e, arr, &skipped, &c) < 0) {
+    if (nim_engine_ingest_then(n->e, arr, &l.skipped, &c, live_msg_stored, &l) < 0) {
         cJSON_Delete(arr);
         drop(n, 1006, "cannot store a received message");   /* it comes back as roaming */
         return;
     }
     if (c.value > n->cur_msgs) n->cur_msgs = c.value;
-    if (!skipped && (n->want & NIM_NET_WANT_MSG)) {
-        cJSON_DetachItemViaPointer(arr, m);
-        callback(n, "onmsg", m);
-    }
     cJSON_Delete(arr);
 }
 
