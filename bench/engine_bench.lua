@@ -78,7 +78,7 @@ local function ingest(gcstep)
     return msgs
   end
   local done, sent, inflight = 0, 0, 0
-  local maxpoll, polls = 0, 0
+  local maxpoll, polls, durations = 0, 0, {}
   local t0 = now()
   local function on_done(err)
     assert(err == nil, tostring(err))
@@ -96,6 +96,7 @@ local function ingest(gcstep)
     nim:poll(0)
     local dt = now() - p0
     polls = polls + 1
+    durations[polls] = dt
     if dt > maxpoll then maxpoll = dt end
     if gcstep then collectgarbage("step", 0) end
     if inflight >= 4 or sent == NB then uv.sleep(0) end
@@ -107,6 +108,9 @@ local function ingest(gcstep)
   report("  elapsed", ("%.3f"):format(elapsed), "s")
   report("  longest poll(0) during ingest (" .. polls .. " polls)", ("%.3f"):format(maxpoll * 1000), "ms",
     gcstep and "< 2" or nil)
+  table.sort(durations)
+  report("  poll(0) p99 / p99.9", ("%.3f / %.3f"):format(durations[math.ceil(polls * 0.99)] * 1000,
+    durations[math.ceil(polls * 0.999)] * 1000), "ms")
   report("  onupdatesession calls (coalesced per poll)", updates, "")
   local verified
   nim:_request("verify", nil, function(err, r) verified = r end)
