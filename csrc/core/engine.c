@@ -495,12 +495,15 @@ static int normalize(nim_engine *e, cJSON *msg, char *sid, size_t sidsz, char *k
 
 /* Engine thread. Stores msgs inside the open transaction. -1 on a store
  * failure, -2 when memory ran out (the caller rolls back and reloads). */
-static int ingest_tx(nim_engine *e, cJSON *msgs, int *skipped) {
+static int ingest_tx(nim_engine *e, cJSON *msgs, int *skipped, unsigned char *fresh) {
     char sid[1024], key[1024];
     cJSON *m;
+    size_t i = 0;
     cJSON_ArrayForEach(m, msgs) {
         int64_t time, rid = 0;
         int countable, inserted;
+        if (fresh) fresh[i] = 0;
+        i++;
         int nr = normalize(e, m, sid, sizeof sid, key, sizeof key, &time, &countable);
         if (nr == -2) return -2;
         if (nr < 0) {
@@ -514,6 +517,7 @@ static int ingest_tx(nim_engine *e, cJSON *msgs, int *skipped) {
             if (!json) return -2;
         }
         int rc = nim_store_insert_msg(e->store, key, sid, time, countable, json, &inserted, &rid);
+        if (rc == 0 && fresh) fresh[i - 1] = (unsigned char)(inserted != 0);
         /* the id is well formed (normalize): apply_msg fails only for memory */
         if (rc == 0 && inserted && apply_msg(e, sid, time, countable, json, rid) < 0) rc = -2;
         if (json != e->pbuf) cJSON_free(json);
@@ -545,7 +549,7 @@ int nim_engine_ingest(nim_engine *e, cJSON *msgs, int *skipped) {
     if (skipped) *skipped = 0;
     if (e->broken) return -1;
     if (begin(e) < 0) return -1;
-    if (ingest_tx(e, msgs, skipped) < 0) { abandon(e); return -1; }
+    if (ingest_tx(e, msgs, skipped, NULL) < 0) { abandon(e); return -1; }
     return commit(e);
 }
 
@@ -801,7 +805,7 @@ static void cmd_save_group(nim_engine *e, nim_cmd **cs, size_t n) {
             cs[i]->req = 0;
             continue;
         }
-        int rc = ingest_tx(e, msgs, NULL);
+        int rc = ingest_tx(e, msgs, NULL, NULL);
         if (rc == -2) {   /* memory: nothing stored, a clear No_Memory each */
             for (size_t j = 0; j < n; j++)
                 if (cs[j]->req) nim_engine_reply(e, cs[j]->req, NIM_ERR_NO_MEMORY, "out of memory", NULL);
@@ -1143,15 +1147,15 @@ static int raise_cursor(nim_engine *e, const nim_engine_cursor *cur) {
 }
 
 int nim_engine_ingest_ex(nim_engine *e, cJSON *msgs, int *skipped, const nim_engine_cursor *cur) {
-    return nim_engine_ingest_then(e, msgs, skipped, cur, NULL, NULL);
+    return nim_engine_ingest_then(e, msgs, skipped, NULL, cur, NULL, NULL);
 }
 
-int nim_engine_ingest_then(nim_engine *e, cJSON *msgs, int *skipped, const nim_engine_cursor *cur,
-                           void (*after_commit)(void *ud), void *ud) {
+int nim_engine_ingest_then(nim_engine *e, cJSON *msgs, int *skipped, unsigned char *fresh,
+                           const nim_engine_cursor *cur, void (*after_commit)(void *ud), void *ud) {
     if (skipped) *skipped = 0;
     if (e->broken) return -1;
     if (begin(e) < 0) return -1;
-    if ((msgs && ingest_tx(e, msgs, skipped) < 0) || raise_cursor(e, cur) < 0) {
+    if ((msgs && ingest_tx(e, msgs, skipped, fresh) < 0) || raise_cursor(e, cur) < 0) {
         abandon(e);
         return -1;
     }

@@ -172,9 +172,11 @@ int nim_engine_kv_set(nim_engine *e, const char *key, int64_t num, const char *t
 int nim_engine_ingest_ex(nim_engine *e, cJSON *msgs, int *skipped, const nim_engine_cursor *cur);
 /* nim_engine_ingest_ex, calling after_commit(ud) once the transaction is
  * committed and before its session updates are queued (not at all when it
- * fails): events it queues reach the app before those updates. */
-int nim_engine_ingest_then(nim_engine *e, cJSON *msgs, int *skipped, const nim_engine_cursor *cur,
-                           void (*after_commit)(void *ud), void *ud);
+ * fails): events it queues reach the app before those updates. fresh (may
+ * be NULL; one byte per message) is set to 1 for each message stored now,
+ * 0 for a duplicate or an invalid one. */
+int nim_engine_ingest_then(nim_engine *e, cJSON *msgs, int *skipped, unsigned char *fresh,
+                           const nim_engine_cursor *cur, void (*after_commit)(void *ud), void *ud);
 /* Server read pointers [{sessionId, ack}]: each local pointer moves forward
  * only, unread is recounted, updates are queued; cur as above. A pointer of
  * an unknown session is kept in a removed (invisible) row for later. */

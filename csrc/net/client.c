@@ -105,6 +105,8 @@ struct nim_net {
     char idc_prefix[24];
 
     int64_t cur_msgs, cur_state; /* persisted cursors (as loaded) */
+    cJSON *live;                 /* live messages received this pass, stored together */
+    int live_count;
     int64_t offline_max;         /* largest offline idServer of this sync */
     int offline_count;           /* offline messages in this sync */
     size_t offline_bytes;        /* and the size of their frames */
@@ -392,8 +394,11 @@ static void drop_link(nim_net *n) {
 
 /* The connection is gone (or never came up): fail what is in flight, tell
  * the app, schedule a reconnect unless told not to. */
+static void flush_live(nim_net *n);
+
 static void connection_lost(nim_net *n, int code, const char *reason, int retry) {
     int was = n->state;
+    flush_live(n);                      /* received before the end: keep them */
     if (n->relogin && retry && !n->user_down) {
         /* closed to fetch the rest of the offline messages: at once, quietly */
         n->relogin = 0;
@@ -573,34 +578,62 @@ static void on_sync_done(nim_net *n, cJSON *data) {
     finish_sync(n);
 }
 
-typedef struct { nim_net *n; cJSON *arr, *m; int skipped; } live_msg;
+typedef struct { nim_net *n; cJSON *arr; unsigned char *fresh; } live_batch;
 
-/* After the message's commit, before its session update: so the app gets
- * onmsg first, and the update (coalesced per poll) after it. */
-static void live_msg_stored(void *ud) {
-    live_msg *l = ud;
-    if (!l->skipped && (l->n->want & NIM_NET_WANT_MSG)) {
-        cJSON_DetachItemViaPointer(l->arr, l->m);
-        callback(l->n, "onmsg", l->m);
+/* After the batch's commit, before its session updates: the app gets each
+ * new message's onmsg first, and the updates (coalesced per poll) after. */
+static void live_stored(void *ud) {
+    live_batch *b = ud;
+    if (!(b->n->want & NIM_NET_WANT_MSG)) return;
+    size_t i = 0;
+    for (cJSON *m = b->arr->child, *next; m; m = next, i++) {
+        next = m->next;
+        if (!b->fresh[i]) continue;             /* a duplicate (or invalid): no onmsg */
+        cJSON_DetachItemViaPointer(b->arr, m);
+        callback(b->n, "onmsg", m);
     }
 }
+
+/* Stores the live messages received so far in one transaction (one fsync
+ * for a burst instead of one per message). Called at the end of every
+ * service pass, before any other frame is handled (a read pointer or a
+ * reply must find them stored), when the connection ends and at stop. */
+static void flush_live(nim_net *n) {
+    cJSON *arr = n->live;
+    if (!arr) return;
+    n->live = NULL;
+    int count = n->live_count;
+    n->live_count = 0;
+    int64_t top = 0;
+    for (cJSON *m = arr->child; m; m = m->next) {
+        int64_t id = jid(m, "idServer");
+        if (id > top) top = id;
+    }
+    live_batch b = { n, arr, nim_calloc((size_t)count, 1) };
+    nim_engine_cursor c = { KEY_MSGS, top };
+    if (!b.fresh || nim_engine_ingest_then(n->e, arr, NULL, b.fresh, &c, live_stored, &b) < 0) {
+        nim_free(b.fresh);
+        cJSON_Delete(arr);
+        drop(n, 1006, "cannot store received messages");   /* they come back as roaming */
+        return;
+    }
+    if (c.value > n->cur_msgs) n->cur_msgs = c.value;
+    nim_free(b.fresh);
+    cJSON_Delete(arr);
+}
+
+enum { LIVE_BATCH = 256 };
 
 static void on_live_msg(nim_net *n, cJSON *data) {
     cJSON *m = cJSON_GetObjectItemCaseSensitive(data, "msg");
     if (!cJSON_IsObject(m)) return;
-    cJSON *arr = cJSON_CreateArray();
-    if (!arr) return;
-    cJSON_DetachItemViaPointer(data, m);
-    cJSON_AddItemToArray(arr, m);
-    live_msg l = { n, arr, m, 0 };
-    nim_engine_cursor c = { KEY_MSGS, jid(m, "idServer") };
-    if (nim_engine_ingest_then(n->e, arr, &l.skipped, &c, live_msg_stored, &l) < 0) {
-        cJSON_Delete(arr);
-        drop(n, 1006, "cannot store a received message");   /* it comes back as roaming */
+    if (!n->live && !(n->live = cJSON_CreateArray())) {
+        drop(n, 1006, "cannot store a received message");
         return;
     }
-    if (c.value > n->cur_msgs) n->cur_msgs = c.value;
-    cJSON_Delete(arr);
+    cJSON_DetachItemViaPointer(data, m);
+    cJSON_AddItemToArray(n->live, m);
+    if (++n->live_count >= LIVE_BATCH) flush_live(n);
 }
 
 static int64_t max_ver(const cJSON *arr) {
@@ -752,6 +785,8 @@ static void on_frame(nim_net *n, const char *buf, size_t len) {
         report_error(n, NULL, NIM_CODE_BAD_FRAME, err, "frame");
         return;
     }
+    if (!(f.kind == NIM_FRAME_PUSH && nim_proto_push_from_name(f.name) == NIM_PUSH_MSG))
+        flush_live(n);                  /* what came before this frame is stored first */
     if (f.kind == NIM_FRAME_RESPONSE) {
         pending *p = take_pending(n, f.id);
         if (p) {
@@ -1001,6 +1036,7 @@ static void hook_wait(nim_engine *e, void *ud, int timeout_ms) {
     nim_net *n = ud;
     flush_acks(n);
     if (n->ctx) lws_service(n->ctx, 0);
+    flush_live(n);                      /* the pass's live messages, one transaction */
 }
 
 static void hook_wake(nim_engine *e, void *ud) {
@@ -1096,6 +1132,7 @@ static void hook_command(nim_engine *e, void *ud, nim_cmd *c) {
 
 static void hook_stop(nim_engine *e, void *ud) {
     nim_net *n = ud;
+    flush_live(n);
     for (pending *p; (p = pop_pending(n));) {
         if (p->kind == RQ_APP) nim_engine_reply(e, p->req, NIM_ERR_CLOSED, "the instance was destroyed", NULL);
         cJSON_Delete(p->msg);
@@ -1188,6 +1225,7 @@ nim_net *nim_net_new(const nim_net_config *cfg, const char **err) {
 
 void nim_net_free(nim_net *n) {
     if (!n) return;
+    cJSON_Delete(n->live);
     for (pending *p; (p = pop_pending(n));) {
         cJSON_Delete(p->msg);
         nim_free(p);
