@@ -368,6 +368,17 @@ static void touch(nim_engine *e, const char *id) {
     if (c) e->touched[e->ntouched++] = c;
 }
 
+/* Engine thread. Undoes the open transaction and reloads the cache from the
+ * database, so it holds only what is stored; an engine that cannot reload
+ * is broken (every later request gets DB_Error). */
+static void rollback_reload(nim_engine *e) {
+    nim_store_rollback(e->store);
+    if (reload(e) < 0) {
+        e->broken = 1;
+        emit(e, NIM_EV_ERROR, 0, NIM_ERR_DB, "cannot reload sessions after a failed write", NULL);
+    }
+}
+
 /* Engine thread. Writes the dirty sessions (recounting unread where the
  * pointer moved) and commits; then queues the update events. On failure
  * rolls back, reloads the cache and returns -1. */
@@ -400,11 +411,7 @@ static int commit(nim_engine *e) {
     return 0;
 fail:
     emit(e, NIM_EV_ERROR, 0, NIM_ERR_DB, nim_store_errmsg(e->store), NULL);
-    nim_store_rollback(e->store);
-    if (reload(e) < 0) {
-        e->broken = 1;
-        emit(e, NIM_EV_ERROR, 0, NIM_ERR_DB, "cannot reload sessions after a failed write", NULL);
-    }
+    rollback_reload(e);
     return -1;
 }
 
@@ -538,11 +545,7 @@ static void abandon(nim_engine *e) {
  * the database does. */
 static void undo(nim_engine *e, uint64_t req, const char *code, const char *message) {
     nim_engine_reply(e, req, code, message, NULL);
-    nim_store_rollback(e->store);
-    if (reload(e) < 0) {
-        e->broken = 1;
-        emit(e, NIM_EV_ERROR, 0, NIM_ERR_DB, "cannot reload sessions after a failed write", NULL);
-    }
+    rollback_reload(e);
 }
 
 int nim_engine_ingest(nim_engine *e, cJSON *msgs, int *skipped) {
@@ -809,11 +812,7 @@ static void cmd_save_group(nim_engine *e, nim_cmd **cs, size_t n) {
         if (rc == -2) {   /* memory: nothing stored, a clear No_Memory each */
             for (size_t j = 0; j < n; j++)
                 if (cs[j]->req) nim_engine_reply(e, cs[j]->req, NIM_ERR_NO_MEMORY, "out of memory", NULL);
-            nim_store_rollback(e->store);
-            if (reload(e) < 0) {
-                e->broken = 1;
-                emit(e, NIM_EV_ERROR, 0, NIM_ERR_DB, "cannot reload sessions after a failed write", NULL);
-            }
+            rollback_reload(e);
             return;
         }
         if (rc < 0) {

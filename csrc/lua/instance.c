@@ -308,7 +308,7 @@ static int dispatch(lua_State *L, l_instance *in) {
              * (onsessions, onsyncdone, ...), so they never appear to come
              * after it; dones and onmsg let them coalesce on: in a flood, a
              * session is delivered once per poll, after its messages. */
-            if (ev->type != NIM_EV_DONE && !is_onmsg(ev)) ran += flush_updates(L, in, idmap);
+            if (ev->type != NIM_EV_DONE && !was_onmsg) ran += flush_updates(L, in, idmap);
             in->cur = ev;
             switch (ev->type) {
             case NIM_EV_DONE: ran += dispatch_done(L, in, ev); break;
@@ -357,16 +357,17 @@ static int dispatch(lua_State *L, l_instance *in) {
             in->cur = NULL;
             nim_event_free(ev);
         }
-        /* a message's session update follows its onmsg: never stop between
-         * them, so a poll's update shows its last onmsg */
-        if (in->pending && !(was_onmsg && in->pending->type == NIM_EV_UPDATE_SESSION) &&
-            (in->nupd >= in->max_upd || elapsed_ns(&t0) > in->budget_ns)) {
-            if (in->eng) nim_engine_rearm(in->eng);
-            break;
+        int spent = in->nupd >= in->max_upd || elapsed_ns(&t0) > in->budget_ns;
+        if (in->pending) {
+            /* a message's session update follows its onmsg: never stop
+             * between them, so a poll's update shows its last onmsg */
+            if (spent && !(was_onmsg && in->pending->type == NIM_EV_UPDATE_SESSION)) {
+                if (in->eng) nim_engine_rearm(in->eng);
+                break;
+            }
+        } else if (!spent && in->eng) {
+            in->pending = nim_engine_take_events(in->eng);   /* queued meanwhile */
         }
-        /* budget left: take what the engine queued meanwhile */
-        if (!in->pending && in->eng && in->nupd < in->max_upd && elapsed_ns(&t0) <= in->budget_ns)
-            in->pending = nim_engine_take_events(in->eng);
     }
     ran += flush_updates(L, in, idmap);
     lua_pop(L, 1);

@@ -392,10 +392,10 @@ static void drop_link(nim_net *n) {
         fail_pending(n, p, NIM_ERR_NOT_CONNECTED, "the connection was lost");
 }
 
-/* The connection is gone (or never came up): fail what is in flight, tell
- * the app, schedule a reconnect unless told not to. */
 static void flush_live(nim_net *n);
 
+/* The connection is gone (or never came up): fail what is in flight, tell
+ * the app, schedule a reconnect unless told not to. */
 static void connection_lost(nim_net *n, int code, const char *reason, int retry) {
     int was = n->state;
     flush_live(n);                      /* received before the end: keep them */

@@ -140,6 +140,16 @@ end
 -- NIM.run(fn, ...): runs fn(...) in a coroutine and drives every instance's
 -- poll until it finishes; returns fn's results or raises its error (with the
 -- coroutine's traceback).
+-- The instances with callbacks still to come: open ones, and destroyed ones
+-- whose last callbacks (destroy's done) are still being delivered.
+local function live_instances()
+  local live = {}
+  for nim in pairs(accounts) do
+    if nim:_state() ~= "destroyed" or nim:poll(0) > 0 then live[#live + 1] = nim end
+  end
+  return live
+end
+
 function M.run(fn, ...)
   if not callable(fn) then error("run: bad argument 'fn' (callable expected, got " .. type(fn) .. ")", 2) end
   local co = coroutine.create(fn)
@@ -147,10 +157,7 @@ function M.run(fn, ...)
   runs[co] = run
   step(co, ...)
   while not run.results and not run.err do
-    local live = {}
-    for nim in pairs(accounts) do
-      if nim:_state() ~= "destroyed" or nim:poll(0) > 0 then live[#live + 1] = nim end
-    end
+    local live = live_instances()
     if #live == 0 and #ready == 0 and #rounds == 0 then
       error("run: the coroutine is waiting for a request but no nim instance is alive", 2)
     end
@@ -174,9 +181,9 @@ end
 -- cond; elsewhere it polls every live instance itself. Not from a callback.
 local now = require("nim.core").now
 function M.wait(cond, timeout)
-  if not callable(cond) then error("wait: bad argument 'cond' (callable expected, got " .. type(cond) .. ")", 2) end
-  if timeout ~= nil and (math.type(timeout) ~= "integer" or timeout < 0) then
-    error("wait: bad argument 'timeout_ms' (non-negative integer expected, got " .. tostring(timeout) .. ")", 2)
+  if not callable(cond) then argerror("wait", "cond", "callable expected, got " .. type(cond)) end
+  if timeout ~= nil and (math_type(timeout) ~= "integer" or timeout < 0) then
+    argerror("wait", "timeout_ms", "non-negative integer expected, got " .. tostring(timeout))
   end
   local deadline = timeout and now() + timeout
   local co = co_running()
@@ -186,10 +193,7 @@ function M.wait(cond, timeout)
     if in_run then
       co_yield(WAIT)
     else
-      local live = {}
-      for nim in pairs(accounts) do
-        if nim:_state() ~= "destroyed" then live[#live + 1] = nim end
-      end
+      local live = live_instances()
       if #live == 0 then error("wait: the condition is false and no nim instance is alive", 2) end
       for _, nim in ipairs(live) do nim:poll(#live == 1 and 10 or 2) end
     end
