@@ -69,8 +69,21 @@ struct nim_engine {
     int quiet;                     /* in a network sync: remember, do not queue, updates */
     char **touched;                /* ids changed while quiet (may repeat) */
     size_t ntouched, captouched;
+    unsigned resync;               /* RESYNC_*: what try_resync must (re)send */
     char pbuf[16384];              /* message printing buffer */
 };
+
+/* What the engine still owes the owner's view of the sessions (set when an
+ * event is due, or could not be queued for want of memory; try_resync
+ * sends it at the next chance). A view is never left behind silently: a
+ * lost update is sent again, a lost list is sent again whole. */
+enum {
+    RESYNC_LIST     = 1,  /* NIM_EV_SESSIONS with every live session */
+    RESYNC_UPDATES  = 2,  /* an update per session marked lost */
+    RESYNC_SYNCDONE = 4,  /* NIM_EV_SYNCDONE, after the list */
+};
+/* ms between retries while something is owed and no command comes */
+#define RESYNC_RETRY_MS 100
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -236,11 +249,11 @@ static void enqueue(nim_engine *e, nim_event *ev, int drop_spare) {
 void nim_engine_emit(nim_engine *e, nim_event *ev) { enqueue(e, ev, 1); }
 
 /* Engine thread. Queues an event; on allocation failure the data is freed
- * (the event is lost, which is reported as well as memory allows). A reply
- * (NIM_EV_DONE) takes its command's spare event, so it is never lost; its
- * message may be (NULL when it cannot be copied). */
-static void emit(nim_engine *e, int type, uint64_t req, const char *code, const char *message,
-                 cJSON *data) {
+ * and -1 returned (the event is lost: callers of session events mark what
+ * to send again). A reply (NIM_EV_DONE) takes its command's spare event,
+ * so it is never lost; its message may be (NULL when it cannot be copied). */
+static int emit(nim_engine *e, int type, uint64_t req, const char *code, const char *message,
+                cJSON *data) {
     nim_event *ev = NULL;
     if (type == NIM_EV_DONE) {
         pthread_mutex_lock(&e->evlock);
@@ -249,13 +262,14 @@ static void emit(nim_engine *e, int type, uint64_t req, const char *code, const 
         if (ev) memset(ev, 0, sizeof *ev);
     }
     if (!ev) ev = nim_calloc(1, sizeof *ev);
-    if (!ev) { cJSON_Delete(data); return; }
+    if (!ev) { cJSON_Delete(data); return -1; }
     ev->type = type;
     ev->req = req;
     ev->code = code;
     ev->message = message ? xstrdup(message) : NULL;
     ev->data = data;
     enqueue(e, ev, 0);
+    return 0;
 }
 
 void nim_engine_reply(nim_engine *e, uint64_t req, const char *code, const char *message,
@@ -354,18 +368,34 @@ static int jset_(cJSON *o, const char *k, const char *v, int is_static) {
 
 /* -------------------------------------------------------- transactions */
 
-/* Engine thread. Remembers id as changed during a sync (best effort: on
- * allocation failure the session is left out of the resync's onsessions). */
+/* Engine thread. Updates were owed to sessions whose marks are gone (the
+ * cache was reloaded): every live session is owed again (one list when the
+ * owner takes lists, else an update each). */
+static void lost_all(nim_engine *e) {
+    if (e->flags & NIM_ENGINE_NOTIFY_SESSIONS) {
+        e->resync |= RESYNC_LIST;
+    } else if (e->flags & NIM_ENGINE_NOTIFY_UPDATES) {
+        for (size_t i = 0; i < e->sessions.cap; i++) {
+            nim_session *s = e->sessions.slots[i];
+            if (s && s->deleted == NIM_SESS_LIVE) s->lost = 1;
+        }
+        e->resync |= RESYNC_UPDATES;
+    }
+}
+
+/* Engine thread. Remembers id as changed during a sync, for the list at
+ * its end; when memory runs out the whole list is owed instead. */
 static void touch(nim_engine *e, const char *id) {
     if (e->ntouched == e->captouched) {
         size_t nc = e->captouched ? e->captouched * 2 : 256;
         char **nt = nim_realloc(e->touched, nc * sizeof *nt);
-        if (!nt) return;
+        if (!nt) { e->resync |= RESYNC_LIST; return; }
         e->touched = nt;
         e->captouched = nc;
     }
     char *c = xstrdup(id);
     if (c) e->touched[e->ntouched++] = c;
+    else e->resync |= RESYNC_LIST;
 }
 
 /* Engine thread. Undoes the open transaction and reloads the cache from the
@@ -373,7 +403,10 @@ static void touch(nim_engine *e, const char *id) {
  * is broken (every later request gets DB_Error). */
 static void rollback_reload(nim_engine *e) {
     nim_store_rollback(e->store);
-    if (reload(e) < 0) {
+    int owed = e->resync & RESYNC_UPDATES;   /* the lost marks go with the cache */
+    int rc = reload(e);
+    if (owed) lost_all(e);
+    if (rc < 0) {
         e->broken = 1;
         emit(e, NIM_EV_ERROR, 0, NIM_ERR_DB, "cannot reload sessions after a failed write", NULL);
     }
@@ -403,7 +436,12 @@ static int commit(nim_engine *e) {
             touch(e, s->id);
         } else if (s->notify && s->deleted == NIM_SESS_LIVE && (e->flags & NIM_ENGINE_NOTIFY_UPDATES)) {
             cJSON *j = session_json(s);
-            if (j) emit(e, NIM_EV_UPDATE_SESSION, 0, NULL, NULL, j);
+            if (j && emit(e, NIM_EV_UPDATE_SESSION, 0, NULL, NULL, j) == 0) {
+                s->lost = 0;
+            } else {
+                s->lost = 1;                       /* sent again by try_resync */
+                e->resync |= RESYNC_UPDATES;
+            }
         }
         s->dirty = s->notify = 0;
     }
@@ -564,28 +602,68 @@ static int cmp_sess_desc(const void *a, const void *b) {
     return -strcmp(x->id, y->id);
 }
 
-void nim_engine_emit_sync(nim_engine *e) {
-    if ((e->flags & NIM_ENGINE_NOTIFY_SESSIONS) && !e->broken) {
-        size_t n = 0;
-        nim_session **v = nim_malloc((e->sessions.count + 1) * sizeof *v);
-        if (v) {
+/* Engine thread. Queues NIM_EV_SESSIONS with v[0..n) (sorted here), whole
+ * or not at all: 0 when queued. */
+static int emit_list(nim_engine *e, nim_session **v, size_t n) {
+    qsort(v, n, sizeof *v, cmp_sess_desc);
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; arr && i < n; i++) {
+        cJSON *j = session_json(v[i]);
+        if (!j) { cJSON_Delete(arr); return -1; }
+        cJSON_AddItemToArray(arr, j);
+    }
+    return arr ? emit(e, NIM_EV_SESSIONS, 0, NULL, NULL, arr) : -1;
+}
+
+/* Engine thread. Sends what the owner is owed (e->resync), in order: the
+ * list, the updates, then onsyncdone; stops at the first thing memory does
+ * not allow, to be tried again at the next command or RESYNC_RETRY_MS. A
+ * list supersedes the updates owed before it. Nothing while quiet: the
+ * sync's end sends its list. */
+static void try_resync(nim_engine *e) {
+    if (e->quiet || !e->resync) return;
+    if (e->broken) { e->resync &= RESYNC_SYNCDONE; }
+    if (e->resync & RESYNC_LIST) {
+        if (e->flags & NIM_ENGINE_NOTIFY_SESSIONS) {
+            nim_session **v = nim_malloc((e->sessions.count + 1) * sizeof *v);
+            if (!v) return;
+            size_t n = 0;
             for (size_t i = 0; i < e->sessions.cap; i++) {
                 nim_session *s = e->sessions.slots[i];
                 if (s && s->deleted == NIM_SESS_LIVE) v[n++] = s;
             }
-            qsort(v, n, sizeof *v, cmp_sess_desc);
-            if (n) {
-                cJSON *arr = cJSON_CreateArray();
-                for (size_t i = 0; arr && i < n; i++) {
-                    cJSON *j = session_json(v[i]);
-                    if (j) cJSON_AddItemToArray(arr, j);
-                }
-                if (arr) emit(e, NIM_EV_SESSIONS, 0, NULL, NULL, arr);
-            }
+            int rc = n ? emit_list(e, v, n) : 0;
             nim_free(v);
+            if (rc < 0) return;
+            for (size_t i = 0; i < e->sessions.cap; i++)
+                if (e->sessions.slots[i]) e->sessions.slots[i]->lost = 0;
+            e->resync &= ~(unsigned)RESYNC_UPDATES;
         }
+        e->resync &= ~(unsigned)RESYNC_LIST;
     }
-    emit(e, NIM_EV_SYNCDONE, 0, NULL, NULL, NULL);
+    if (e->resync & RESYNC_UPDATES) {
+        for (size_t i = 0; i < e->sessions.cap; i++) {
+            nim_session *s = e->sessions.slots[i];
+            if (!s || !s->lost) continue;
+            if (s->deleted == NIM_SESS_LIVE && (e->flags & NIM_ENGINE_NOTIFY_UPDATES)) {
+                cJSON *j = session_json(s);
+                if (!j || emit(e, NIM_EV_UPDATE_SESSION, 0, NULL, NULL, j) < 0) return;
+            }
+            s->lost = 0;
+        }
+        e->resync &= ~(unsigned)RESYNC_UPDATES;
+    }
+    if (e->resync & RESYNC_SYNCDONE) {
+        if (emit(e, NIM_EV_SYNCDONE, 0, NULL, NULL, NULL) < 0) return;
+        e->resync &= ~(unsigned)RESYNC_SYNCDONE;
+    }
+}
+
+/* Engine thread. The sessions list (when the owner takes it) then
+ * onsyncdone, now or as soon as memory allows. */
+void nim_engine_emit_sync(nim_engine *e) {
+    e->resync |= RESYNC_LIST | RESYNC_SYNCDONE;
+    try_resync(e);
 }
 
 typedef struct { nim_engine *e; cJSON *arr; int oom; } page_ctx;
@@ -730,8 +808,12 @@ static void cmd_update_session(nim_engine *e, nim_cmd *c) {
 
 static void cmd_delete_sessions(nim_engine *e, nim_cmd *c) {
     int logic = jbool(c->args, "isLogic", 0);
-    if (begin(e) < 0) { reply_db(e, c->req); return; }
     const cJSON *ids = cJSON_GetObjectItemCaseSensitive(c->args, "ids"), *it;
+    if (!cJSON_IsArray(ids)) {   /* never "deleted" for a request that named nothing */
+        nim_engine_reply(e, c->req, NIM_ERR_BAD_ARGS, "ids: array expected", NULL);
+        return;
+    }
+    if (begin(e) < 0) { reply_db(e, c->req); return; }
     cJSON_ArrayForEach(it, ids) {
         if (!cJSON_IsString(it)) continue;
         nim_session *s = find(e, it->valuestring);
@@ -987,13 +1069,14 @@ static void *engine_main(void *arg) {
     if (!(e->flags & NIM_ENGINE_DEFER_SYNC)) nim_engine_emit_sync(e);
 
     while (!e->stop) {
+        try_resync(e);             /* before the commands: their replies come after */
         pthread_mutex_lock(&e->qlock);
         nim_cmd *c = e->cmd_head;
         e->cmd_head = e->cmd_tail = NULL;
         pthread_mutex_unlock(&e->qlock);
         if (!c) {
             if (__atomic_load_n(&e->stop_asked, __ATOMIC_ACQUIRE)) break;
-            e->hooks.wait(e, e->hooks.ud, -1);
+            e->hooks.wait(e, e->hooks.ud, e->resync && !e->quiet ? RESYNC_RETRY_MS : -1);
             continue;
         }
         while (c) {
@@ -1278,32 +1361,26 @@ static int cmp_ptr(const void *a, const void *b) {
 
 void nim_engine_sync_end(nim_engine *e, int all) {
     e->quiet = 0;
-    if (all) {
-        for (size_t i = 0; i < e->ntouched; i++) nim_free(e->touched[i]);
-        e->ntouched = 0;
-        nim_engine_emit_sync(e);
-        return;
+    nim_session **v = NULL;
+    if (!all && !(e->resync & RESYNC_LIST)) {   /* an owed list covers the touched */
+        v = nim_malloc((e->ntouched + 1) * sizeof *v);
+        if (!v) e->resync |= RESYNC_LIST;
     }
     size_t n = 0;
-    nim_session **v = nim_malloc((e->ntouched + 1) * sizeof *v);
     for (size_t i = 0; i < e->ntouched; i++) {
-        nim_session *s = find(e, e->touched[i]);
-        if (v && s && s->deleted == NIM_SESS_LIVE) v[n++] = s;
+        nim_session *s = v ? find(e, e->touched[i]) : NULL;
+        if (s && s->deleted == NIM_SESS_LIVE) v[n++] = s;
         nim_free(e->touched[i]);
     }
     e->ntouched = 0;
+    if (all) e->resync |= RESYNC_LIST;
     if (v && n && (e->flags & NIM_ENGINE_NOTIFY_SESSIONS) && !e->broken) {
         qsort(v, n, sizeof *v, cmp_ptr);
         size_t u = 0;
         for (size_t i = 0; i < n; i++) if (u == 0 || v[i] != v[u - 1]) v[u++] = v[i];
-        qsort(v, u, sizeof *v, cmp_sess_desc);
-        cJSON *arr = cJSON_CreateArray();
-        for (size_t i = 0; arr && i < u; i++) {
-            cJSON *j = session_json(v[i]);
-            if (j) cJSON_AddItemToArray(arr, j);
-        }
-        if (arr) emit(e, NIM_EV_SESSIONS, 0, NULL, NULL, arr);
+        if (emit_list(e, v, u) < 0) e->resync |= RESYNC_LIST;
     }
     nim_free(v);
-    emit(e, NIM_EV_SYNCDONE, 0, NULL, NULL, NULL);
+    e->resync |= RESYNC_SYNCDONE;
+    try_resync(e);
 }

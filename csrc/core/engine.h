@@ -153,7 +153,8 @@ void nim_engine_reply(nim_engine *e, uint64_t req, const char *code, const char 
                       cJSON *data);
 /* The session with id, as a new cJSON object, or NULL if unknown/removed. */
 cJSON *nim_engine_session_json(nim_engine *e, const char *id);
-/* Queues onsessions (every live session) then onsyncdone. */
+/* Queues onsessions (every live session) then onsyncdone; when memory
+ * runs out, as soon as it allows (the engine retries: see try_resync). */
 void nim_engine_emit_sync(nim_engine *e);
 const char *nim_engine_account(nim_engine *e);
 
@@ -192,7 +193,8 @@ int nim_engine_apply_tops(nim_engine *e, const cJSON *items, int replace);
 void nim_engine_sync_begin(nim_engine *e);
 /* Ends a sync: queues onsessions (every live session when all, else the
  * live sessions changed since nim_engine_sync_begin; nothing when empty),
- * then onsyncdone. */
+ * then onsyncdone. A list that memory does not allow is sent later with
+ * every live session, and onsyncdone after it. */
 void nim_engine_sync_end(nim_engine *e, int all);
 /* A sync that cannot finish (the connection was lost): updates are queued
  * again, and the sessions changed so far stay remembered for the next

@@ -31,6 +31,8 @@ typedef struct nim_session {
     uint8_t  dirty;         /* row must be written in this transaction */
     uint8_t  notify;        /* an update event must be sent after commit */
     uint8_t  recount;       /* ack moved: unread must be recounted */
+    uint8_t  lost;          /* engine: its last update event was lost (no
+                               memory) and must be sent again */
     int64_t  updateTime;
     int64_t  ack;           /* read pointer: a message time */
     int64_t  unread;        /* countable stored messages with time > ack */

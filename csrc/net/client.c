@@ -1032,6 +1032,8 @@ static int hook_start(nim_engine *e, void *ud) {
     return 0;
 }
 
+/* One lws pass; timeout_ms needs no timer of its own: the TICK_US tick
+ * ends a pass at least that often. */
 static void hook_wait(nim_engine *e, void *ud, int timeout_ms) {
     nim_net *n = ud;
     flush_acks(n);

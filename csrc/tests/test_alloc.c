@@ -14,7 +14,15 @@
  * engine says DB_Error); a file database reopens consistent. Leaks are left
  * to ASan's leak checker (make asan runs this with detect_leaks on).
  *
- * NIM_ALLOC_STRIDE=n tries every nth point only (default: every point). */
+ * After the shortage the callbacks' view must also add up: the events the
+ * engine queued (onsessions lists and updates replacing sessions by id, a
+ * successful delete removing one) must equal getLocalSessions, the opening
+ * list must hold every stored session (a list is never sent in part), and
+ * onsyncdone must come once, after it. An event lost to the shortage is
+ * sent again (engine.c try_resync).
+ *
+ * NIM_ALLOC_STRIDE=n tries every nth point only (default: every point);
+ * NIM_ALLOC_DEBUG=1 prints the view and the truth when they differ. */
 #include "core/engine.h"
 #include "core/alloc.h"
 #include "testhelp.h"
@@ -33,6 +41,7 @@ typedef struct {
     int accepted[MAXREQ];    /* submit returned 0 */
     const char *code[MAXREQ];
     int bad;                 /* a failure already reported in this run */
+    nim_event *kept, *kept_tail;   /* every event, in order, for the view check */
 } run_state;
 
 static int known_code(const char *c) {
@@ -50,9 +59,76 @@ static void take(nim_engine *e, run_state *r, cJSON **data_of, uint64_t want) {
             r->code[ev->req] = ev->code;
             if (data_of && ev->req == want) { *data_of = ev->data; ev->data = NULL; }
         }
-        nim_event_free(ev);
+        if (r->kept_tail) r->kept_tail->next = ev; else r->kept = ev;
+        r->kept_tail = ev;
         ev = n;
     }
+}
+
+static void free_kept(run_state *r) {
+    nim_event_free(r->kept);   /* the whole chain */
+    r->kept = r->kept_tail = NULL;
+}
+
+/* The owner's view, built as an app builds it: onsessions lists and
+ * updates replace sessions by id, a successful delete removes them. */
+#define VIEW_MAX 16
+typedef struct {
+    const cJSON *s[VIEW_MAX];
+    int n, lists, first_list_n, syncdones, list_after_syncdone;
+} view;
+
+/* sessions in the database a scenario starts on (the file engine's base) */
+static int base_sessions;
+
+static void view_put(view *v, const cJSON *s) {
+    const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(s, "id"));
+    for (int i = 0; i < v->n; i++)
+        if (!strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(v->s[i], "id")), id)) { v->s[i] = s; return; }
+    if (v->n < VIEW_MAX) v->s[v->n++] = s;
+}
+
+static void view_cut(view *v, const char *id) {
+    for (int i = 0; i < v->n; i++)
+        if (!strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(v->s[i], "id")), id)) {
+            v->s[i] = v->s[--v->n];
+            return;
+        }
+}
+
+static void view_build(view *v, const run_state *r, uint64_t delete_req, const char *deleted) {
+    memset(v, 0, sizeof *v);
+    for (const nim_event *ev = r->kept; ev; ev = ev->next) {
+        const cJSON *s;
+        switch (ev->type) {
+        case NIM_EV_SESSIONS:
+            if (v->lists++ == 0) v->first_list_n = cJSON_GetArraySize(ev->data);
+            if (v->syncdones) v->list_after_syncdone = 1;
+            cJSON_ArrayForEach(s, ev->data) view_put(v, s);
+            break;
+        case NIM_EV_UPDATE_SESSION: view_put(v, ev->data); break;
+        case NIM_EV_SYNCDONE: v->syncdones++; break;
+        case NIM_EV_DONE: if (ev->req == delete_req && !ev->code) view_cut(v, deleted); break;
+        }
+    }
+}
+
+/* 1 when the view holds exactly the sessions of list (a getLocalSessions
+ * answer), each with the same unread, updateTime and isTop. */
+static int view_matches(const view *v, const cJSON *list) {
+    if (cJSON_GetArraySize(list) != v->n) return 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, list) {
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(t, "id"));
+        const cJSON *s = NULL;
+        for (int i = 0; i < v->n && !s; i++)
+            if (!strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(v->s[i], "id")), id)) s = v->s[i];
+        if (!s) return 0;
+        static const char *const keys[] = {"unread", "updateTime", "isTop"};
+        for (int k = 0; k < 3; k++)
+            if (!cJSON_Compare(cJSON_GetObjectItem(s, keys[k]), cJSON_GetObjectItem(t, keys[k]), 1)) return 0;
+    }
+    return 1;
 }
 
 /* Submits cmd (args parsed from json, possibly failing under injection)
@@ -139,6 +215,7 @@ static long scenario(const char *path, long at, long span, int *n_errors) {
     data = NULL;
     REQ(NIM_CMD_SET_CURR, "{\"id\":\"p2p-bob\"}", 0);
     REQ(NIM_CMD_RESET_ALL_UNREAD, NULL, 0);
+    uint64_t delete_req = r.next;
     REQ(NIM_CMD_DELETE_SESSIONS, "{\"ids\":[\"p2p-carol\"]}", 0);
     REQ(NIM_CMD_GET_SESSION, "{\"sessionId\":\"p2p-bob\"}", 1);
     if (rc == 0 && !code && data && !cJSON_GetObjectItem(data, "id"))
@@ -157,6 +234,28 @@ static long scenario(const char *path, long at, long span, int *n_errors) {
         if (!m || cJSON_GetArraySize(m) != 0) fail(&r, "kept unread equals a recount after the shortage", at, span);
     } else if (rc == 0 && strcmp(code, NIM_ERR_DB) != 0) {
         fail(&r, "verify answers or says DB_Error", at, span);
+    }
+    cJSON_Delete(data);
+    data = NULL;
+    /* ... and what it told the owner must add up to what it keeps: an
+     * event lost to the shortage is sent again, a list never in part */
+    REQ(NIM_CMD_GET_SESSIONS, "{\"limit\":100}", 1);
+    if (rc == 0 && !code) {
+        view v;
+        view_build(&v, &r, delete_req, "p2p-carol");
+        if (!view_matches(&v, cJSON_GetObjectItem(data, "sessions"))) {
+            if (getenv("NIM_ALLOC_DEBUG")) {   /* print the view and the truth */
+                for (int i = 0; i < v.n; i++) { char *t = cJSON_PrintUnformatted(v.s[i]); fprintf(stderr, "view %s\n", t); free(t); }
+                char *t = cJSON_PrintUnformatted(data); fprintf(stderr, "truth %s\n", t); free(t);
+                for (uint64_t q = 1; q < r.next; q++) fprintf(stderr, "req %d code %s\n", (int)q, r.code[q] ? r.code[q] : "-");
+            }
+            fail(&r, "the callbacks' view equals the stored sessions after the shortage", at, span);
+        }
+        /* the opening list, before any change: exactly the stored sessions */
+        if (v.lists ? v.first_list_n != base_sessions : base_sessions != 0)
+            fail(&r, "the opening onsessions lists every stored session", at, span);
+        if (v.syncdones != 1 || v.list_after_syncdone)
+            fail(&r, "one onsyncdone, after the list", at, span);
     }
     cJSON_Delete(data);
     data = NULL;
@@ -180,6 +279,7 @@ out:
         }
         if (!r.accepted[q] && r.done[q]) fail(&r, "no reply to a refused request", at, span);
     }
+    free_kept(&r);
     return n;
 #undef REQ
 }
@@ -202,7 +302,33 @@ static int reopen_consistent(const char *path) {
                cJSON_GetArraySize(cJSON_GetObjectItem(data, "mismatches")) == 0;
     cJSON_Delete(data);
     nim_engine_free(e);
+    free_kept(&r);
     return good;
+}
+
+/* Writes a database with the first save's sessions to path: a file
+ * engine starts on it, so its opening onsessions list runs under injection
+ * too. */
+static void populate(const char *path) {
+    nim_engine_config cfg = { .account = "me", .db_path = path };
+    nim_engine *e = nim_engine_start(&cfg);
+    run_state r = { .next = 1 };
+    const char *code = "none";
+    if (request(e, &r, NIM_CMD_SAVE_MSGS, SAVES[0], &code, NULL) != 0 || code)
+        test_cond("populate the base database", 0);
+    nim_engine_free(e);
+    free_kept(&r);
+}
+
+static int copy_file(const char *from, const char *to) {
+    FILE *in = fopen(from, "rb"), *out = in ? fopen(to, "wb") : NULL;
+    char buf[65536];
+    size_t k;
+    int ok = in && out;
+    while (ok && (k = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, k, out) == k;
+    if (in) fclose(in);
+    if (out && fclose(out) != 0) ok = 0;
+    return ok;
 }
 
 static long stride_for(long n) {
@@ -212,9 +338,16 @@ static long stride_for(long n) {
 }
 
 static void sweep(const char *label, const char *dir) {
-    char path[256];
+    char path[256], base[256];
     int errs = 0;
-    if (dir) { snprintf(path, sizeof path, "%s/base.db", dir); unlink_db(path); }
+    if (dir) {
+        snprintf(base, sizeof base, "%s/base.db", dir);
+        unlink_db(base);
+        populate(base);   /* closed: checkpointed into the one file */
+        base_sessions = 3;
+        snprintf(path, sizeof path, "%s/first.db", dir);
+        if (!copy_file(base, path)) test_cond("copy the base database", 0);
+    }
     long n = scenario(dir ? path : NULL, LONG_MAX, 0, &errs);
     test_cond("the scenario runs without injection", n > 0 && errs == 0);
     if (dir) unlink_db(path);
@@ -223,7 +356,11 @@ static void sweep(const char *label, const char *dir) {
     for (int mode = 0; mode < 2; mode++) {
         long span = mode == 0 ? 1 : 0;
         for (long k = 1; k <= n; k += stride) {
-            if (dir) { snprintf(path, sizeof path, "%s/k%ld-%ld.db", dir, k, span); unlink_db(path); }
+            if (dir) {
+                snprintf(path, sizeof path, "%s/k%ld-%ld.db", dir, k, span);
+                unlink_db(path);
+                copy_file(base, path);
+            }
             errs = 0;
             scenario(dir ? path : NULL, k, span, &errs);
             runs++;
@@ -240,6 +377,8 @@ static void sweep(const char *label, const char *dir) {
             if (__test_failed - before > 20) break;   /* enough to read */
         }
     }
+    if (dir) unlink_db(base);
+    base_sessions = 0;
     printf("%s: %ld allocations per scenario, %ld injected runs (stride %ld), %ld with error replies\n",
            label, n, runs, stride, with_errors);
     test_cond("the sweep ran", runs > 0);

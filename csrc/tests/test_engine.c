@@ -127,6 +127,12 @@ int main(void) {
     test_cond("after", save1(e, "bob", 50, "9", NULL));
     test_cond("no current session: counts again", unread(e, "p2p-bob") == 1);
 
+    {
+        nim_event *ev = request(e, NIM_CMD_DELETE_SESSIONS, NULL, NULL);
+        test_cond("a delete that names no ids is refused, not answered \"deleted\"",
+                  ev && ev->code && !strcmp(ev->code, NIM_ERR_BAD_ARGS));
+        nim_event_free(ev);
+    }
     test_cond("hide", ok(e, NIM_CMD_DELETE_SESSIONS, "{\"ids\":[\"p2p-bob\"],\"isLogic\":true}"));
     test_cond("hidden session is not returned", unread(e, "p2p-bob") == -1);
     test_cond("revive", save1(e, "bob", 60, "10", NULL));
