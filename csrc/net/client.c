@@ -643,6 +643,14 @@ static int64_t max_ver(const cJSON *arr) {
     return v;
 }
 
+/* A state change (read pointers, receipts, sticky top) could not be
+ * stored: the state cursor must not pass it, so sync again. */
+static void state_lost(nim_net *n, const char *what) {
+    char why[96];
+    snprintf(why, sizeof why, "cannot store %s: syncing again", what);
+    drop(n, 1006, why);
+}
+
 static void on_pointers(nim_net *n, cJSON *data, int live) {
     const cJSON *ptrs = cJSON_GetObjectItemCaseSensitive(data, "pointers");
     nim_engine_cursor c = { KEY_STATE, max_ver(ptrs) };
@@ -650,13 +658,13 @@ static void on_pointers(nim_net *n, cJSON *data, int live) {
         if (live) nim_engine_ingest_ex(n->e, NULL, NULL, &c);
         return;
     }
-    nim_engine_apply_acks(n->e, ptrs, live ? &c : NULL);
+    if (nim_engine_apply_acks(n->e, ptrs, live ? &c : NULL) < 0) state_lost(n, "read pointers");
 }
 
 static void on_receipts(nim_net *n, cJSON *data, int live) {
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(data, "receipts");
     nim_engine_cursor c = { KEY_STATE, max_ver(r) };
-    nim_engine_apply_receipts(n->e, r, live ? &c : NULL);
+    if (nim_engine_apply_receipts(n->e, r, live ? &c : NULL) < 0) state_lost(n, "receipts");
 }
 
 /* Server sticky-top items -> the session-shaped list the app sees. */
@@ -677,7 +685,7 @@ static cJSON *tops_for_app(const cJSON *list) {
 static void on_tops(nim_net *n, cJSON *data) {
     if (!n->sync_top) return;
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(data, "sessions");
-    nim_engine_apply_tops(n->e, list, 1);
+    if (nim_engine_apply_tops(n->e, list, 1) < 0) { state_lost(n, "sticky top sessions"); return; }
     if (n->want & NIM_NET_WANT_TOPS) callback(n, "onStickTopSessions", tops_for_app(list));
 }
 
@@ -686,10 +694,14 @@ static void on_top_push(nim_net *n, cJSON *data) {
     cJSON *s = cJSON_GetObjectItemCaseSensitive(data, "session");
     if (!op || !cJSON_IsObject(s)) return;
     cJSON *arr = cJSON_CreateArray(), *item = cJSON_Duplicate(s, 1);
-    if (!arr || !item) { cJSON_Delete(arr); cJSON_Delete(item); return; }
-    cJSON_AddBoolToObject(item, "isTop", strcmp(op, "delete") != 0);
+    if (!arr || !item || !cJSON_AddBoolToObject(item, "isTop", strcmp(op, "delete") != 0)) {
+        cJSON_Delete(arr);
+        cJSON_Delete(item);
+        state_lost(n, "a sticky top change");
+        return;
+    }
     cJSON_AddItemToArray(arr, item);
-    nim_engine_apply_tops(n->e, arr, 0);
+    if (nim_engine_apply_tops(n->e, arr, 0) < 0) state_lost(n, "a sticky top change");
     cJSON_Delete(arr);
 }
 
@@ -782,7 +794,12 @@ static void on_frame(nim_net *n, const char *buf, size_t len) {
     nim_frame f;
     const char *err;
     if (nim_proto_decode(buf, len, NIM_PROTO_MAX_FRAME, &f, &err) != NIM_CODE_OK) {
+        /* malformed, or memory ran out parsing it: either way it may have
+         * carried a message; skipping it would lose that message when a
+         * later one raised the cursor, so sync again from the stored one */
         report_error(n, NULL, NIM_CODE_BAD_FRAME, err, "frame");
+        flush_live(n);
+        drop(n, 1006, "a frame from the server could not be read: syncing again");
         return;
     }
     if (!(f.kind == NIM_FRAME_PUSH && nim_proto_push_from_name(f.name) == NIM_PUSH_MSG))
@@ -878,7 +895,9 @@ static int callback_client(struct lws *wsi, enum lws_callback_reasons reason, vo
         break;
 
     case LWS_CALLBACK_CLIENT_RECEIVE:
-        if (wsi != n->wsi) break;
+        /* once we decided to drop, nothing more is read: a frame after one
+         * we could not take would raise a cursor past it */
+        if (wsi != n->wsi || n->drop_code) break;
         n->last_rx = mono_ms();
         if (rx_append(n, in, len) < 0) {
             drop(n, 1009, "frame from the server too large");

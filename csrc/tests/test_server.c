@@ -10,6 +10,7 @@
  * binary's directory (build/X/tests/test_server -> build/X/nim-server). */
 #include "tests/testhelp.h"
 #include "tests/wsclient.h"
+#include "tests/serverproc.h"
 #include "net/proto.h"
 #include <cjson/cJSON.h>
 #include <fcntl.h>
@@ -23,12 +24,6 @@
 
 #define T_MS 5000 /* every wait gives up after this: a hung server fails the test */
 
-static char g_server[PATH_MAX];
-static char g_dir[64];
-static char g_db[PATH_MAX];
-static pid_t g_pid = -1;
-static int g_port;
-
 /* ---- the server process ---------------------------------------------- */
 
 static void watchdog(int sig) {
@@ -37,72 +32,6 @@ static void watchdog(int sig) {
     if (write(2, msg, sizeof msg - 1) < 0) {}
     if (g_pid > 0) kill(g_pid, SIGKILL);
     _exit(1);
-}
-
-/* Starts nim-server and waits for its "listening on" line. 0 on success. */
-static int server_start3(const char *extra, const char *extra2, const char *extra3) {
-    int out[2];
-    if (pipe(out) != 0) return -1;
-    g_pid = fork();
-    if (g_pid < 0) return -1;
-    if (g_pid == 0) {
-        dup2(out[1], 1);
-        close(out[0]);
-        close(out[1]);
-        execl(g_server, g_server, "--listen", "127.0.0.1:0", "--db", g_db, extra, extra2, extra3, (char *)NULL);
-        _exit(127);
-    }
-    close(out[1]);
-    char line[256];
-    size_t n = 0;
-    int64_t deadline = ws_now_ms() + 10000;
-    while (n < sizeof line - 1) {
-        struct pollfd p = { .fd = out[0], .events = POLLIN };
-        int64_t left = deadline - ws_now_ms();
-        if (left <= 0 || poll(&p, 1, (int)left) <= 0) break;
-        ssize_t r = read(out[0], line + n, 1);
-        if (r <= 0) break;
-        if (line[n] == '\n') break;
-        n++;
-    }
-    line[n] = 0;
-    close(out[0]); /* the server writes nothing else to stdout */
-    if (sscanf(line, "listening on 127.0.0.1:%d", &g_port) != 1 || g_port <= 0) {
-        fprintf(stderr, "test_server: no 'listening on' line from %s (got '%s')\n", g_server, line);
-        if (g_pid > 0) { kill(g_pid, SIGKILL); waitpid(g_pid, NULL, 0); g_pid = -1; }
-        return -1;
-    }
-    return 0;
-}
-
-static int server_start(const char *extra) { return server_start3(extra, NULL, NULL); }
-
-/* Sends sig and reaps the server; returns its exit status, or 128+signal. */
-static int server_stop(int sig) {
-    if (g_pid <= 0) return -1;
-    kill(g_pid, sig);
-    int st = 0;
-    while (waitpid(g_pid, &st, 0) < 0 && errno == EINTR) {}
-    g_pid = -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-static int run_server_cmd(const char *a1, const char *a2, const char *a3) {
-    pid_t p = fork();
-    if (p == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 1);
-        dup2(devnull, 2);
-        execl(g_server, g_server, "--db", g_db, a1, a2, a3, (char *)NULL);
-        _exit(127);
-    }
-    int st = 0;
-    while (waitpid(p, &st, 0) < 0 && errno == EINTR) {}
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static int adduser(const char *account, const char *token) {
-    return run_server_cmd("adduser", account, token);
 }
 
 /* ---- a protocol client over the raw socket ----------------------------- */
@@ -1225,25 +1154,11 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     signal(SIGALRM, watchdog);
     alarm(300);
-    const char *env = getenv("NIM_SERVER");
-    if (env && *env) snprintf(g_server, sizeof g_server, "%s", env);
-    else {
-        /* build/X/tests/test_server -> build/X/nim-server */
-        snprintf(g_server, sizeof g_server, "%s", argv[0]);
-        char *slash = strrchr(g_server, '/');
-        if (slash) { *slash = 0; slash = strrchr(g_server, '/'); }
-        if (slash) snprintf(slash + 1, sizeof g_server - (size_t)(slash + 1 - g_server), "nim-server");
-        else snprintf(g_server, sizeof g_server, "./build/nim-server");
-    }
     (void)argc;
-    if (access(g_server, X_OK) != 0) {
-        fprintf(stderr, "test_server: no server binary at %s (set NIM_SERVER)\n", g_server);
+    if (server_setup(argv[0], "test_server") != 0) {
         test_cond("the nim-server binary exists", 0);
         return test_report();
     }
-    snprintf(g_dir, sizeof g_dir, "/tmp/nim-server-test-XXXXXX");
-    if (!mkdtemp(g_dir)) { perror("mkdtemp"); return 1; }
-    snprintf(g_db, sizeof g_db, "%s/server.db", g_dir);
 
     const char *users[] = { "alice", "bob", "carol", "dave", "erin", "frank" };
     int ok = 1;
@@ -1270,9 +1185,6 @@ int main(int argc, char **argv) {
         t_open_registration();
         test_cond("SIGINT: the server exits cleanly with status 0", server_stop(SIGINT) == 0);
     }
-    if (g_pid > 0) server_stop(SIGKILL);
-    char cmd[PATH_MAX + 16];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) fprintf(stderr, "test_server: could not remove %s\n", g_dir);
+    server_teardown("test_server");
     return test_report();
 }

@@ -31,13 +31,13 @@ typedef struct {
     int            msg_opcode;
 } ws_t;
 
-static int64_t ws_now_ms(void) {
+static inline int64_t ws_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int ws_write_all(int fd, const void *buf, size_t len) {
+static inline int ws_write_all(int fd, const void *buf, size_t len) {
     const unsigned char *p = buf;
     while (len) {
         ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
@@ -51,7 +51,7 @@ static int ws_write_all(int fd, const void *buf, size_t len) {
 
 /* Reads more bytes into w->in, waiting until deadline. 1 read, 0 timeout,
  * -1 EOF or error. */
-static int ws_fill(ws_t *w, int64_t deadline) {
+static inline int ws_fill(ws_t *w, int64_t deadline) {
     int64_t left = deadline - ws_now_ms();
     if (left < 0) left = 0;
     struct pollfd p = { .fd = w->fd, .events = POLLIN };
@@ -71,14 +71,14 @@ static int ws_fill(ws_t *w, int64_t deadline) {
     return 1;
 }
 
-static void ws_consume(ws_t *w, size_t n) {
+static inline void ws_consume(ws_t *w, size_t n) {
     memmove(w->in, w->in + n, w->in_len - n);
     w->in_len -= n;
 }
 
 /* Connects to 127.0.0.1:port and upgrades; protocol may be NULL (no
  * Sec-WebSocket-Protocol header). 0 on success. */
-static int ws_connect(ws_t *w, int port, const char *protocol) {
+static inline int ws_connect(ws_t *w, int port, const char *protocol) {
     memset(w, 0, sizeof *w);
     w->close_code = 1006;
     w->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -113,7 +113,7 @@ static int ws_connect(ws_t *w, int port, const char *protocol) {
 
 /* Sends one frame, masked as a client must. A `declared` length other than
  * (size_t)-1 is written in the header instead of len (a lying length). */
-static int ws_send_frame_ex(ws_t *w, int opcode, int fin, const void *data, size_t len,
+static inline int ws_send_frame_ex(ws_t *w, int opcode, int fin, const void *data, size_t len,
                             uint64_t declared) {
     uint64_t hdr_len = declared == (uint64_t)-1 ? len : declared;
     unsigned char h[14];
@@ -135,11 +135,11 @@ static int ws_send_frame_ex(ws_t *w, int opcode, int fin, const void *data, size
     return rc;
 }
 
-static int ws_send_frame(ws_t *w, int opcode, int fin, const void *data, size_t len) {
+static inline int ws_send_frame(ws_t *w, int opcode, int fin, const void *data, size_t len) {
     return ws_send_frame_ex(w, opcode, fin, data, len, (uint64_t)-1);
 }
 
-static int ws_send_text(ws_t *w, const char *s) {
+static inline int ws_send_text(ws_t *w, const char *s) {
     return ws_send_frame(w, 1, 1, s, strlen(s));
 }
 
@@ -207,7 +207,7 @@ static char *ws_recv(ws_t *w, int timeout_ms) {
 
 /* Waits until the server closes the connection (close frame or EOF); 1 if it
  * did before the deadline. */
-static int ws_wait_closed(ws_t *w, int timeout_ms) {
+static inline int ws_wait_closed(ws_t *w, int timeout_ms) {
     int64_t deadline = ws_now_ms() + timeout_ms;
     while (!w->closed && ws_now_ms() < deadline) {
         char *m = ws_recv(w, (int)(deadline - ws_now_ms()));
@@ -216,7 +216,7 @@ static int ws_wait_closed(ws_t *w, int timeout_ms) {
     return w->closed;
 }
 
-static void ws_free(ws_t *w) {
+static inline void ws_free(ws_t *w) {
     if (w->fd >= 0) close(w->fd);
     free(w->in);
     free(w->msg);
