@@ -2,6 +2,7 @@
 -- (syncSessionUnread, setCurrSession), deleting sessions, receipts,
 -- sticky top and teams, across devices and accounts.
 local N = require "net_helpers"
+local H = require "helpers"
 
 describe("network sessions #net", function()
   local srv
@@ -30,6 +31,30 @@ describe("network sessions #net", function()
       -- a new message counts from the pointer everywhere
       N.send(b, "alice", "u4")
       N.wait_update(r2, "p2p-bob", function(s) return s.unread == 1 and s.lastMsg.text == "u4" end)
+      assert.same({}, N.verify(a2).mismatches)
+    end)
+
+    it("a reset made offline reaches my other devices at the next login, even after a restart", function()
+      local path = H.tmpdir() .. "/alice-1.db"
+      local a1, r1 = N.open(srv, "alice", { syncSessionUnread = true, db = path })
+      local a2, r2 = N.open(srv, "alice", { syncSessionUnread = true })
+      local b = N.open(srv, "bob")
+      for i = 1, 2 do N.send(b, "alice", "o" .. i) end
+      N.wait_update(r1, "p2p-bob", function(s) return s.unread == 2 end)
+      N.wait_update(r2, "p2p-bob", function(s) return s.unread == 2 end)
+      assert.is_nil(N.callp(a1, "disconnect"))
+      assert.is_nil(N.callp(a1, "resetSessionUnread", "p2p-bob"))   -- offline: kept on disk only
+      N.close(a1)                                                      -- the app quits before reconnecting
+      local n0 = #r2.updates
+      local again = N.open(srv, "alice", { syncSessionUnread = true, db = path })
+      local s2 = N.wait_update(r2, "p2p-bob", function(s) return s.unread == 0 end,
+        "the pointer from the restarted device")
+      assert.is_true(#r2.updates > n0)
+      assert.equals(0, s2.unread)
+      -- and a fresh device starts from it
+      local _, r3 = N.open(srv, "alice", { syncSessionUnread = true })
+      assert.equals(0, r3.sessions[1][1].unread)
+      assert.same({}, N.verify(again).mismatches)
       assert.same({}, N.verify(a2).mismatches)
     end)
 

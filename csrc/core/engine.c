@@ -463,14 +463,15 @@ static int begin(nim_engine *e) {
 
 /* ------------------------------------------------------------ unread rules */
 
-/* Engine thread. Pointer to the latest stored message: unread 0. */
+/* Engine thread. Pointer to the latest stored message: unread 0. -1 when
+ * memory runs out, -2 when the acked hook could not write. */
 static int reset_unread(nim_engine *e, nim_session *s) {
     if (s->deleted == NIM_SESS_REMOVED) return 0;
     int changed = 0;
     if (s->maxTime > s->ack) {
         s->ack = s->maxTime;
         changed = 1;
-        if (e->hooks.acked) e->hooks.acked(e, e->hooks.ud, s->id, s->ack);
+        if (e->hooks.acked && e->hooks.acked(e, e->hooks.ud, s->id, s->ack) != 0) return -2;
     }
     if (s->unread != 0) { s->unread = 0; changed = 1; }
     s->recount = 0;   /* no stored message is newer than maxTime */
@@ -502,7 +503,7 @@ static int apply_msg(nim_engine *e, const char *sid, int64_t time, int countable
         if (time > s->ack) {
             s->ack = time;
             s->recount = 1;
-            if (e->hooks.acked) e->hooks.acked(e, e->hooks.ud, s->id, time);
+            if (e->hooks.acked && e->hooks.acked(e, e->hooks.ud, s->id, time) != 0) return -1;
         }
     } else if (countable && time > s->ack) {
         s->unread++;
@@ -871,6 +872,7 @@ static void cmd_reset(nim_engine *e, nim_cmd *c, int all) {
             if (s && (rc = reset_unread(e, s)) < 0) break;
         }
     }
+    if (rc == -2) { undo(e, c->req, NIM_ERR_DB, nim_store_errmsg(e->store)); return; }
     if (rc < 0) { undo(e, c->req, NIM_ERR_NO_MEMORY, "out of memory"); return; }
     if (commit(e) < 0) { reply_db(e, c->req); return; }
     nim_engine_reply(e, c->req, NULL, NULL, NULL);
@@ -1216,6 +1218,23 @@ int nim_engine_kv_get(nim_engine *e, const char *key, int64_t *num, char **text)
 int nim_engine_kv_set(nim_engine *e, const char *key, int64_t num, const char *text) {
     if (e->broken || begin(e) < 0) return -1;
     if (nim_store_kv_set(e->store, key, num, text) < 0) { abandon(e); return -1; }
+    return commit(e);
+}
+
+int nim_engine_kv_set_tx(nim_engine *e, const char *key, int64_t num) {
+    return nim_store_kv_set(e->store, key, num, NULL);
+}
+
+int nim_engine_kv_scan(nim_engine *e, const char *prefix,
+                       int (*row)(void *ud, const char *key, int64_t num), void *ud) {
+    if (e->broken) return -1;
+    return nim_store_kv_scan(e->store, prefix, row, ud);
+}
+
+int nim_engine_kv_del_upto(nim_engine *e, const char *const *keys, const int64_t *nums, size_t n) {
+    if (e->broken || begin(e) < 0) return -1;
+    for (size_t i = 0; i < n; i++)
+        if (nim_store_kv_del_upto(e->store, keys[i], nums[i]) < 0) { abandon(e); return -1; }
     return commit(e);
 }
 

@@ -95,8 +95,10 @@ typedef struct nim_engine_hooks {
     void (*stop)(nim_engine *e, void *ud);
     /* engine thread, inside the transaction: this device moved the read
      * pointer of sid to ack (unread reset, or the current session followed
-     * a new message); NULL: not wanted */
-    void (*acked)(nim_engine *e, void *ud, const char *sid, int64_t ack);
+     * a new message); may write in that transaction (nim_engine_kv_set_tx);
+     * nonzero fails the whole change (rolled back, DB_Error); NULL: not
+     * wanted */
+    int  (*acked)(nim_engine *e, void *ud, const char *sid, int64_t ack);
 } nim_engine_hooks;
 
 enum {
@@ -169,6 +171,16 @@ typedef struct nim_engine_cursor {
 int nim_engine_kv_get(nim_engine *e, const char *key, int64_t *num, char **text);
 /* Engine thread. Sets a kv value in its own transaction. */
 int nim_engine_kv_set(nim_engine *e, const char *key, int64_t num, const char *text);
+/* Engine thread, inside the open transaction (from the acked hook): sets
+ * a kv number, committed or rolled back with that transaction. */
+int nim_engine_kv_set_tx(nim_engine *e, const char *key, int64_t num);
+/* Engine thread. Each kv key with prefix and its number, in key order
+ * (row returning nonzero stops it); -1 on a store failure. */
+int nim_engine_kv_scan(nim_engine *e, const char *prefix,
+                       int (*row)(void *ud, const char *key, int64_t num), void *ud);
+/* Engine thread. Deletes each keys[i] whose number is <= nums[i], in one
+ * transaction. */
+int nim_engine_kv_del_upto(nim_engine *e, const char *const *keys, const int64_t *nums, size_t n);
 /* nim_engine_ingest, raising cur (may be NULL) in the same transaction. */
 int nim_engine_ingest_ex(nim_engine *e, cJSON *msgs, int *skipped, const nim_engine_cursor *cur);
 /* nim_engine_ingest_ex, calling after_commit(ud) once the transaction is

@@ -55,7 +55,7 @@ enum {
     Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_INS_MSG, Q_PUT_SESS, Q_LOAD, Q_COUNT, Q_LATEST,
     Q_PAGE_DESC, Q_PAGE_DESC_AFTER, Q_PAGE_ASC, Q_PAGE_ASC_AFTER,
     Q_MSGS_SID_DESC, Q_MSGS_SID_ASC, Q_MSGS_ALL_DESC, Q_MSGS_ALL_ASC, Q_COUNT_ALL,
-    Q_KV_GET, Q_KV_SET, Q_MAX
+    Q_KV_GET, Q_KV_SET, Q_KV_SCAN, Q_KV_DEL_UPTO, Q_MAX
 };
 
 static const char *const SQL[Q_MAX] = {
@@ -97,6 +97,9 @@ static const char *const SQL[Q_MAX] = {
     [Q_COUNT_ALL] = "SELECT count(*) FROM msgs WHERE sid = ?1 AND countable = 1",
     [Q_KV_GET] = "SELECT v FROM kv WHERE k = ?1",
     [Q_KV_SET] = "INSERT INTO kv(k, v) VALUES(?1, ?2) ON CONFLICT(k) DO UPDATE SET v = ?2",
+    /* keys in [?1, ?2): a prefix range */
+    [Q_KV_SCAN] = "SELECT k, v FROM kv WHERE k >= ?1 AND k < ?2 ORDER BY k",
+    [Q_KV_DEL_UPTO] = "DELETE FROM kv WHERE k = ?1 AND v <= ?2",
 };
 
 struct nim_store {
@@ -419,5 +422,34 @@ int nim_store_kv_set(nim_store *st, const char *k, int64_t num, const char *text
     bind_text(q, 1, k);
     if (text) bind_text(q, 2, text);
     else sqlite3_bind_int64(q, 2, num);
+    return step_done(q);
+}
+
+int nim_store_kv_scan(nim_store *st, const char *prefix,
+                      int (*row)(void *ud, const char *k, int64_t num), void *ud) {
+    size_t n = strlen(prefix);
+    if (n == 0 || (unsigned char)prefix[n - 1] == 0xff) return -1;
+    char *end = nim_strndup(prefix, n);
+    if (!end) return -1;
+    end[n - 1]++;                       /* the first key past the prefix */
+    sqlite3_stmt *q = st->q[Q_KV_SCAN];
+    bind_text(q, 1, prefix);
+    bind_text(q, 2, end);
+    int rc, ret = 0;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        const char *k = (const char *)sqlite3_column_text(q, 0);
+        if (!k || row(ud, k, sqlite3_column_int64(q, 1)) != 0) { ret = -1; break; }
+    }
+    if (ret == 0 && rc != SQLITE_DONE) ret = -1;
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    nim_free(end);
+    return ret;
+}
+
+int nim_store_kv_del_upto(nim_store *st, const char *k, int64_t num) {
+    sqlite3_stmt *q = st->q[Q_KV_DEL_UPTO];
+    bind_text(q, 1, k);
+    sqlite3_bind_int64(q, 2, num);
     return step_done(q);
 }

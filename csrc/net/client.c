@@ -62,11 +62,6 @@ typedef struct pending {
     cJSON *msg;                  /* sendMsg: the local "sending" message */
 } pending;
 
-typedef struct ack_item {
-    char *sid;
-    int64_t ack;
-} ack_item;
-
 struct nim_net {
     /* config (immutable after new) */
     char *server, *account, *token, *device;
@@ -115,8 +110,8 @@ struct nim_net {
     int silent;                  /* this login continues the previous sync: no onconnect */
     int quiet;                   /* between nim_engine_sync_begin and its end */
     unsigned seed;               /* rand_r state for the backoff jitter */
-    ack_item *acks;              /* read pointers to send */
-    size_t nacks, capacks;
+    int acks_dirty;              /* the pointer outbox (kv "ack:<sid>") has
+                                    something not yet sent on this link */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -331,6 +326,7 @@ static void fail_pending(nim_net *n, pending *p, const char *code, const char *w
         }
         nim_engine_reply(n->e, p->req, code, why, NULL);
     }
+    if (p->kind == RQ_ACKS) n->acks_dirty = 1;   /* unanswered: still in the outbox */
     cJSON_Delete(p->msg);
     nim_free(p);
 }
@@ -437,49 +433,100 @@ static void drop(nim_net *n, int code, const char *reason) {
 
 /* ----------------------------------------------------------- read pointers */
 
-static void acked_hook(nim_engine *e, void *ud, const char *sid, int64_t ack) {
+/* Read pointers this device moved go to the server through an outbox in
+ * the database: kv "ack:<sid>" = the pointer, written in the transaction
+ * that moved it and deleted only once the server has taken it (or refused
+ * it for good). A pointer moved offline, or in flight when the link or the
+ * process dies, is sent again after the next login: my other devices never
+ * keep counting as unread what I read here. */
+#define ACK_PREFIX "ack:"
+
+static int acked_hook(nim_engine *e, void *ud, const char *sid, int64_t ack) {
     nim_net *n = ud;
-    if (!n->sync_unread || n->local) return;
-    if (strncmp(sid, "p2p-", 4) != 0 && strncmp(sid, "team-", 5) != 0) return;  /* not on the server */
-    for (size_t i = 0; i < n->nacks; i++) {
-        if (strcmp(n->acks[i].sid, sid) == 0) {
-            if (ack > n->acks[i].ack) n->acks[i].ack = ack;
-            return;
-        }
-    }
-    if (n->nacks == n->capacks) {
-        size_t nc = n->capacks ? n->capacks * 2 : 16;
-        ack_item *na = nim_realloc(n->acks, nc * sizeof *na);
-        if (!na) return;
-        n->acks = na;
-        n->capacks = nc;
-    }
-    char *c = xdup(sid);
-    if (!c) return;
-    n->acks[n->nacks].sid = c;
-    n->acks[n->nacks].ack = ack;
-    n->nacks++;
+    if (!n->sync_unread || n->local) return 0;
+    if (strncmp(sid, "p2p-", 4) != 0 && strncmp(sid, "team-", 5) != 0) return 0;  /* not on the server */
+    char key[NIM_PROTO_MAX_SESSION_ID + sizeof ACK_PREFIX];
+    if (strlen(sid) > NIM_PROTO_MAX_SESSION_ID) return 0;   /* the server would refuse it */
+    snprintf(key, sizeof key, ACK_PREFIX "%s", sid);
+    if (nim_engine_kv_set_tx(e, key, ack) < 0) return -1;
+    n->acks_dirty = 1;
+    return 0;
 }
 
-/* Sends the queued read pointers (at most NIM_PROTO_MAX_BATCH a request). */
-static void flush_acks(nim_net *n) {
-    if (n->state != ST_READY || n->nacks == 0) return;
-    size_t i = 0;
-    while (i < n->nacks) {
-        cJSON *d = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(d, "pointers");
-        if (!arr) { cJSON_Delete(d); return; }
-        size_t end = i + NIM_PROTO_MAX_BATCH < n->nacks ? i + NIM_PROTO_MAX_BATCH : n->nacks;
-        for (; i < end; i++) {
-            cJSON *o = cJSON_CreateObject();
-            if (!o) break;
-            cJSON_AddStringToObject(o, "sessionId", n->acks[i].sid);
-            cJSON_AddNumberToObject(o, "ack", (double)n->acks[i].ack);
-            cJSON_AddItemToArray(arr, o);
-        }
-        request(n, RQ_ACKS, 0, 0, "updateReadPointers", d, NULL);
+typedef struct { cJSON *reqs; cJSON *cur; int oom; } ack_scan;
+
+/* One outbox row into the current request's pointers (a new request every
+ * NIM_PROTO_MAX_BATCH). */
+static int ack_row(void *ud, const char *key, int64_t ack) {
+    ack_scan *a = ud;
+    if (!a->cur || cJSON_GetArraySize(a->cur) >= NIM_PROTO_MAX_BATCH) {
+        a->cur = cJSON_CreateArray();
+        if (!a->cur) { a->oom = 1; return -1; }
+        cJSON_AddItemToArray(a->reqs, a->cur);
     }
-    for (size_t k = 0; k < n->nacks; k++) nim_free(n->acks[k].sid);
-    n->nacks = 0;
+    cJSON *o = cJSON_CreateObject();
+    if (!o || !cJSON_AddStringToObject(o, "sessionId", key + strlen(ACK_PREFIX)) ||
+        !cJSON_AddNumberToObject(o, "ack", (double)ack)) {
+        cJSON_Delete(o);
+        a->oom = 1;
+        return -1;
+    }
+    cJSON_AddItemToArray(a->cur, o);
+    return 0;
+}
+
+/* Sends the outbox's read pointers (at most NIM_PROTO_MAX_BATCH a
+ * request). Each request keeps what it sent, to clear it when answered. */
+static void flush_acks(nim_net *n) {
+    if (n->state != ST_READY || !n->acks_dirty) return;
+    ack_scan a = { cJSON_CreateArray(), NULL, 0 };
+    if (!a.reqs) return;                         /* still dirty: next pass */
+    if (nim_engine_kv_scan(n->e, ACK_PREFIX, ack_row, &a) < 0) { cJSON_Delete(a.reqs); return; }
+    n->acks_dirty = 0;
+    cJSON *ptrs;
+    while ((ptrs = a.reqs->child)) {
+        cJSON_DetachItemViaPointer(a.reqs, ptrs);
+        cJSON *d = cJSON_CreateObject(), *sent = cJSON_Duplicate(ptrs, 1);
+        if (!d || !sent) {
+            cJSON_Delete(d); cJSON_Delete(sent); cJSON_Delete(ptrs);
+            n->acks_dirty = 1;                   /* the rest next pass */
+            continue;
+        }
+        if (!cJSON_AddItemToObject(d, "pointers", ptrs)) {   /* never send it without them */
+            cJSON_Delete(d); cJSON_Delete(sent); cJSON_Delete(ptrs);
+            n->acks_dirty = 1;
+            continue;
+        }
+        if (!request(n, RQ_ACKS, 0, 0, "updateReadPointers", d, sent)) n->acks_dirty = 1;
+    }
+    cJSON_Delete(a.reqs);
+}
+
+/* The server answered an updateReadPointers: taken (200) or refused for
+ * good (4xx: resending would not help), the sent pointers leave the
+ * outbox; a later, higher pointer of the same session stays. */
+static void acks_answered(nim_net *n, const pending *p, int code) {
+    if (code != NIM_CODE_OK && (code < 400 || code >= 500)) { n->acks_dirty = 1; return; }
+    int count = cJSON_GetArraySize(p->msg);
+    if (count <= 0) return;
+    char **keys = nim_calloc((size_t)count, sizeof *keys);
+    int64_t *nums = nim_calloc((size_t)count, sizeof *nums);
+    int k = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, p->msg) {
+        const char *sid = jstr(it, "sessionId");
+        if (!keys || !nums || !sid) break;
+        size_t len = strlen(ACK_PREFIX) + strlen(sid) + 1;
+        if (!(keys[k] = nim_malloc(len))) break;
+        snprintf(keys[k], len, ACK_PREFIX "%s", sid);
+        nums[k++] = jnum(it, "ack");
+    }
+    /* what could not be cleared is sent again: the server keeps the max */
+    if (k < count || nim_engine_kv_del_upto(n->e, (const char *const *)keys, nums, (size_t)k) < 0)
+        n->acks_dirty = 1;
+    for (int i = 0; keys && i < k; i++) nim_free(keys[i]);
+    nim_free(keys);
+    nim_free(nums);
 }
 
 /* ------------------------------------------------------------ receiving */
@@ -551,6 +598,7 @@ static void finish_sync(nim_net *n) {
     n->more_after = 0;
     nim_engine_sync_end(n->e, !n->ever_synced);
     n->ever_synced = 1;
+    n->acks_dirty = 1;        /* what the outbox kept (offline, a crash) goes now */
     flush_acks(n);
 }
 
@@ -819,7 +867,8 @@ static void on_frame(nim_net *n, const char *buf, size_t len) {
                     finish_sync(n);    /* the rest comes at the next login */
                 }
                 break;
-            default: break;   /* ping, acks: nothing to do with the answer */
+            case RQ_ACKS: acks_answered(n, p, f.code); break;
+            default: break;   /* ping: nothing to do with the answer */
             }
             cJSON_Delete(p->msg);
             nim_free(p);
@@ -1252,8 +1301,6 @@ void nim_net_free(nim_net *n) {
         nim_free(p);
     }
     out_free_all(n);
-    for (size_t i = 0; i < n->nacks; i++) nim_free(n->acks[i].sid);
-    nim_free(n->acks);
     nim_free(n->rx);
     nim_free(n->server);
     nim_free(n->account);

@@ -1,6 +1,7 @@
 /* C unit test of the session engine's unread rules, driving the engine
  * directly (no Lua): commands in, events out through the eventfd. */
 #include "core/engine.h"
+#include "core/store.h"
 #include "testhelp.h"
 #include <poll.h>
 #include <string.h>
@@ -82,7 +83,39 @@ static nim_engine *start(const char *path) {
     return nim_engine_start(&cfg);
 }
 
+/* The kv outbox primitives (the network layer's read-pointer outbox). */
+typedef struct { char keys[4][16]; long long nums[4]; int n; } kv_rows;
+
+static int kv_row(void *ud, const char *k, int64_t num) {
+    kv_rows *r = ud;
+    if (r->n < 4) { snprintf(r->keys[r->n], sizeof r->keys[0], "%s", k); r->nums[r->n++] = num; }
+    return 0;
+}
+
+static void t_kv_outbox(void) {
+    nim_store *st = nim_store_open(NULL, NULL);
+    test_cond("store opens in memory", st != NULL);
+    if (!st) return;
+    nim_store_kv_set(st, "ac", 1, NULL);
+    nim_store_kv_set(st, "ack:p2p-b", 7, NULL);
+    nim_store_kv_set(st, "ack:p2p-a", 5, NULL);
+    nim_store_kv_set(st, "ack;", 9, NULL);        /* the first key past the prefix */
+    kv_rows r = { .n = 0 };
+    test_cond("kv scan succeeds", nim_store_kv_scan(st, "ack:", kv_row, &r) == 0);
+    test_cond("kv scan: exactly the prefix's keys, in key order",
+              r.n == 2 && !strcmp(r.keys[0], "ack:p2p-a") && r.nums[0] == 5 &&
+              !strcmp(r.keys[1], "ack:p2p-b") && r.nums[1] == 7);
+    nim_store_kv_del_upto(st, "ack:p2p-a", 4);   /* a newer pointer was written since: kept */
+    nim_store_kv_del_upto(st, "ack:p2p-b", 7);
+    r.n = 0;
+    nim_store_kv_scan(st, "ack:", kv_row, &r);
+    test_cond("kv del_upto deletes only a number <= the one sent",
+              r.n == 1 && !strcmp(r.keys[0], "ack:p2p-a") && r.nums[0] == 5);
+    nim_store_close(st);
+}
+
 int main(void) {
+    t_kv_outbox();
     test_cond("countable: incoming text", nim_msg_countable("in", "text", 0));
     test_cond("countable: not outgoing", !nim_msg_countable("out", "text", 0));
     test_cond("countable: not notifications", !nim_msg_countable("in", "notification", 0));
