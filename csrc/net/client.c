@@ -894,18 +894,27 @@ static void on_frame(nim_net *n, const char *buf, size_t len) {
 
 /* ------------------------------------------------------------ lws callback */
 
+/* The login request. Built whole or not sent: a login missing its token
+ * would be refused for good, and one never sent would wait forever; when
+ * memory runs out the connection is dropped and tried again. */
 static void send_login(nim_net *n) {
     cJSON *d = cJSON_CreateObject(), *cur = cJSON_CreateObject();
-    if (!d || !cur) { cJSON_Delete(d); cJSON_Delete(cur); return; }
-    cJSON_AddStringToObject(d, "account", n->account);
-    cJSON_AddStringToObject(d, "token", n->token);
-    cJSON_AddStringToObject(d, "deviceId", n->device);
-    cJSON_AddNumberToObject(d, "version", NIM_PROTO_VERSION);
-    cJSON_AddNumberToObject(cur, "msgs", (double)n->cur_msgs);
-    cJSON_AddNumberToObject(cur, "state", (double)n->cur_state);
-    cJSON_AddItemToObject(d, "cursors", cur);
+    int ok = d && cur &&
+             cJSON_AddStringToObject(d, "account", n->account) &&
+             cJSON_AddStringToObject(d, "token", n->token) &&
+             cJSON_AddStringToObject(d, "deviceId", n->device) &&
+             cJSON_AddNumberToObject(d, "version", NIM_PROTO_VERSION) &&
+             cJSON_AddNumberToObject(cur, "msgs", (double)n->cur_msgs) &&
+             cJSON_AddNumberToObject(cur, "state", (double)n->cur_state) &&
+             cJSON_AddItemToObject(d, "cursors", cur);
+    if (!ok) {
+        if (d && !cJSON_GetObjectItemCaseSensitive(d, "cursors")) cJSON_Delete(cur);
+        cJSON_Delete(d);
+        drop(n, 1006, "cannot build the login (out of memory)");
+        return;
+    }
     n->state = ST_LOGIN;
-    request(n, RQ_LOGIN, 0, 0, "login", d, NULL);
+    if (!request(n, RQ_LOGIN, 0, 0, "login", d, NULL)) drop(n, 1006, "cannot send the login (out of memory)");
 }
 
 static int rx_append(nim_net *n, const void *in, size_t len) {
