@@ -58,6 +58,19 @@ describe("network sessions #net", function()
       assert.same({}, N.verify(a2).mismatches)
     end)
 
+    it("a reset of a local-only session (an id the server refuses) does not hold back the others", function()
+      local a1 = N.open(srv, "alice", { syncSessionUnread = true })
+      local _, r2 = N.open(srv, "alice", { syncSessionUnread = true })
+      local b = N.open(srv, "bob")
+      local err = N.call(a1, "saveMsgsToLocal", { msgs = { { scene = "p2p", from = "Local Only!", to = "alice",
+        time = 1, idClient = "l1", text = "kept here" } } })
+      assert.is_nil(err)
+      N.send(b, "alice", "z1")
+      N.wait_update(r2, "p2p-bob", function(s) return s.unread == 1 end)
+      assert.is_nil(N.callp(a1, "resetAllSessionUnread"))   -- both sessions at once
+      N.wait_update(r2, "p2p-bob", function(s) return s.unread == 0 end, "bob's pointer despite the local one")
+    end)
+
     it("the pointer never moves back", function()
       local a1, r1 = N.open(srv, "alice", { syncSessionUnread = true })
       local b = N.open(srv, "bob")

@@ -444,9 +444,11 @@ static void drop(nim_net *n, int code, const char *reason) {
 static int acked_hook(nim_engine *e, void *ud, const char *sid, int64_t ack) {
     nim_net *n = ud;
     if (!n->sync_unread || n->local) return 0;
-    if (strncmp(sid, "p2p-", 4) != 0 && strncmp(sid, "team-", 5) != 0) return 0;  /* not on the server */
+    /* only what the server accepts: one refused item refuses the batch */
+    const char *target;
+    if (strlen(sid) > NIM_PROTO_MAX_SESSION_ID || nim_proto_parse_session_id(sid, &target) == NIM_SCENE_NONE)
+        return 0;
     char key[NIM_PROTO_MAX_SESSION_ID + sizeof ACK_PREFIX];
-    if (strlen(sid) > NIM_PROTO_MAX_SESSION_ID) return 0;   /* the server would refuse it */
     snprintf(key, sizeof key, ACK_PREFIX "%s", sid);
     if (nim_engine_kv_set_tx(e, key, ack) < 0) return -1;
     n->acks_dirty = 1;
@@ -908,7 +910,7 @@ static void send_login(nim_net *n) {
              cJSON_AddNumberToObject(cur, "state", (double)n->cur_state) &&
              cJSON_AddItemToObject(d, "cursors", cur);
     if (!ok) {
-        if (d && !cJSON_GetObjectItemCaseSensitive(d, "cursors")) cJSON_Delete(cur);
+        if (!d || !cJSON_GetObjectItemCaseSensitive(d, "cursors")) cJSON_Delete(cur);  /* not d's */
         cJSON_Delete(d);
         drop(n, 1006, "cannot build the login (out of memory)");
         return;
