@@ -58,6 +58,25 @@ describe("network sessions #net", function()
       assert.same({}, N.verify(a2).mismatches)
     end)
 
+    it("a reset made offline survives SIGKILL of the process and reaches my other devices", function()
+      local path = H.tmpdir() .. "/alice-k.db"
+      local a2, r2 = N.open(srv, "alice", { syncSessionUnread = true })
+      local b = N.open(srv, "bob")
+      for i = 1, 2 do N.send(b, "alice", "k" .. i) end
+      N.wait_update(r2, "p2p-bob", function(s) return s.unread == 2 end)
+      local env = ("LUA_PATH='%s' LUA_CPATH='%s' "):format(package.path, package.cpath)
+      local cmd = "exec sh -c 'echo $$; exec env " .. env:gsub("'", "'\\''") ..
+        ("lua5.4 spec/fixtures/ack_writer.lua %s alice %s %s'"):format(srv.url, N.token("alice"), path)
+      local p = assert(io.popen(cmd, "r"))
+      local pid = assert(tonumber(p:read("l")), "writer pid")
+      assert.equals("reset", p:read("l"))              -- the offline reset's done reported success
+      os.execute("kill -9 " .. pid)
+      p:close()
+      assert.equals(2, N.session(a2, "p2p-bob").unread) -- nothing reached the server yet
+      N.open(srv, "alice", { syncSessionUnread = true, db = path })   -- the app starts again
+      N.wait_update(r2, "p2p-bob", function(s) return s.unread == 0 end, "the pointer kept through SIGKILL")
+    end)
+
     it("a reset of a local-only session (an id the server refuses) does not hold back the others", function()
       local a1 = N.open(srv, "alice", { syncSessionUnread = true })
       local _, r2 = N.open(srv, "alice", { syncSessionUnread = true })
