@@ -55,6 +55,8 @@ struct nim_engine {
     nim_event *spare;              /* one reply event per submitted command,
                                       allocated by submit: a reply never
                                       fails for want of memory */
+    nim_event *garbage;            /* dispatched events to free (recycle) */
+    size_t ngarbage;
     int evfd;
     int finished;                  /* atomic */
 
@@ -292,6 +294,31 @@ void nim_engine_rearm(nim_engine *e) {
     uint64_t one = 1;
     ssize_t w = write(e->evfd, &one, sizeof one);
     (void)w;
+}
+
+/* The engine thread frees them at its next loop; a wake only once enough
+ * has piled up (a syscall per poll would cost what freeing here saves). */
+#define GARBAGE_WAKE 1024
+
+void nim_engine_recycle(nim_engine *e, nim_event *head, nim_event *tail, size_t count) {
+    if (!head) return;
+    pthread_mutex_lock(&e->evlock);
+    tail->next = e->garbage;
+    e->garbage = head;
+    e->ngarbage += count;
+    int wake = e->ngarbage >= GARBAGE_WAKE;
+    pthread_mutex_unlock(&e->evlock);
+    if (wake) e->hooks.wake(e, e->hooks.ud);
+}
+
+/* Engine thread (or the owner after the join). */
+static void free_garbage(nim_engine *e) {
+    pthread_mutex_lock(&e->evlock);
+    nim_event *g = e->garbage;
+    e->garbage = NULL;
+    e->ngarbage = 0;
+    pthread_mutex_unlock(&e->evlock);
+    nim_event_free(g);
 }
 
 int nim_engine_fd(nim_engine *e) { return e->evfd; }
@@ -1071,6 +1098,7 @@ static void *engine_main(void *arg) {
     if (!(e->flags & NIM_ENGINE_DEFER_SYNC)) nim_engine_emit_sync(e);
 
     while (!e->stop) {
+        free_garbage(e);
         try_resync(e);             /* before the commands: their replies come after */
         pthread_mutex_lock(&e->qlock);
         nim_cmd *c = e->cmd_head;
@@ -1191,6 +1219,7 @@ void nim_engine_join(nim_engine *e) {
 void nim_engine_free(nim_engine *e) {
     if (!e) return;
     nim_engine_join(e);
+    free_garbage(e);
     nim_event_free(e->ev_head);
     nim_event_free(e->spare);
     nim_free(e->dirty);

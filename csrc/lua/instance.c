@@ -43,6 +43,8 @@ typedef struct {
     uint64_t close_req;
     nim_event *pending;      /* taken from the engine, not yet dispatched */
     nim_event *cur;          /* being dispatched (freed if Lua raised) */
+    nim_event *trash, *trash_tail;  /* dispatched: back to the engine to free */
+    size_t ntrash;
     nim_event **upd;         /* session updates waiting for the flush */
     size_t nupd, capupd;
     long budget_ns;          /* this poll's dispatch budget */
@@ -157,8 +159,27 @@ static int get_cb(lua_State *L, const char *name) {
 
 /* --------------------------------------------------------------- poll */
 
+/* A dispatched event: kept for the engine thread to free (empty_trash). */
+static void discard(l_instance *in, nim_event *ev) {
+    if (!ev) return;
+    ev->next = NULL;
+    if (in->trash_tail) in->trash_tail->next = ev; else in->trash = ev;
+    in->trash_tail = ev;
+    in->ntrash++;
+}
+
+/* End of a poll: the dispatched events go back to the engine thread, which
+ * allocated their trees (freed here, after the engine is gone). */
+static void empty_trash(l_instance *in) {
+    if (!in->trash) return;
+    if (in->eng) nim_engine_recycle(in->eng, in->trash, in->trash_tail, in->ntrash);
+    else nim_event_free(in->trash);
+    in->trash = in->trash_tail = NULL;
+    in->ntrash = 0;
+}
+
 static void free_upd(l_instance *in) {
-    for (size_t i = 0; i < in->nupd; i++) nim_event_free(in->upd[i]);
+    for (size_t i = 0; i < in->nupd; i++) discard(in, in->upd[i]);
     in->nupd = 0;
 }
 
@@ -183,7 +204,7 @@ static int flush_updates(lua_State *L, l_instance *in, int idmap) {
             if (!in->upd[i]) continue;
             lua_pushvalue(L, fn);
             nim_lua_pushjson(L, in->upd[i]->data);
-            nim_event_free(in->upd[i]);
+            discard(in, in->upd[i]);
             in->upd[i] = NULL;
             call(L, 1, "onupdatesession");
             ran++;
@@ -201,17 +222,17 @@ static int flush_updates(lua_State *L, l_instance *in, int idmap) {
 /* Keeps ev (an update) for the flush, replacing an older one for the same id. */
 static void add_update(lua_State *L, l_instance *in, nim_event *ev, int idmap) {
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(ev->data, "id");
-    if (!cJSON_IsString(id)) { nim_event_free(ev); return; }
+    if (!cJSON_IsString(id)) { discard(in, ev); return; }
     if (in->nupd == in->capupd) {
         size_t nc = in->capupd ? in->capupd * 2 : 64;
         nim_event **nu = nim_realloc(in->upd, nc * sizeof *nu);
-        if (!nu) { nim_event_free(ev); luaL_error(L, "nim: out of memory"); }
+        if (!nu) { discard(in, ev); luaL_error(L, "nim: out of memory"); }
         in->upd = nu;
         in->capupd = nc;
     }
     if (lua_getfield(L, idmap, id->valuestring) == LUA_TNUMBER) {
         lua_Integer old = lua_tointeger(L, -1);
-        nim_event_free(in->upd[old]);
+        discard(in, in->upd[old]);
         in->upd[old] = NULL;
     }
     lua_pop(L, 1);
@@ -355,7 +376,7 @@ static int dispatch(lua_State *L, l_instance *in) {
             default: break;
             }
             in->cur = NULL;
-            nim_event_free(ev);
+            discard(in, ev);
         }
         int spent = in->nupd >= in->max_upd || elapsed_ns(&t0) > in->budget_ns;
         if (in->pending) {
@@ -400,7 +421,7 @@ static int l_instance_poll(lua_State *L) {
     lua_settop(L, 1);
     if (in->dispatching) { lua_pushinteger(L, 0); return 1; }  /* poll from a callback */
     in->dispatching = 1;
-    if (in->cur) { nim_event_free(in->cur); in->cur = NULL; }
+    if (in->cur) { discard(in, in->cur); in->cur = NULL; }   /* left by a Lua error */
     free_upd(in);
     int ran = 0;
     if (in->state == ST_CLOSED) ran += run_closedones(L);
@@ -414,6 +435,7 @@ static int l_instance_poll(lua_State *L) {
     }
     ran += dispatch(L, in);
     in->dispatching = 0;
+    empty_trash(in);
     lua_pushinteger(L, ran);
     return 1;
 }
@@ -520,6 +542,7 @@ static int l_instance_gc(lua_State *L) {
     nim_event_free(in->cur);
     in->cur = NULL;
     free_upd(in);
+    empty_trash(in);          /* no engine now: freed here */
     nim_free(in->upd);
     in->upd = NULL;
     in->capupd = 0;
