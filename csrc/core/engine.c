@@ -1260,10 +1260,13 @@ int nim_engine_kv_scan(nim_engine *e, const char *prefix,
     return nim_store_kv_scan(e->store, prefix, row, ud);
 }
 
-int nim_engine_kv_del_upto(nim_engine *e, const char *const *keys, const int64_t *nums, size_t n) {
+int nim_engine_kv_del_upto(nim_engine *e, const char *prefix, const nim_kv_item *items, size_t n) {
     if (e->broken || begin(e) < 0) return -1;
     for (size_t i = 0; i < n; i++)
-        if (nim_store_kv_del_upto(e->store, keys[i], nums[i]) < 0) { abandon(e); return -1; }
+        if (nim_store_kv_del_upto(e->store, prefix, items[i].name, items[i].num) < 0) {
+            abandon(e);
+            return -1;
+        }
     return commit(e);
 }
 

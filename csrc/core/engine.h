@@ -131,7 +131,8 @@ nim_event *nim_engine_take_events(nim_engine *e);
 void nim_engine_rearm(nim_engine *e);
 /* Owner thread. Hands dispatched events (head..tail, linked by next) back
  * for the engine thread to free: their trees were allocated there, and
- * freeing them is a third of the owner's cost per received message. */
+ * freeing them was about a quarter of the owner's cost per received
+ * message. */
 void nim_engine_recycle(nim_engine *e, nim_event *head, nim_event *tail, size_t count);
 /* Owner thread. 1 once the engine thread has finished (after CLOSE). */
 int nim_engine_finished(nim_engine *e);
@@ -182,9 +183,10 @@ int nim_engine_kv_set_tx(nim_engine *e, const char *key, int64_t num);
  * (row returning nonzero stops it); -1 on a store failure. */
 int nim_engine_kv_scan(nim_engine *e, const char *prefix,
                        int (*row)(void *ud, const char *key, int64_t num), void *ud);
-/* Engine thread. Deletes each keys[i] whose number is <= nums[i], in one
- * transaction. */
-int nim_engine_kv_del_upto(nim_engine *e, const char *const *keys, const int64_t *nums, size_t n);
+/* Engine thread. Deletes each key prefix + items[i].name whose number is
+ * <= items[i].num, in one transaction. */
+typedef struct nim_kv_item { const char *name; int64_t num; } nim_kv_item;
+int nim_engine_kv_del_upto(nim_engine *e, const char *prefix, const nim_kv_item *items, size_t n);
 /* nim_engine_ingest, raising cur (may be NULL) in the same transaction. */
 int nim_engine_ingest_ex(nim_engine *e, cJSON *msgs, int *skipped, const nim_engine_cursor *cur);
 /* nim_engine_ingest_ex, calling after_commit(ud) once the transaction is

@@ -99,7 +99,7 @@ static const char *const SQL[Q_MAX] = {
     [Q_KV_SET] = "INSERT INTO kv(k, v) VALUES(?1, ?2) ON CONFLICT(k) DO UPDATE SET v = ?2",
     /* keys in [?1, ?2): a prefix range */
     [Q_KV_SCAN] = "SELECT k, v FROM kv WHERE k >= ?1 AND k < ?2 ORDER BY k",
-    [Q_KV_DEL_UPTO] = "DELETE FROM kv WHERE k = ?1 AND v <= ?2",
+    [Q_KV_DEL_UPTO] = "DELETE FROM kv WHERE k = ?1 || ?2 AND v <= ?3",
 };
 
 struct nim_store {
@@ -447,9 +447,10 @@ int nim_store_kv_scan(nim_store *st, const char *prefix,
     return ret;
 }
 
-int nim_store_kv_del_upto(nim_store *st, const char *k, int64_t num) {
+int nim_store_kv_del_upto(nim_store *st, const char *prefix, const char *name, int64_t num) {
     sqlite3_stmt *q = st->q[Q_KV_DEL_UPTO];
-    bind_text(q, 1, k);
-    sqlite3_bind_int64(q, 2, num);
+    bind_text(q, 1, prefix);
+    bind_text(q, 2, name);
+    sqlite3_bind_int64(q, 3, num);
     return step_done(q);
 }

@@ -89,8 +89,8 @@ int nim_store_kv_set(nim_store *st, const char *k, int64_t num, const char *text
  * (row returning nonzero stops the scan with -1). -1 on failure. */
 int nim_store_kv_scan(nim_store *st, const char *prefix,
                       int (*row)(void *ud, const char *k, int64_t num), void *ud);
-/* Deletes k when its number is <= num. */
-int nim_store_kv_del_upto(nim_store *st, const char *k, int64_t num);
+/* Deletes the key prefix + name when its number is <= num. */
+int nim_store_kv_del_upto(nim_store *st, const char *prefix, const char *name, int64_t num);
 /* Recounts one session from the messages table (for checks and tests). */
 int nim_store_count_all(nim_store *st, const char *sid, int64_t *total);
 

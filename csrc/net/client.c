@@ -455,7 +455,7 @@ static int acked_hook(nim_engine *e, void *ud, const char *sid, int64_t ack) {
     return 0;
 }
 
-typedef struct { cJSON *reqs; cJSON *cur; int oom; } ack_scan;
+typedef struct { cJSON *reqs; cJSON *cur; } ack_scan;
 
 /* One outbox row into the current request's pointers (a new request every
  * NIM_PROTO_MAX_BATCH). */
@@ -463,14 +463,13 @@ static int ack_row(void *ud, const char *key, int64_t ack) {
     ack_scan *a = ud;
     if (!a->cur || cJSON_GetArraySize(a->cur) >= NIM_PROTO_MAX_BATCH) {
         a->cur = cJSON_CreateArray();
-        if (!a->cur) { a->oom = 1; return -1; }
+        if (!a->cur) return -1;
         cJSON_AddItemToArray(a->reqs, a->cur);
     }
     cJSON *o = cJSON_CreateObject();
     if (!o || !cJSON_AddStringToObject(o, "sessionId", key + strlen(ACK_PREFIX)) ||
         !cJSON_AddNumberToObject(o, "ack", (double)ack)) {
         cJSON_Delete(o);
-        a->oom = 1;
         return -1;
     }
     cJSON_AddItemToArray(a->cur, o);
@@ -481,7 +480,7 @@ static int ack_row(void *ud, const char *key, int64_t ack) {
  * request). Each request keeps what it sent, to clear it when answered. */
 static void flush_acks(nim_net *n) {
     if (n->state != ST_READY || !n->acks_dirty) return;
-    ack_scan a = { cJSON_CreateArray(), NULL, 0 };
+    ack_scan a = { cJSON_CreateArray(), NULL };
     if (!a.reqs) return;                         /* still dirty: next pass */
     if (nim_engine_kv_scan(n->e, ACK_PREFIX, ack_row, &a) < 0) { cJSON_Delete(a.reqs); return; }
     n->acks_dirty = 0;
@@ -489,14 +488,10 @@ static void flush_acks(nim_net *n) {
     while ((ptrs = a.reqs->child)) {
         cJSON_DetachItemViaPointer(a.reqs, ptrs);
         cJSON *d = cJSON_CreateObject(), *sent = cJSON_Duplicate(ptrs, 1);
-        if (!d || !sent) {
+        /* never sent without its pointers; ptrs is d's only once added */
+        if (!d || !sent || !cJSON_AddItemToObject(d, "pointers", ptrs)) {
             cJSON_Delete(d); cJSON_Delete(sent); cJSON_Delete(ptrs);
             n->acks_dirty = 1;                   /* the rest next pass */
-            continue;
-        }
-        if (!cJSON_AddItemToObject(d, "pointers", ptrs)) {   /* never send it without them */
-            cJSON_Delete(d); cJSON_Delete(sent); cJSON_Delete(ptrs);
-            n->acks_dirty = 1;
             continue;
         }
         if (!request(n, RQ_ACKS, 0, 0, "updateReadPointers", d, sent)) n->acks_dirty = 1;
@@ -509,26 +504,18 @@ static void flush_acks(nim_net *n) {
  * outbox; a later, higher pointer of the same session stays. */
 static void acks_answered(nim_net *n, const pending *p, int code) {
     if (code != NIM_CODE_OK && (code < 400 || code >= 500)) { n->acks_dirty = 1; return; }
-    int count = cJSON_GetArraySize(p->msg);
+    int count = cJSON_GetArraySize(p->msg), k = 0;
     if (count <= 0) return;
-    char **keys = nim_calloc((size_t)count, sizeof *keys);
-    int64_t *nums = nim_calloc((size_t)count, sizeof *nums);
-    int k = 0;
+    nim_kv_item *items = nim_calloc((size_t)count, sizeof *items);
     const cJSON *it;
     cJSON_ArrayForEach(it, p->msg) {
-        const char *sid = jstr(it, "sessionId");
-        if (!keys || !nums || !sid) break;
-        size_t len = strlen(ACK_PREFIX) + strlen(sid) + 1;
-        if (!(keys[k] = nim_malloc(len))) break;
-        snprintf(keys[k], len, ACK_PREFIX "%s", sid);
-        nums[k++] = jnum(it, "ack");
+        if (!items || !jstr(it, "sessionId")) break;
+        items[k].name = jstr(it, "sessionId");
+        items[k++].num = jnum(it, "ack");
     }
     /* what could not be cleared is sent again: the server keeps the max */
-    if (k < count || nim_engine_kv_del_upto(n->e, (const char *const *)keys, nums, (size_t)k) < 0)
-        n->acks_dirty = 1;
-    for (int i = 0; keys && i < k; i++) nim_free(keys[i]);
-    nim_free(keys);
-    nim_free(nums);
+    if (k < count || nim_engine_kv_del_upto(n->e, ACK_PREFIX, items, (size_t)k) < 0) n->acks_dirty = 1;
+    nim_free(items);
 }
 
 /* ------------------------------------------------------------ receiving */

@@ -331,12 +331,6 @@ static int copy_file(const char *from, const char *to) {
     return ok;
 }
 
-static long stride_for(long n) {
-    const char *s = getenv("NIM_ALLOC_STRIDE");
-    if (s && atol(s) > 0) return atol(s);
-    return 1;   /* every point: ~8 s, ~12 s under ASan */
-}
-
 static void sweep(const char *label, const char *dir) {
     char path[256], base[256];
     int errs = 0;
@@ -351,7 +345,7 @@ static void sweep(const char *label, const char *dir) {
     long n = scenario(dir ? path : NULL, LONG_MAX, 0, &errs);
     test_cond("the scenario runs without injection", n > 0 && errs == 0);
     if (dir) unlink_db(path);
-    long stride = stride_for(n), runs = 0, with_errors = 0;
+    long stride = test_alloc_stride(), runs = 0, with_errors = 0;   /* every point: ~8 s */
     int before = __test_failed;
     for (int mode = 0; mode < 2; mode++) {
         long span = mode == 0 ? 1 : 0;

@@ -105,8 +105,8 @@ static void t_kv_outbox(void) {
     test_cond("kv scan: exactly the prefix's keys, in key order",
               r.n == 2 && !strcmp(r.keys[0], "ack:p2p-a") && r.nums[0] == 5 &&
               !strcmp(r.keys[1], "ack:p2p-b") && r.nums[1] == 7);
-    nim_store_kv_del_upto(st, "ack:p2p-a", 4);   /* a newer pointer was written since: kept */
-    nim_store_kv_del_upto(st, "ack:p2p-b", 7);
+    nim_store_kv_del_upto(st, "ack:", "p2p-a", 4);   /* a newer pointer was written since: kept */
+    nim_store_kv_del_upto(st, "ack:", "p2p-b", 7);
     r.n = 0;
     nim_store_kv_scan(st, "ack:", kv_row, &r);
     test_cond("kv del_upto deletes only a number <= the one sent",

@@ -267,11 +267,6 @@ static long run(long at, long span) {
     return n;
 }
 
-static long stride(void) {
-    const char *s = getenv("NIM_ALLOC_STRIDE");
-    return s && atol(s) > 0 ? atol(s) : 1;
-}
-
 int main(int argc, char **argv) {
     (void)argc;
     signal(SIGPIPE, SIG_IGN);
@@ -286,7 +281,7 @@ int main(int argc, char **argv) {
     if (ok) {
         long total = run(LONG_MAX, 0);
         test_cond("a run without injection stores every message", failures == 0 && total > 0);
-        long runs = 0, st = stride();
+        long runs = 0, st = test_alloc_stride();
         for (int mode = 0; mode < 2 && failures == 0; mode++)
             for (long k = 1; k <= total && failures <= 10; k += st, runs++) run(k, mode == 0 ? 1 : 0);
         printf("network client: %ld allocations while %d messages arrive, %ld injected runs (stride %ld)\n",

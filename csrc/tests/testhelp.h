@@ -5,6 +5,7 @@
 #ifndef NIM_TESTHELP_H
 #define NIM_TESTHELP_H
 #include <stdio.h>
+#include <stdlib.h>
 
 static int __test_num = 0, __test_failed = 0;
 
@@ -17,5 +18,12 @@ static int __test_num = 0, __test_failed = 0;
 #define test_report() ( \
     printf("%s: %d passed, %d failed\n", __FILE__, __test_num - __test_failed, __test_failed), \
     __test_failed ? 1 : 0)
+
+/* Allocation-failure sweeps try every nth point: NIM_ALLOC_STRIDE (default
+ * 1, every point). */
+static inline long test_alloc_stride(void) {
+    const char *s = getenv("NIM_ALLOC_STRIDE");
+    return s && atol(s) > 0 ? atol(s) : 1;
+}
 
 #endif
