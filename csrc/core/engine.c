@@ -168,8 +168,8 @@ static nim_session *find(nim_engine *e, const char *id) {
 static nim_session *create(nim_engine *e, const char *id) {
     const char *dash = strchr(id, '-');
     if (!dash || !dash[1]) return NULL;
-    int sc = nim_scene_parse(id, (size_t)(dash - id));
-    if (sc < 0) return NULL;
+    nim_scene sc = nim_scene_parse(id, (size_t)(dash - id));
+    if (sc == NIM_SCENE_NONE) return NULL;
     nim_session *s = nim_calloc(1, sizeof *s);
     if (!s) return NULL;
     s->id = xstrdup(id);
@@ -546,7 +546,7 @@ static int normalize(nim_engine *e, cJSON *msg, char *sid, size_t sidsz, char *k
     if (!cJSON_IsObject(msg)) return -1;
     const char *scene = jstr(msg, "scene"), *from = jstr(msg, "from"), *to = jstr(msg, "to");
     const char *ids = jstr(msg, "idServer"), *idc = jstr(msg, "idClient");
-    if (!scene || nim_scene_parse(scene, strlen(scene)) < 0 || !from || !to || !*to) return -1;
+    if (!scene || nim_scene_parse(scene, strlen(scene)) == NIM_SCENE_NONE || !from || !to || !*to) return -1;
     if (!jint(msg, "time", time)) return -1;
     if ((!ids || !*ids) && (!idc || !*idc)) return -1;
     int out = strcmp(from, e->account) == 0;

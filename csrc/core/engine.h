@@ -68,6 +68,10 @@ typedef struct nim_event {
     uint64_t    req;       /* NIM_EV_DONE: the command's req */
     const char *code;      /* static string, NULL when no error */
     double      numcode;   /* server's numeric code when code is NULL and this is not 0 */
+    const char *callback;  /* the network layer's events: the callback to call
+                              ("onconnect", ...), a static string */
+    const char *what;      /* NIM_EV_ERROR: what failed, the error's `event`
+                              ("login", "frame"...; NULL: "db"), static */
     char       *message;   /* owned, may be NULL */
     cJSON      *data;      /* owned, may be NULL */
 } nim_event;

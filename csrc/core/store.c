@@ -11,15 +11,6 @@
 #include <errno.h>
 #include <time.h>
 
-const char *const nim_scene_names[3] = { "p2p", "team", "superTeam" };
-
-int nim_scene_parse(const char *name, size_t len) {
-    for (int i = 0; i < 3; i++)
-        if (strlen(nim_scene_names[i]) == len && memcmp(nim_scene_names[i], name, len) == 0)
-            return i;
-    return -1;
-}
-
 /* Schema migrations: MIGRATIONS[v] takes user_version v to v + 1. */
 static const char *const MIGRATIONS[] = {
     "CREATE TABLE msgs("
@@ -290,8 +281,8 @@ int nim_store_load_sessions(nim_store *st, int (*row)(void *ud, nim_session *s),
         if (!s) { ret = -1; break; }
         s->id = col_dup(q, 0);
         const char *scene = (const char *)sqlite3_column_text(q, 1);
-        int sc = scene ? nim_scene_parse(scene, strlen(scene)) : -1;
-        if (!s->id || sc < 0) { nim_free(s->id); nim_free(s); ret = -1; break; }
+        nim_scene sc = scene ? nim_scene_parse(scene, strlen(scene)) : NIM_SCENE_NONE;
+        if (!s->id || sc == NIM_SCENE_NONE) { nim_free(s->id); nim_free(s); ret = -1; break; }
         s->scene = (uint8_t)sc;
         s->to = s->id + strlen(nim_scene_names[sc]) + 1;
         s->updateTime = sqlite3_column_int64(q, 2);

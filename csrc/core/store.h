@@ -9,13 +9,10 @@
 #define NIM_STORE_H
 #include <stddef.h>
 #include <stdint.h>
+#include "core/scene.h"
 
 typedef struct nim_store nim_store;
 
-enum { NIM_SCENE_P2P = 0, NIM_SCENE_TEAM = 1, NIM_SCENE_SUPERTEAM = 2 };
-extern const char *const nim_scene_names[3];
-/* The scene index of name (len bytes), or -1. */
-int nim_scene_parse(const char *name, size_t len);
 
 /* deleted states of a session */
 enum { NIM_SESS_LIVE = 0, NIM_SESS_HIDDEN = 1 /* logical delete */, NIM_SESS_REMOVED = 2 };

@@ -16,6 +16,7 @@
  * goes on. */
 #include "lua/private.h"
 #include "core/engine.h"
+#include "net/client.h"
 #include "core/alloc.h"
 #include <poll.h>
 #include <time.h>
@@ -52,13 +53,6 @@ typedef struct {
     char account[96];
     void *net;               /* the network client (net.c), freed after the engine */
 } l_instance;
-
-/* Same order as NIM_CMD_* in engine.h. */
-static const char *const CMD_NAMES[] = {
-    "getLocalSessions", "getLocalSession", "insertLocalSession", "updateLocalSession",
-    "deleteLocalSession", "setCurrSession", "resetCurrSession", "resetSessionsUnread",
-    "resetAllSessionUnread", "saveMsgsToLocal", "getLocalMsgs", "verify", NULL
-};
 
 static const char *state_name(int st) {
     return st == ST_OPEN ? "open" : st == ST_CLOSING ? "closing" : "destroyed";
@@ -306,11 +300,6 @@ static long elapsed_ns(const struct timespec *t0) {
     return (t.tv_sec - t0->tv_sec) * 1000000000L + (t.tv_nsec - t0->tv_nsec);
 }
 
-static int is_onmsg(const nim_event *ev) {
-    return ev->type == NIM_EV_EXT && !ev->code && ev->numcode == 0 && ev->message &&
-           strcmp(ev->message, "onmsg") == 0;
-}
-
 /* Dispatches pending events within the budget; returns callbacks run. */
 static int dispatch(lua_State *L, l_instance *in) {
     struct timespec t0;
@@ -321,7 +310,7 @@ static int dispatch(lua_State *L, l_instance *in) {
         nim_event *ev = in->pending;
         in->pending = ev->next;
         ev->next = NULL;
-        int was_onmsg = is_onmsg(ev);
+        int was_onmsg = ev->type == NIM_EV_MSG;
         if (ev->type == NIM_EV_UPDATE_SESSION) {
             add_update(L, in, ev, idmap);
         } else {
@@ -345,32 +334,25 @@ static int dispatch(lua_State *L, l_instance *in) {
                 break;
             case NIM_EV_ERROR:
                 if (get_cb(L, "onerror")) {
-                    push_error(L, ev->code, ev->numcode, ev->message, "db");
+                    push_error(L, ev->code, ev->numcode, ev->message, ev->what ? ev->what : "db");
                     call(L, 1, "onerror");
                     ran++;
+                } else if (ev->code) {
+                    fprintf(stderr, "nim: %s: %s\n", ev->code, ev->message ? ev->message : "");
                 } else {
-                    fprintf(stderr, "nim: %s: %s\n", ev->code ? ev->code : "error",
-                            ev->message ? ev->message : "");
+                    fprintf(stderr, "nim: %s\n", ev->message ? ev->message : "network error");
                 }
                 break;
-            case NIM_EV_EXT:   /* a network callback (net/client.h NIM_EV_CALLBACK) */
-                if (ev->message && get_cb(L, ev->message)) {
-                    if (ev->code || ev->numcode != 0) {
-                        const cJSON *m = cJSON_GetObjectItemCaseSensitive(ev->data, "message");
-                        const cJSON *w = cJSON_GetObjectItemCaseSensitive(ev->data, "event");
-                        push_error(L, ev->code, ev->numcode, cJSON_IsString(m) ? m->valuestring : NULL,
-                                   cJSON_IsString(w) ? w->valuestring : "net");
-                        call(L, 1, ev->message);
-                    } else if (ev->data) {
+            case NIM_EV_CALLBACK:
+            case NIM_EV_MSG:   /* net/client.h */
+                if (ev->callback && get_cb(L, ev->callback)) {
+                    if (ev->data) {
                         nim_lua_pushjson(L, ev->data);
-                        call(L, 1, ev->message);
+                        call(L, 1, ev->callback);
                     } else {
-                        call(L, 0, ev->message);
+                        call(L, 0, ev->callback);
                     }
                     ran++;
-                } else if (ev->message && strcmp(ev->message, "onerror") == 0) {
-                    const cJSON *m = cJSON_GetObjectItemCaseSensitive(ev->data, "message");
-                    fprintf(stderr, "nim: %s\n", cJSON_IsString(m) ? m->valuestring : "network error");
                 }
                 break;
             default: break;
@@ -448,8 +430,9 @@ static int l_instance_poll(lua_State *L) {
 static int l_instance_request(lua_State *L) {
     l_instance *in = check_open(L);
     const char *cname = luaL_checkstring(L, 2);
-    int cmd = nim_lua_net_cmd(cname);           /* a network command, else an engine one */
-    if (cmd < 0) cmd = luaL_checkoption(L, 2, NULL, CMD_NAMES);
+    const nim_command *row = nim_command_by_name(cname);   /* net/commands.h */
+    if (!row) return luaL_argerror(L, 2, lua_pushfstring(L, "invalid option '%s'", cname));
+    int cmd = row->cmd;
     const char *api = luaL_optstring(L, 5, cname);
     int has_done = !lua_isnoneornil(L, 4);
     if (has_done && !is_callable(L, 4))

@@ -1,6 +1,6 @@
 /* The binding's side of the network client (csrc/net/client.h): turns
- * getInstance's network options into a nim_net and its engine hooks, and
- * names the network commands for nim:_request. Lua thread only. */
+ * getInstance's network options into a nim_net and its engine hooks.
+ * Lua thread only. */
 #include "lua/private.h"
 #include "net/client.h"
 #include <string.h>
@@ -76,8 +76,3 @@ void nim_lua_net_free(void *net) {
     nim_net_free(net);
 }
 
-int nim_lua_net_cmd(const char *name) {
-    for (int i = 0; nim_netcmd_names[i]; i++)
-        if (strcmp(nim_netcmd_names[i], name) == 0) return NIM_NETCMD_SEND_MSG + i;
-    return -1;
-}

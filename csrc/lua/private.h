@@ -22,8 +22,6 @@ struct nim_engine_hooks;
 void *nim_lua_net_new(lua_State *L, int net, int cbs, const char *account,
                       struct nim_engine_hooks *hooks, unsigned *flags);
 void nim_lua_net_free(void *net);
-/* The NIM_NETCMD_* of a network command name, or -1. */
-int nim_lua_net_cmd(const char *name);
 
 /* json.c: Lua values <-> cJSON trees (for data crossing to the engine). */
 #include <cjson/cJSON.h>

@@ -8,13 +8,7 @@
  * CONNECTING (TCP + upgrade), LOGIN (login request in flight), SYNC (login
  * accepted, sync pushes arriving), READY. Requests from the app need SYNC or
  * READY, else they fail at once with Not_Connected. */
-/* proto.h and engine.h both define nim_cmd (a wire command, an engine
- * command): rename the wire one here */
-#define nim_cmd nim_wire_cmd
-#define NIM_CMD_DELETE_SESSIONS NIM_WIRE_CMD_DELETE_SESSIONS
 #include "net/proto.h"
-#undef nim_cmd
-#undef NIM_CMD_DELETE_SESSIONS
 #include "net/client.h"
 #include "core/alloc.h"
 #include <libwebsockets.h>
@@ -25,11 +19,6 @@
 #include <time.h>
 #include <fcntl.h>
 #include <unistd.h>
-
-const char *const nim_netcmd_names[] = {
-    "sendMsg", "deleteSessions", "sendMsgReceipt", "addStickTop", "updateStickTop",
-    "deleteStickTop", "getStickTop", "createTeam", "disconnect", "connect", NULL
-};
 
 enum { ST_IDLE, ST_CONNECTING, ST_LOGIN, ST_SYNC, ST_READY };
 
@@ -158,33 +147,34 @@ static void random_hex(char *out, size_t nbytes) {
     for (size_t i = 0; i < nbytes; i++) sprintf(out + 2 * i, "%02x", b[i]);
 }
 
-/* Queues a callback event: name(arg). Takes arg. */
-static void callback(nim_net *n, const char *name, cJSON *arg) {
+/* Queues an event of type (NIM_EV_CALLBACK, NIM_EV_MSG): name(arg), name
+ * a static string. Takes arg. */
+static void queue_callback(nim_net *n, int type, const char *name, cJSON *arg) {
     if (n->stopping) { cJSON_Delete(arg); return; }
     nim_event *ev = nim_calloc(1, sizeof *ev);
     if (!ev) { cJSON_Delete(arg); return; }
-    ev->type = NIM_EV_CALLBACK;
-    ev->message = xdup(name);
+    ev->type = type;
+    ev->callback = name;
     ev->data = arg;
-    if (!ev->message) { cJSON_Delete(arg); nim_free(ev); return; }
     nim_engine_emit(n->e, ev);
 }
 
-/* Queues onerror({code = code or numcode, message = msg, event = what}). */
+static void callback(nim_net *n, const char *name, cJSON *arg) {
+    queue_callback(n, NIM_EV_CALLBACK, name, arg);
+}
+
+/* Queues onerror({code = code or numcode, message = msg, event = what});
+ * what is a static string. */
 static void report_error(nim_net *n, const char *code, int numcode, const char *msg,
                          const char *what) {
     if (n->stopping) return;
     nim_event *ev = nim_calloc(1, sizeof *ev);
     if (!ev) return;
-    ev->type = NIM_EV_CALLBACK;
+    ev->type = NIM_EV_ERROR;
     ev->code = code;
     ev->numcode = numcode;
-    ev->message = xdup("onerror");
-    ev->data = cJSON_CreateObject();
-    if (ev->data) {
-        cJSON_AddStringToObject(ev->data, "message", msg);
-        cJSON_AddStringToObject(ev->data, "event", what);
-    }
+    ev->what = what;
+    ev->message = xdup(msg);
     nim_engine_emit(n->e, ev);
 }
 
@@ -213,8 +203,8 @@ static void out_free_all(nim_net *n) {
 }
 
 /* Queues a request frame and asks for WRITEABLE. Takes data. 0 or -1. */
-static int send_request(nim_net *n, int64_t id, const char *cmd, cJSON *data) {
-    cJSON *root = nim_proto_request(id, cmd, data);
+static int send_request(nim_net *n, int64_t id, nim_wire_cmd cmd, cJSON *data) {
+    cJSON *root = nim_proto_request(id, nim_proto_cmd_name(cmd), data);
     if (!root) return -1;
     size_t len;
     char *buf = nim_proto_print(root, LWS_PRE, &len);
@@ -233,7 +223,7 @@ static int send_request(nim_net *n, int64_t id, const char *cmd, cJSON *data) {
 }
 
 /* Sends a request and remembers it. Takes data (and msg). */
-static pending *request(nim_net *n, int kind, int cmd, uint64_t req, const char *name,
+static pending *request(nim_net *n, int kind, int cmd, uint64_t req, nim_wire_cmd wire,
                         cJSON *data, cJSON *msg) {
     pending *p = nim_calloc(1, sizeof *p);
     if (!p) { cJSON_Delete(data); cJSON_Delete(msg); return NULL; }
@@ -243,7 +233,7 @@ static pending *request(nim_net *n, int kind, int cmd, uint64_t req, const char 
     p->req = req;
     p->msg = msg;
     p->deadline = mono_ms() + n->req_timeout;
-    if (send_request(n, p->id, name, data) < 0) {
+    if (send_request(n, p->id, wire, data) < 0) {
         cJSON_Delete(msg);
         nim_free(p);
         return NULL;
@@ -494,7 +484,7 @@ static void flush_acks(nim_net *n) {
             n->acks_dirty = 1;                   /* the rest next pass */
             continue;
         }
-        if (!request(n, RQ_ACKS, 0, 0, "updateReadPointers", d, sent)) n->acks_dirty = 1;
+        if (!request(n, RQ_ACKS, 0, 0, NIM_WIRE_UPDATE_READ, d, sent)) n->acks_dirty = 1;
     }
     cJSON_Delete(a.reqs);
 }
@@ -603,7 +593,7 @@ static void on_sync_done(nim_net *n, cJSON *data) {
         snprintf(buf, sizeof buf, "%lld", (long long)n->offline_max);
         cJSON *d = cJSON_CreateObject();
         if (d) cJSON_AddStringToObject(d, "upTo", buf);
-        pending *p = request(n, RQ_MARK, 0, 0, "markMsgsReceived", d, NULL);
+        pending *p = request(n, RQ_MARK, 0, 0, NIM_WIRE_MARK_RECEIVED, d, NULL);
         n->offline_max = 0;
         if (p && (n->offline_count >= OFFLINE_BATCH || n->offline_bytes >= OFFLINE_BYTES)) {
             /* the server kept some back: once these are marked, log in again */
@@ -627,7 +617,7 @@ static void live_stored(void *ud) {
         next = m->next;
         if (!b->fresh[i]) continue;             /* a duplicate (or invalid): no onmsg */
         cJSON_DetachItemViaPointer(b->arr, m);
-        callback(b->n, "onmsg", m);
+        queue_callback(b->n, NIM_EV_MSG, "onmsg", m);
     }
 }
 
@@ -903,7 +893,7 @@ static void send_login(nim_net *n) {
         return;
     }
     n->state = ST_LOGIN;
-    if (!request(n, RQ_LOGIN, 0, 0, "login", d, NULL)) drop(n, 1006, "cannot send the login (out of memory)");
+    if (!request(n, RQ_LOGIN, 0, 0, NIM_WIRE_LOGIN, d, NULL)) drop(n, 1006, "cannot send the login (out of memory)");
 }
 
 static int rx_append(nim_net *n, const void *in, size_t len) {
@@ -1040,7 +1030,7 @@ static void on_tick(lws_sorted_usec_list_t *sul) {
         } else if ((now - n->last_rx >= n->heartbeat || now - n->last_tx >= n->heartbeat) &&
                    (!n->ping_at || now - n->ping_at >= n->heartbeat)) {
             n->ping_at = now;
-            request(n, RQ_PING, 0, 0, "ping", NULL, NULL);
+            request(n, RQ_PING, 0, 0, NIM_WIRE_PING, NULL, NULL);
         }
     }
     if (n->state == ST_IDLE && n->reconnect_at && now >= n->reconnect_at && !n->user_down)
@@ -1114,12 +1104,15 @@ static void hook_wake(nim_engine *e, void *ud) {
     pthread_mutex_unlock(&n->ctx_lock);
 }
 
-/* The request name and data for an app command; NULL when not a request. */
-static const char *app_request(nim_net *n, nim_cmd *c, cJSON **data, cJSON **msg) {
+/* The wire request and data for an app command (net/commands.h);
+ * NIM_WIRE_UNKNOWN when it is not a request. sendMsg gets an idClient
+ * when it has none, and *msg, the local "sending" copy. */
+static nim_wire_cmd app_request(nim_net *n, nim_cmd *c, cJSON **data, cJSON **msg) {
+    const nim_command *row = nim_command_by_id(c->type);
     *data = c->args;
     *msg = NULL;
-    switch (c->type) {
-    case NIM_NETCMD_SEND_MSG: {
+    if (!row) return NIM_WIRE_UNKNOWN;
+    if (c->type == NIM_NETCMD_SEND_MSG) {
         cJSON *a = c->args;
         char idc[64];
         if (!jstr(a, "idClient")) {
@@ -1144,17 +1137,8 @@ static const char *app_request(nim_net *n, nim_cmd *c, cJSON **data, cJSON **msg
             cJSON_AddStringToObject(m, "status", "sending");
         }
         *msg = m;
-        return "sendMsg";
     }
-    case NIM_NETCMD_DELETE_SESSIONS: return "deleteSessions";
-    case NIM_NETCMD_SEND_RECEIPT: return "sendMsgReceipt";
-    case NIM_NETCMD_ADD_TOP: return "addStickTop";
-    case NIM_NETCMD_UPDATE_TOP: return "updateStickTop";
-    case NIM_NETCMD_DELETE_TOP: return "deleteStickTop";
-    case NIM_NETCMD_GET_TOPS: return "getStickTop";
-    case NIM_NETCMD_CREATE_TEAM: return "createTeam";
-    default: return NULL;
-    }
+    return row->wire;
 }
 
 static void hook_command(nim_engine *e, void *ud, nim_cmd *c) {
@@ -1183,14 +1167,14 @@ static void hook_command(nim_engine *e, void *ud, nim_cmd *c) {
         return;
     }
     cJSON *data, *msg;
-    const char *name = app_request(n, c, &data, &msg);
-    if (!name) {
+    nim_wire_cmd wire = app_request(n, c, &data, &msg);
+    if (wire == NIM_WIRE_UNKNOWN) {
         nim_engine_reply(e, c->req, NIM_ERR_BAD_ARGS, "unknown command", NULL);
         return;
     }
     c->args = NULL;   /* taken by the request */
     if (msg) update_with(n, msg);
-    pending *p = request(n, RQ_APP, c->type, c->req, name, data, msg ? cJSON_Duplicate(msg, 1) : NULL);
+    pending *p = request(n, RQ_APP, c->type, c->req, wire, data, msg ? cJSON_Duplicate(msg, 1) : NULL);
     if (!p) {
         if (msg) { set_status(msg, "fail"); update_with(n, msg); }
         nim_engine_reply(e, c->req, NIM_ERR_BAD_ARGS, "request over 65536 bytes (or out of memory)", NULL);

@@ -15,34 +15,19 @@
  *   - read pointers, receipts and sticky top go through nim_engine_apply_*;
  *   - the login sync runs between nim_engine_sync_begin and _end, so
  *     onsessions/onsyncdone fire once after it (NIM_ENGINE_DEFER_SYNC);
- *   - commands >= NIM_CMD_EXT (NIM_NETCMD_*) become requests;
+ *   - commands >= NIM_CMD_EXT (NIM_NETCMD_*, net/commands.h) become requests;
  *   - callbacks that are not the engine's (onconnect, onmsg, ...) are
- *     NIM_EV_CALLBACK events: message = the callback's name, data = its one
- *     argument (or none). */
+ *     NIM_EV_CALLBACK / NIM_EV_MSG events, errors NIM_EV_ERROR. */
 #ifndef NIM_NET_CLIENT_H
 #define NIM_NET_CLIENT_H
 #include "core/engine.h"
+#include "net/commands.h"
 
-/* Commands of the network layer (args are cJSON objects). */
+/* Events of the network layer: ev->callback names the callback, data is
+ * its one argument (or none). Errors are NIM_EV_ERROR with ev->what. */
 enum {
-    NIM_NETCMD_SEND_MSG = NIM_CMD_EXT, /* {scene, to, type, text?, content?, idClient?} -> msg */
-    NIM_NETCMD_DELETE_SESSIONS,        /* {sessions=["p2p-bob", ...]} -> {sessions=} */
-    NIM_NETCMD_SEND_RECEIPT,           /* {idServer} -> {sessionId, time} */
-    NIM_NETCMD_ADD_TOP,                /* {sessionId, topCustom?} -> {session=} */
-    NIM_NETCMD_UPDATE_TOP,             /* {sessionId, topCustom?} -> {session=} */
-    NIM_NETCMD_DELETE_TOP,             /* {sessionId} -> {session=} */
-    NIM_NETCMD_GET_TOPS,               /* {} -> {sessions=} */
-    NIM_NETCMD_CREATE_TEAM,            /* {name, accounts} -> {team=} */
-    NIM_NETCMD_DISCONNECT,             /* {} -> close, no reconnect until CONNECT */
-    NIM_NETCMD_CONNECT,                /* {} -> connect now (after a disconnect or a give-up) */
-    NIM_NETCMD__END
-};
-/* Names of NIM_NETCMD_* in order (for the binding), NULL-terminated. */
-extern const char *const nim_netcmd_names[];
-
-/* Events of the network layer. */
-enum {
-    NIM_EV_CALLBACK = NIM_EV_EXT       /* message = callback name, data = argument or NULL */
+    NIM_EV_CALLBACK = NIM_EV_EXT,      /* any callback but onmsg */
+    NIM_EV_MSG                         /* onmsg: data = the message */
 };
 
 /* Error codes besides the engine's. */

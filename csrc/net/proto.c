@@ -6,21 +6,21 @@
 #include <string.h>
 #include <stdio.h>
 
-static const char *const cmd_names[NIM_CMD__COUNT] = {
-    [NIM_CMD_UNKNOWN]          = "",
-    [NIM_CMD_LOGIN]            = "login",
-    [NIM_CMD_LOGOUT]           = "logout",
-    [NIM_CMD_PING]             = "ping",
-    [NIM_CMD_SEND_MSG]         = "sendMsg",
-    [NIM_CMD_MARK_RECEIVED]    = "markMsgsReceived",
-    [NIM_CMD_UPDATE_READ]      = "updateReadPointers",
-    [NIM_CMD_SEND_RECEIPT]     = "sendMsgReceipt",
-    [NIM_CMD_DELETE_SESSIONS]  = "deleteSessions",
-    [NIM_CMD_ADD_STICK_TOP]    = "addStickTop",
-    [NIM_CMD_UPDATE_STICK_TOP] = "updateStickTop",
-    [NIM_CMD_DELETE_STICK_TOP] = "deleteStickTop",
-    [NIM_CMD_GET_STICK_TOP]    = "getStickTop",
-    [NIM_CMD_CREATE_TEAM]      = "createTeam",
+static const char *const cmd_names[NIM_WIRE__COUNT] = {
+    [NIM_WIRE_UNKNOWN]          = "",
+    [NIM_WIRE_LOGIN]            = "login",
+    [NIM_WIRE_LOGOUT]           = "logout",
+    [NIM_WIRE_PING]             = "ping",
+    [NIM_WIRE_SEND_MSG]         = "sendMsg",
+    [NIM_WIRE_MARK_RECEIVED]    = "markMsgsReceived",
+    [NIM_WIRE_UPDATE_READ]      = "updateReadPointers",
+    [NIM_WIRE_SEND_RECEIPT]     = "sendMsgReceipt",
+    [NIM_WIRE_DELETE_SESSIONS]  = "deleteSessions",
+    [NIM_WIRE_ADD_STICK_TOP]    = "addStickTop",
+    [NIM_WIRE_UPDATE_STICK_TOP] = "updateStickTop",
+    [NIM_WIRE_DELETE_STICK_TOP] = "deleteStickTop",
+    [NIM_WIRE_GET_STICK_TOP]    = "getStickTop",
+    [NIM_WIRE_CREATE_TEAM]      = "createTeam",
 };
 
 static const char *const push_names[NIM_PUSH__COUNT] = {
@@ -37,15 +37,15 @@ static const char *const push_names[NIM_PUSH__COUNT] = {
     [NIM_PUSH_KICKED]             = "kicked",
 };
 
-const char *nim_proto_cmd_name(nim_cmd c) {
-    return (c > NIM_CMD_UNKNOWN && c < NIM_CMD__COUNT) ? cmd_names[c] : "";
+const char *nim_proto_cmd_name(nim_wire_cmd c) {
+    return (c > NIM_WIRE_UNKNOWN && c < NIM_WIRE__COUNT) ? cmd_names[c] : "";
 }
 
-nim_cmd nim_proto_cmd_from_name(const char *s) {
-    if (!s) return NIM_CMD_UNKNOWN;
-    for (int i = 1; i < NIM_CMD__COUNT; i++)
-        if (strcmp(s, cmd_names[i]) == 0) return (nim_cmd)i;
-    return NIM_CMD_UNKNOWN;
+nim_wire_cmd nim_proto_cmd_from_name(const char *s) {
+    if (!s) return NIM_WIRE_UNKNOWN;
+    for (int i = 1; i < NIM_WIRE__COUNT; i++)
+        if (strcmp(s, cmd_names[i]) == 0) return (nim_wire_cmd)i;
+    return NIM_WIRE_UNKNOWN;
 }
 
 const char *nim_proto_push_name(nim_push p) {
@@ -387,14 +387,12 @@ int nim_proto_valid_team_id(const char *s) {
 }
 
 const char *nim_proto_scene_name(nim_scene s) {
-    return s == NIM_SCENE_P2P ? "p2p" : s == NIM_SCENE_TEAM ? "team" : "";
+    return s == NIM_SCENE_P2P || s == NIM_SCENE_TEAM ? nim_scene_names[s] : "";
 }
 
 nim_scene nim_proto_scene_from_name(const char *s) {
-    if (!s) return NIM_SCENE_NONE;
-    if (strcmp(s, "p2p") == 0) return NIM_SCENE_P2P;
-    if (strcmp(s, "team") == 0) return NIM_SCENE_TEAM;
-    return NIM_SCENE_NONE;
+    nim_scene sc = s ? nim_scene_parse(s, strlen(s)) : NIM_SCENE_NONE;
+    return sc == NIM_SCENE_P2P || sc == NIM_SCENE_TEAM ? sc : NIM_SCENE_NONE;
 }
 
 nim_scene nim_proto_parse_session_id(const char *s, const char **target) {

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cjson/cJSON.h>
+#include "core/scene.h"
 
 #define NIM_PROTO_VERSION        1
 #define NIM_PROTO_SUBPROTOCOL    "nim.v1"
@@ -59,22 +60,22 @@ enum {
 
 /* Requests (client -> server); the reply carries the same cmd. */
 typedef enum {
-    NIM_CMD_UNKNOWN = 0,
-    NIM_CMD_LOGIN,
-    NIM_CMD_LOGOUT,
-    NIM_CMD_PING,
-    NIM_CMD_SEND_MSG,
-    NIM_CMD_MARK_RECEIVED,
-    NIM_CMD_UPDATE_READ,
-    NIM_CMD_SEND_RECEIPT,
-    NIM_CMD_DELETE_SESSIONS,
-    NIM_CMD_ADD_STICK_TOP,
-    NIM_CMD_UPDATE_STICK_TOP,
-    NIM_CMD_DELETE_STICK_TOP,
-    NIM_CMD_GET_STICK_TOP,
-    NIM_CMD_CREATE_TEAM,
-    NIM_CMD__COUNT
-} nim_cmd;
+    NIM_WIRE_UNKNOWN = 0,
+    NIM_WIRE_LOGIN,
+    NIM_WIRE_LOGOUT,
+    NIM_WIRE_PING,
+    NIM_WIRE_SEND_MSG,
+    NIM_WIRE_MARK_RECEIVED,
+    NIM_WIRE_UPDATE_READ,
+    NIM_WIRE_SEND_RECEIPT,
+    NIM_WIRE_DELETE_SESSIONS,
+    NIM_WIRE_ADD_STICK_TOP,
+    NIM_WIRE_UPDATE_STICK_TOP,
+    NIM_WIRE_DELETE_STICK_TOP,
+    NIM_WIRE_GET_STICK_TOP,
+    NIM_WIRE_CREATE_TEAM,
+    NIM_WIRE__COUNT
+} nim_wire_cmd;
 
 /* Pushes (server -> client, no id, no code). */
 typedef enum {
@@ -92,8 +93,8 @@ typedef enum {
     NIM_PUSH__COUNT
 } nim_push;
 
-const char *nim_proto_cmd_name(nim_cmd c);          /* "" for UNKNOWN */
-nim_cmd     nim_proto_cmd_from_name(const char *s); /* NIM_CMD_UNKNOWN if unknown */
+const char  *nim_proto_cmd_name(nim_wire_cmd c);     /* "" for UNKNOWN */
+nim_wire_cmd nim_proto_cmd_from_name(const char *s); /* NIM_WIRE_UNKNOWN if unknown */
 const char *nim_proto_push_name(nim_push p);
 nim_push    nim_proto_push_from_name(const char *s);
 /* A short English text for a reply code ("ok", "wrong account or token"...). */
@@ -162,8 +163,9 @@ int nim_proto_valid_account(const char *s);
 int nim_proto_valid_device(const char *s);
 int nim_proto_valid_team_id(const char *s);
 
-typedef enum { NIM_SCENE_NONE = 0, NIM_SCENE_P2P, NIM_SCENE_TEAM } nim_scene;
-const char *nim_proto_scene_name(nim_scene s);
+/* Scenes on the wire: p2p and team (core/scene.h); anything else,
+ * superTeam included, is NIM_SCENE_NONE here. */
+const char *nim_proto_scene_name(nim_scene s);   /* "" when not a wire scene */
 nim_scene   nim_proto_scene_from_name(const char *s);
 
 /* Splits "p2p-bob" / "team-42" into scene and target; target points into s.

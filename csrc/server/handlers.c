@@ -86,9 +86,9 @@ static void group_deliver(int committed) {
         grouped_reply *e = &group.e[i];
         if (e->c) {
             if (!committed && e->code == NIM_CODE_OK)
-                srv_reply(e->c, e->id, nim_proto_cmd_name(NIM_CMD_SEND_MSG), NIM_CODE_SERVER, NULL, NULL);
+                srv_reply(e->c, e->id, nim_proto_cmd_name(NIM_WIRE_SEND_MSG), NIM_CODE_SERVER, NULL, NULL);
             else if (e->reply) srv_queue_raw(e->c, e->reply, e->reply_len);
-            else srv_reply(e->c, e->id, nim_proto_cmd_name(NIM_CMD_SEND_MSG), e->code, NULL, NULL);
+            else srv_reply(e->c, e->id, nim_proto_cmd_name(NIM_WIRE_SEND_MSG), e->code, NULL, NULL);
         }
         if (committed && e->msg) push_msg(e->c, e->from, e->msg, e->members, e->peer[0] ? e->peer : NULL);
         nim_free(e->reply);
@@ -620,7 +620,7 @@ static void stick_reply_push(const req *r, const char *op, cJSON *session) {
     else { cJSON_Delete(pd); cJSON_Delete(copy); }
 }
 
-static void h_stick_top(const req *r, nim_cmd cmd) {
+static void h_stick_top(const req *r, nim_wire_cmd cmd) {
     const char *err = NULL, *sid = NULL, *custom = NULL, *target;
     cJSON *cur = NULL;
     int rc;
@@ -632,11 +632,11 @@ static void h_stick_top(const req *r, nim_cmd cmd) {
     }
     rc = srv_db_stick_get(srv.db, r->c->account, sid, &cur);
     if (rc == NIM_CODE_SERVER) { reply(r, rc, NULL, NULL); return; }
-    if (cmd != NIM_CMD_ADD_STICK_TOP && rc == NIM_CODE_NOT_FOUND) {
+    if (cmd != NIM_WIRE_ADD_STICK_TOP && rc == NIM_CODE_NOT_FOUND) {
         reply(r, NIM_CODE_NOT_FOUND, "sessionId: not a sticky-top session", NULL);
         return;
     }
-    if (cmd == NIM_CMD_DELETE_STICK_TOP) {
+    if (cmd == NIM_WIRE_DELETE_STICK_TOP) {
         cJSON_Delete(cur);
         rc = srv_db_stick_delete(srv.db, r->c->account, sid);
         if (rc != NIM_CODE_OK) { reply(r, rc, NULL, NULL); return; }
@@ -657,7 +657,7 @@ static void h_stick_top(const req *r, nim_cmd cmd) {
     rc = srv_db_stick_put(srv.db, r->c->account, sid, custom ? custom : "", srv_now_ms());
     if (rc == NIM_CODE_OK) rc = srv_db_stick_get(srv.db, r->c->account, sid, &cur);
     if (rc != NIM_CODE_OK) { reply(r, NIM_CODE_SERVER, NULL, NULL); return; }
-    stick_reply_push(r, cmd == NIM_CMD_ADD_STICK_TOP ? "add" : "update", cur);
+    stick_reply_push(r, cmd == NIM_WIRE_ADD_STICK_TOP ? "add" : "update", cur);
 }
 
 static void h_get_stick_top(const req *r) {
@@ -764,28 +764,28 @@ void srv_handle_message(srv_conn *c, const char *buf, size_t len) {
         return;
     }
     req r = { .c = c, .id = f.id, .cmd = f.name, .data = f.data };
-    nim_cmd cmd = nim_proto_cmd_from_name(f.name);
-    if (cmd == NIM_CMD_SEND_MSG && c->logged_in) r.grouped = 1;
+    nim_wire_cmd cmd = nim_proto_cmd_from_name(f.name);
+    if (cmd == NIM_WIRE_SEND_MSG && c->logged_in) r.grouped = 1;
     else srv_group_flush(); /* everything else sees and orders after the group */
-    if (cmd == NIM_CMD_UNKNOWN) {
+    if (cmd == NIM_WIRE_UNKNOWN) {
         reply(&r, NIM_CODE_UNKNOWN_CMD, "unknown command", NULL);
-    } else if (!c->logged_in && cmd != NIM_CMD_LOGIN && cmd != NIM_CMD_PING) {
+    } else if (!c->logged_in && cmd != NIM_WIRE_LOGIN && cmd != NIM_WIRE_PING) {
         reply(&r, NIM_CODE_NOT_LOGGED_IN, "log in first", NULL);
     } else {
         switch (cmd) {
-        case NIM_CMD_LOGIN:            h_login(&r); break;
-        case NIM_CMD_LOGOUT:           h_logout(&r); break;
-        case NIM_CMD_PING:             h_ping(&r); break;
-        case NIM_CMD_SEND_MSG:         h_send_msg(&r); break;
-        case NIM_CMD_MARK_RECEIVED:    h_mark_received(&r); break;
-        case NIM_CMD_UPDATE_READ:      h_update_read(&r); break;
-        case NIM_CMD_SEND_RECEIPT:     h_send_receipt(&r); break;
-        case NIM_CMD_DELETE_SESSIONS:  h_delete_sessions(&r); break;
-        case NIM_CMD_ADD_STICK_TOP:
-        case NIM_CMD_UPDATE_STICK_TOP:
-        case NIM_CMD_DELETE_STICK_TOP: h_stick_top(&r, cmd); break;
-        case NIM_CMD_GET_STICK_TOP:    h_get_stick_top(&r); break;
-        case NIM_CMD_CREATE_TEAM:      h_create_team(&r); break;
+        case NIM_WIRE_LOGIN:            h_login(&r); break;
+        case NIM_WIRE_LOGOUT:           h_logout(&r); break;
+        case NIM_WIRE_PING:             h_ping(&r); break;
+        case NIM_WIRE_SEND_MSG:         h_send_msg(&r); break;
+        case NIM_WIRE_MARK_RECEIVED:    h_mark_received(&r); break;
+        case NIM_WIRE_UPDATE_READ:      h_update_read(&r); break;
+        case NIM_WIRE_SEND_RECEIPT:     h_send_receipt(&r); break;
+        case NIM_WIRE_DELETE_SESSIONS:  h_delete_sessions(&r); break;
+        case NIM_WIRE_ADD_STICK_TOP:
+        case NIM_WIRE_UPDATE_STICK_TOP:
+        case NIM_WIRE_DELETE_STICK_TOP: h_stick_top(&r, cmd); break;
+        case NIM_WIRE_GET_STICK_TOP:    h_get_stick_top(&r); break;
+        case NIM_WIRE_CREATE_TEAM:      h_create_team(&r); break;
         default:                       reply(&r, NIM_CODE_UNKNOWN_CMD, NULL, NULL); break;
         }
     }

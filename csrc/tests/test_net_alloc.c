@@ -97,7 +97,7 @@ static void pump(client *c, uint64_t want) {
         nim_event *n = ev->next;
         ev->next = NULL;
         if (ev->type == NIM_EV_SYNCDONE) c->synced++;
-        if (ev->type == NIM_EV_CALLBACK && ev->message && !strcmp(ev->message, "onmsg")) c->onmsg++;
+        if (ev->type == NIM_EV_MSG) c->onmsg++;
         if (ev->type == NIM_EV_DONE && ev->req == want) {
             c->replied = 1;
             c->code = ev->code;

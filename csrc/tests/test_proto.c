@@ -320,13 +320,13 @@ static void test_fields(void) {
     test_cond("session team not digits", nim_proto_parse_session_id("team-x", &t) == NIM_SCENE_NONE);
     test_cond("session empty target", nim_proto_parse_session_id("p2p-", &t) == NIM_SCENE_NONE);
     test_cond("session unknown scene", nim_proto_parse_session_id("superTeam-1", &t) == NIM_SCENE_NONE);
-    test_cond("cmd names round trip", nim_proto_cmd_from_name(nim_proto_cmd_name(NIM_CMD_CREATE_TEAM)) == NIM_CMD_CREATE_TEAM);
-    test_cond("unknown cmd", nim_proto_cmd_from_name("rm -rf") == NIM_CMD_UNKNOWN);
+    test_cond("cmd names round trip", nim_proto_cmd_from_name(nim_proto_cmd_name(NIM_WIRE_CREATE_TEAM)) == NIM_WIRE_CREATE_TEAM);
+    test_cond("unknown cmd", nim_proto_cmd_from_name("rm -rf") == NIM_WIRE_UNKNOWN);
     int all = 1;
     for (int i = 1; i < NIM_PUSH__COUNT; i++)
         if (nim_proto_push_from_name(nim_proto_push_name((nim_push)i)) != (nim_push)i) all = 0;
-    for (int i = 1; i < NIM_CMD__COUNT; i++)
-        if (nim_proto_cmd_from_name(nim_proto_cmd_name((nim_cmd)i)) != (nim_cmd)i) all = 0;
+    for (int i = 1; i < NIM_WIRE__COUNT; i++)
+        if (nim_proto_cmd_from_name(nim_proto_cmd_name((nim_wire_cmd)i)) != (nim_wire_cmd)i) all = 0;
     test_cond("every cmd and push name round trips", all);
 }
 
