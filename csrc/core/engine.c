@@ -10,6 +10,7 @@
  * (it was not stored before, so this equals a recount), and whenever the
  * pointer moves the count is taken again from the messages table. */
 #include "core/engine.h"
+#include "core/engine_net.h"
 #include "core/store.h"
 #include "core/alloc.h"
 #include <pthread.h>
@@ -425,9 +426,11 @@ static void touch(nim_engine *e, const char *id) {
     else e->resync |= RESYNC_LIST;
 }
 
-/* Engine thread. Undoes the open transaction and reloads the cache from the
- * database, so it holds only what is stored; an engine that cannot reload
- * is broken (every later request gets DB_Error). */
+/* Engine thread. The one way a failed transaction ends: undoes it and
+ * reloads the cache from the database, so it holds only what is stored.
+ * The reload drops the marks of updates still owed (lost, not yet sent
+ * again): they are owed again for every session. An engine that cannot
+ * reload is broken (every later request gets DB_Error). */
 static void rollback_reload(nim_engine *e) {
     nim_store_rollback(e->store);
     int owed = e->resync & RESYNC_UPDATES;   /* the lost marks go with the cache */
@@ -599,11 +602,11 @@ static int ingest_tx(nim_engine *e, cJSON *msgs, int *skipped, unsigned char *fr
     return 0;
 }
 
-/* Engine thread. After a failed write: roll back, report, reload. */
+/* Engine thread. After a failed write: report it, then the one rollback
+ * path (rollback_reload). */
 static void abandon(nim_engine *e) {
     emit(e, NIM_EV_ERROR, 0, NIM_ERR_DB, nim_store_errmsg(e->store), NULL);
-    nim_store_rollback(e->store);
-    if (reload(e) < 0) e->broken = 1;
+    rollback_reload(e);
 }
 
 /* Engine thread. A command's transaction could not be finished (memory
@@ -614,13 +617,6 @@ static void undo(nim_engine *e, uint64_t req, const char *code, const char *mess
     rollback_reload(e);
 }
 
-int nim_engine_ingest(nim_engine *e, cJSON *msgs, int *skipped) {
-    if (skipped) *skipped = 0;
-    if (e->broken) return -1;
-    if (begin(e) < 0) return -1;
-    if (ingest_tx(e, msgs, skipped, NULL) < 0) { abandon(e); return -1; }
-    return commit(e);
-}
 
 /* --------------------------------------------------------------- commands */
 
@@ -781,7 +777,8 @@ static int adopt_stored(nim_engine *e, nim_session *s) {
 static void cmd_insert_session(nim_engine *e, nim_cmd *c) {
     const char *scene = jstr(c->args, "scene"), *to = jstr(c->args, "to");
     char id[1024];
-    if (!scene || !to || (size_t)snprintf(id, sizeof id, "%s-%s", scene, to) >= sizeof id) {
+    if (!scene || !to || !*to || nim_scene_parse(scene, strlen(scene)) == NIM_SCENE_NONE ||
+        (size_t)snprintf(id, sizeof id, "%s-%s", scene, to) >= sizeof id) {
         nim_engine_reply(e, c->req, NIM_ERR_BAD_ARGS, "scene and to expected", NULL);
         return;
     }
@@ -792,9 +789,8 @@ static void cmd_insert_session(nim_engine *e, nim_cmd *c) {
     }
     if (begin(e) < 0) { reply_db(e, c->req); return; }
     int fresh = !s;
-    if (!s && !(s = create(e, id))) {
-        nim_store_rollback(e->store);
-        nim_engine_reply(e, c->req, NIM_ERR_BAD_ARGS, "bad session id", NULL);
+    if (!s && !(s = create(e, id))) {   /* a well-formed id: memory */
+        undo(e, c->req, NIM_ERR_NO_MEMORY, "out of memory");
         return;
     }
     if ((fresh || s->deleted == NIM_SESS_REMOVED) && adopt_stored(e, s) < 0) goto fail;
@@ -809,8 +805,7 @@ static void cmd_insert_session(nim_engine *e, nim_cmd *c) {
     return;
 fail:
     reply_db(e, c->req);
-    nim_store_rollback(e->store);
-    if (reload(e) < 0) e->broken = 1;
+    rollback_reload(e);
 }
 
 static void cmd_update_session(nim_engine *e, nim_cmd *c) {
@@ -1279,21 +1274,17 @@ static int raise_cursor(nim_engine *e, const nim_engine_cursor *cur) {
     return nim_store_kv_set(e->store, cur->key, cur->value, NULL);
 }
 
-int nim_engine_ingest_ex(nim_engine *e, cJSON *msgs, int *skipped, const nim_engine_cursor *cur) {
-    return nim_engine_ingest_then(e, msgs, skipped, NULL, cur, NULL, NULL);
-}
-
-int nim_engine_ingest_then(nim_engine *e, cJSON *msgs, int *skipped, unsigned char *fresh,
-                           const nim_engine_cursor *cur, void (*after_commit)(void *ud), void *ud) {
-    if (skipped) *skipped = 0;
+int nim_engine_ingest(nim_engine *e, const nim_ingest *in) {
+    if (in->skipped) *in->skipped = 0;
     if (e->broken) return -1;
     if (begin(e) < 0) return -1;
-    if ((msgs && ingest_tx(e, msgs, skipped, fresh) < 0) || raise_cursor(e, cur) < 0) {
+    if ((in->msgs && ingest_tx(e, in->msgs, in->skipped, in->fresh) < 0) ||
+        raise_cursor(e, in->cursor) < 0) {
         abandon(e);
         return -1;
     }
-    e->post_commit = after_commit;
-    e->post_commit_ud = ud;
+    e->post_commit = in->after_commit;
+    e->post_commit_ud = in->ud;
     int r = commit(e);
     e->post_commit = NULL;                  /* not run when the commit failed */
     return r;

@@ -550,7 +550,7 @@ static void emit_grouped(nim_net *n, const char *cbname, cJSON *msgs) {
 static void on_sync_msgs(nim_net *n, cJSON *data, int offline, size_t frame_len) {
     cJSON *msgs = cJSON_GetObjectItemCaseSensitive(data, "msgs");
     if (!cJSON_IsArray(msgs)) return;
-    if (nim_engine_ingest_ex(n->e, msgs, NULL, NULL) < 0) {
+    if (nim_engine_ingest(n->e, &(nim_ingest){ .msgs = msgs }) < 0) {
         drop(n, 1006, "cannot store the synced messages");   /* retry later */
         return;
     }
@@ -585,8 +585,8 @@ static void on_sync_done(nim_net *n, cJSON *data) {
     const cJSON *cur = cJSON_GetObjectItemCaseSensitive(data, "cursors");
     int64_t cm = jnum(cur, "msgs"), cs = jnum(cur, "state");
     nim_engine_cursor c1 = { KEY_MSGS, cm }, c2 = { KEY_STATE, cs };
-    if (nim_engine_ingest_ex(n->e, NULL, NULL, &c1) == 0 && cm > n->cur_msgs) n->cur_msgs = cm;
-    if (nim_engine_ingest_ex(n->e, NULL, NULL, &c2) == 0 && cs > n->cur_state) n->cur_state = cs;
+    if (nim_engine_ingest(n->e, &(nim_ingest){ .cursor = &c1 }) == 0 && cm > n->cur_msgs) n->cur_msgs = cm;
+    if (nim_engine_ingest(n->e, &(nim_ingest){ .cursor = &c2 }) == 0 && cs > n->cur_state) n->cur_state = cs;
     if (n->offline_max > 0) {
         /* stored (committed above, frame by frame): now they may become roaming */
         char buf[32];
@@ -638,7 +638,8 @@ static void flush_live(nim_net *n) {
     }
     live_batch b = { n, arr, nim_calloc((size_t)count, 1) };
     nim_engine_cursor c = { KEY_MSGS, top };
-    if (!b.fresh || nim_engine_ingest_then(n->e, arr, NULL, b.fresh, &c, live_stored, &b) < 0) {
+    nim_ingest in = { .msgs = arr, .cursor = &c, .fresh = b.fresh, .after_commit = live_stored, .ud = &b };
+    if (!b.fresh || nim_engine_ingest(n->e, &in) < 0) {
         nim_free(b.fresh);
         cJSON_Delete(arr);
         drop(n, 1006, "cannot store received messages");   /* they come back as roaming */
@@ -682,7 +683,7 @@ static void on_pointers(nim_net *n, cJSON *data, int live) {
     const cJSON *ptrs = cJSON_GetObjectItemCaseSensitive(data, "pointers");
     nim_engine_cursor c = { KEY_STATE, max_ver(ptrs) };
     if (!n->sync_unread) {
-        if (live) nim_engine_ingest_ex(n->e, NULL, NULL, &c);
+        if (live) nim_engine_ingest(n->e, &(nim_ingest){ .cursor = &c });
         return;
     }
     if (nim_engine_apply_acks(n->e, ptrs, live ? &c : NULL) < 0) state_lost(n, "read pointers");
@@ -778,7 +779,7 @@ static void on_app_reply(nim_net *n, pending *p, nim_frame *f) {
         if (!arr) { cJSON_Delete(m); return; }
         cJSON_AddItemToArray(arr, m);
         nim_engine_cursor c = { KEY_MSGS, jid(m, "idServer") };
-        if (nim_engine_ingest_ex(n->e, arr, NULL, &c) < 0) {
+        if (nim_engine_ingest(n->e, &(nim_ingest){ .msgs = arr, .cursor = &c }) < 0) {
             cJSON_Delete(arr);
             nim_engine_reply(n->e, p->req, NIM_ERR_DB, "sent, but could not be stored", NULL);
             return;

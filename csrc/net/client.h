@@ -9,7 +9,7 @@
  *
  * What it does with the engine:
  *   - messages from the sync and live `msg` pushes go through
- *     nim_engine_ingest_ex, with the sync cursor they advance in the same
+ *     nim_engine_ingest, with the sync cursor they advance in the same
  *     transaction; offline messages are marked received only after that
  *     transaction committed;
  *   - read pointers, receipts and sticky top go through nim_engine_apply_*;
@@ -20,7 +20,7 @@
  *     NIM_EV_CALLBACK / NIM_EV_MSG events, errors NIM_EV_ERROR. */
 #ifndef NIM_NET_CLIENT_H
 #define NIM_NET_CLIENT_H
-#include "core/engine.h"
+#include "core/engine_net.h"
 #include "net/commands.h"
 
 /* Events of the network layer: ev->callback names the callback, data is
