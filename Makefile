@@ -40,7 +40,6 @@ CORE_SRC   = $(wildcard csrc/core/*.c) $(wildcard csrc/net/*.c)
 LUA_SRC    = $(wildcard csrc/lua/*.c)
 SERVER_SRC = $(wildcard csrc/server/*.c)
 TEST_SRC   = $(wildcard csrc/tests/test_*.c)
-HEADERS    = $(wildcard csrc/*/*.h)
 
 CORE_OBJ   = $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
 LUA_OBJ    = $(LUA_SRC:%.c=$(BUILD)/obj/%.o)
@@ -49,6 +48,9 @@ TEST_BIN   = $(TEST_SRC:csrc/tests/%.c=$(BUILD)/tests/%)
 MODULE     = $(BUILD)/nim/core.so
 SERVER     = $(if $(SERVER_SRC),$(BUILD)/nim-server)
 
+# The one place the Lua paths are set: every interpreter make starts (busted,
+# the benches, the demo, the processes specs start) finds the Lua modules
+# of this checkout and the module of this $(BUILD).
 export LUA_PATH  := ./lua/?.lua;./lua/?/init.lua;./spec/?.lua;;
 export LUA_CPATH := ./$(BUILD)/?.so;;
 
@@ -63,9 +65,13 @@ $(EMBED_HOST): examples/embed/host.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LUA_CFLAGS) $(LDFLAGS) -o $@ $< $(shell $(PKG_CONFIG) --libs lua5.4) -lm -ldl
 
-$(BUILD)/obj/%.o: %.c $(HEADERS)
+# Header dependencies come from the compiler (-MMD): each object and test
+# binary has a .d file next to it listing the headers it included.
+DEPFLAGS = -MMD -MP
+
+$(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(if $(filter csrc/lua/%,$<),$(LUA_CFLAGS)) -c $< -o $@
+	$(CC) $(CFLAGS) $(DEPFLAGS) $(if $(filter csrc/lua/%,$<),$(LUA_CFLAGS)) -c $< -o $@
 
 # Never link -llua5.4: Debian's lua5.4 binary is static and exports the API.
 $(MODULE): $(LUA_OBJ) $(CORE_OBJ)
@@ -75,9 +81,11 @@ $(MODULE): $(LUA_OBJ) $(CORE_OBJ)
 $(BUILD)/nim-server: $(SERVER_OBJ) $(CORE_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(DEP_LIBS)
 
-$(BUILD)/tests/%: csrc/tests/%.c $(CORE_OBJ) $(HEADERS)
+$(BUILD)/tests/%: csrc/tests/%.c $(CORE_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(CORE_OBJ) $(DEP_LIBS)
+	$(CC) $(CFLAGS) $(DEPFLAGS) -MF $@.d -MT $@ $(LDFLAGS) -o $@ $< $(CORE_OBJ) $(DEP_LIBS)
+
+-include $(CORE_OBJ:.o=.d) $(LUA_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(TEST_BIN:=.d)
 
 # Installs what is missing as root; otherwise prints the one command to run.
 deps:
@@ -105,7 +113,7 @@ test-c: $(TEST_BIN) $(SERVER)
 # BUSTED_ARGS narrows a run, e.g. make test-lua BUSTED_ARGS='--tags=merge'
 test-lua: $(MODULE) $(SERVER) $(EMBED_HOST)
 	@mkdir -p $(BUILD)
-	@{ NIM_SERVER=./$(BUILD)/nim-server NIM_EMBED_HOST=./$(BUILD)/embed-host $(RUN_ENV) $(BUSTED) --cpath='./$(BUILD)/?.so' $(BUSTED_ARGS) spec; \
+	@{ NIM_SERVER=./$(BUILD)/nim-server NIM_EMBED_HOST=./$(BUILD)/embed-host $(RUN_ENV) $(BUSTED) $(BUSTED_ARGS) spec; \
 	   echo $$? > $(BUILD)/busted.rc; } | tee $(BUILD)/busted.log
 	@awk '/^[0-9]+ successes? \/ [0-9]+ failures? \/ [0-9]+ errors? \/ [0-9]+ pending/ \
 	  { line = sprintf("specs: %d passed, %d failed, %d skipped", $$1, $$4 + $$7, $$10) } \
@@ -135,7 +143,7 @@ asan: deps
 valgrind: DEB_PACKAGES += valgrind
 valgrind: deps all
 	NIM_SERVER=./$(BUILD)/nim-server valgrind --error-exitcode=1 --leak-check=no -q \
-	  $(LUA) /usr/bin/busted --ignore-lua --cpath='./$(BUILD)/?.so' $(BUSTED_ARGS) spec
+	  $(LUA) /usr/bin/busted --ignore-lua $(BUSTED_ARGS) spec
 
 install: all
 	install -d $(DESTDIR)$(LUA_LIBDIR)/nim $(DESTDIR)$(LUA_DIR)/nim
@@ -144,7 +152,8 @@ install: all
 	$(if $(SERVER),install -D -m 755 $(SERVER) $(DESTDIR)$(PREFIX)/bin/nim-server)
 
 clean:
-	rm -rf build
+	@test -n "$(BUILD)" && test "$(BUILD)" != / || { echo "clean: BUILD is empty or /" >&2; exit 1; }
+	rm -rf $(BUILD)
 
 # Regenerates the rockspec's source list from csrc/ (spec/rockspec_spec.lua checks it).
 rockspec:

@@ -2,7 +2,6 @@
 --   ingest of 100,000 messages over 10,000 sessions through saveMsgsToLocal
 --   (batches of 500, durable), the longest poll(0) meanwhile, getLocalSessions
 --   first vs last page of 100,000 sessions, and resident memory per session.
-package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
 local NIM = require "nim"
 local uv = require "luv"
 

@@ -1,7 +1,5 @@
 -- make bench: NIM.mergeSessions (C) beside a careful pure-Lua merge (hash
 -- index + table.sort, bench/lua_merge.lua) on the same inputs, in one process.
-package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-package.cpath = (os.getenv("NIM_CPATH") or "./build/?.so;") .. package.cpath
 local NIM = require "nim"
 local peer = dofile("bench/lua_merge.lua")
 

@@ -7,7 +7,6 @@
 --      messages one after another, median and p99;
 --   3. the longest poll(0) of a 60 Hz receiver while another process sends
 --      5,000 messages/s to it.
-package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
 local NIM = require "nim"
 local S = require "nim.server"
 local uv = require "luv"

@@ -273,41 +273,47 @@ static char *col_dup(sqlite3_stmt *s, int i) {
     return nim_strndup((const char *)t, (size_t)sqlite3_column_bytes(s, i));
 }
 
+void nim_store_session_free(nim_session *s) {
+    nim_free(s->id);
+    nim_free(s->lastMsg);
+    nim_free(s->localCustom);
+    nim_free(s->topCustom);
+    s->id = s->lastMsg = s->localCustom = s->topCustom = NULL;
+}
+
 int nim_store_load_sessions(nim_store *st, int (*row)(void *ud, nim_session *s), void *ud) {
     sqlite3_stmt *q = st->q[Q_LOAD];
     int rc, ret = 0;
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        nim_session *s = nim_calloc(1, sizeof *s);
-        if (!s) { ret = -1; break; }
-        s->id = col_dup(q, 0);
+        nim_session s = { 0 };
+        s.id = col_dup(q, 0);
         const char *scene = (const char *)sqlite3_column_text(q, 1);
         nim_scene sc = scene ? nim_scene_parse(scene, strlen(scene)) : NIM_SCENE_NONE;
-        if (!s->id || sc == NIM_SCENE_NONE) { nim_free(s->id); nim_free(s); ret = -1; break; }
-        s->scene = (uint8_t)sc;
-        s->to = s->id + strlen(nim_scene_names[sc]) + 1;
-        s->updateTime = sqlite3_column_int64(q, 2);
-        s->ack = sqlite3_column_int64(q, 3);
-        s->unread = sqlite3_column_int64(q, 4);
-        s->maxTime = sqlite3_column_int64(q, 5);
-        s->lastMsgTime = sqlite3_column_int64(q, 6);
-        s->lastMsg = col_dup(q, 7);
-        s->localCustom = col_dup(q, 8);
-        s->deleted = (uint8_t)sqlite3_column_int(q, 9);
-        s->isTop = (uint8_t)sqlite3_column_int(q, 10);
-        s->topCustom = col_dup(q, 11);
-        s->msgReceiptTime = sqlite3_column_int64(q, 12);
-        s->lastMsgRid = sqlite3_column_int64(q, 13);
+        if (!s.id || sc == NIM_SCENE_NONE) { nim_free(s.id); ret = -1; break; }
+        s.scene = (uint8_t)sc;
+        s.to = s.id + strlen(nim_scene_names[sc]) + 1;
+        s.updateTime = sqlite3_column_int64(q, 2);
+        s.ack = sqlite3_column_int64(q, 3);
+        s.unread = sqlite3_column_int64(q, 4);
+        s.maxTime = sqlite3_column_int64(q, 5);
+        s.lastMsgTime = sqlite3_column_int64(q, 6);
+        s.lastMsg = col_dup(q, 7);
+        s.localCustom = col_dup(q, 8);
+        s.deleted = (uint8_t)sqlite3_column_int(q, 9);
+        s.isTop = (uint8_t)sqlite3_column_int(q, 10);
+        s.topCustom = col_dup(q, 11);
+        s.msgReceiptTime = sqlite3_column_int64(q, 12);
+        s.lastMsgRid = sqlite3_column_int64(q, 13);
         /* a text column that could not be copied (memory) must fail the
          * load: a session kept without it would be written back so */
-        if ((!s->lastMsg && sqlite3_column_type(q, 7) != SQLITE_NULL) ||
-            (!s->localCustom && sqlite3_column_type(q, 8) != SQLITE_NULL) ||
-            (!s->topCustom && sqlite3_column_type(q, 11) != SQLITE_NULL)) {
-            nim_free(s->lastMsg); nim_free(s->localCustom); nim_free(s->topCustom);
-            nim_free(s->id); nim_free(s);
+        if ((!s.lastMsg && sqlite3_column_type(q, 7) != SQLITE_NULL) ||
+            (!s.localCustom && sqlite3_column_type(q, 8) != SQLITE_NULL) ||
+            (!s.topCustom && sqlite3_column_type(q, 11) != SQLITE_NULL)) {
+            nim_store_session_free(&s);
             ret = -1;
             break;
         }
-        if (row(ud, s) < 0) { ret = -1; break; }
+        if (row(ud, &s) < 0) { ret = -1; break; }
     }
     if (ret == 0 && rc != SQLITE_DONE) ret = -1;
     sqlite3_reset(q);

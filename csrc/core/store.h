@@ -17,19 +17,13 @@ typedef struct nim_store nim_store;
 /* deleted states of a session */
 enum { NIM_SESS_LIVE = 0, NIM_SESS_HIDDEN = 1 /* logical delete */, NIM_SESS_REMOVED = 2 };
 
-/* One session, as kept in memory by the engine and in the sessions table. */
+/* One row of the sessions table. */
 typedef struct nim_session {
     char    *id;            /* "scene-to", owned */
     const char *to;         /* points into id, after the '-' */
-    uint32_t hash;
-    uint8_t  scene;
+    uint8_t  scene;         /* nim_scene */
     uint8_t  deleted;       /* NIM_SESS_* */
     uint8_t  isTop;
-    uint8_t  dirty;         /* row must be written in this transaction */
-    uint8_t  notify;        /* an update event must be sent after commit */
-    uint8_t  recount;       /* ack moved: unread must be recounted */
-    uint8_t  lost;          /* engine: its last update event was lost (no
-                               memory) and must be sent again */
     int64_t  updateTime;
     int64_t  ack;           /* read pointer: a message time */
     int64_t  unread;        /* countable stored messages with time > ack */
@@ -41,6 +35,8 @@ typedef struct nim_session {
     char    *localCustom;   /* owned or NULL */
     char    *topCustom;     /* owned or NULL */
 } nim_session;
+/* Frees the strings s owns (not s). */
+void nim_store_session_free(nim_session *s);
 
 /* Opens (creating) path, or an in-memory database when path is NULL, sets
  * WAL + synchronous=FULL and migrates the schema. On failure returns NULL
@@ -59,8 +55,9 @@ int nim_store_insert_msg(nim_store *st, const char *key, const char *sid, int64_
                          int countable, const char *json, int *inserted, int64_t *rid);
 /* Writes every column of s (insert or replace by id). */
 int nim_store_put_session(nim_store *st, const nim_session *s);
-/* Calls row(ud, s) for every stored session; s and its strings are owned
- * by the callee after the call (the callee must take or free them). */
+/* Calls row(ud, s) for every stored session; s is the store's (valid for
+ * the call), its strings are the callee's (to take, or free with
+ * nim_store_session_free). */
 int nim_store_load_sessions(nim_store *st, int (*row)(void *ud, nim_session *s), void *ud);
 /* Number of countable messages of sid with time > after. */
 int nim_store_count_unread(nim_store *st, const char *sid, int64_t after, int64_t *count);

@@ -19,7 +19,7 @@
  * successful delete removing one) must equal getLocalSessions, the opening
  * list must hold every stored session (a list is never sent in part), and
  * onsyncdone must come once, after it. An event lost to the shortage is
- * sent again (engine.c try_resync).
+ * sent again (view.c eng_try_resync).
  *
  * NIM_ALLOC_STRIDE=n tries every nth point only (default: every point);
  * NIM_ALLOC_DEBUG=1 prints the view and the truth when they differ. */

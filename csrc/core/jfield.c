@@ -1,0 +1,39 @@
+/* Field reads and writes on cJSON objects (see jfield.h). */
+#include "core/jfield.h"
+#include <math.h>
+
+const char *nim_jstr(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+int nim_jint(const cJSON *o, const char *k, int64_t *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!cJSON_IsNumber(v)) return 0;
+    double d = v->valuedouble;
+    if (!isfinite(d) || d != floor(d) || fabs(d) > 9007199254740992.0) return 0;
+    *out = (int64_t)d;
+    return 1;
+}
+
+int nim_jbool(const cJSON *o, const char *k, int dflt) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (cJSON_IsBool(v)) return cJSON_IsTrue(v);
+    return dflt;
+}
+
+static int set(cJSON *o, const char *k, cJSON *s) {
+    if (!s) return -1;
+    /* the replace copies k and fails (keeping nothing of s) when it cannot */
+    if (cJSON_GetObjectItemCaseSensitive(o, k)) {
+        if (!cJSON_ReplaceItemInObjectCaseSensitive(o, k, s)) { cJSON_Delete(s); return -1; }
+    } else {
+        cJSON_AddItemToObjectCS(o, k, s);
+    }
+    return 0;
+}
+
+int nim_jset(cJSON *o, const char *k, const char *v) { return set(o, k, cJSON_CreateString(v)); }
+int nim_jset_static(cJSON *o, const char *k, const char *v) {
+    return set(o, k, cJSON_CreateStringReference(v));
+}

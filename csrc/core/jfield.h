@@ -1,0 +1,22 @@
+/* Typed reads and writes of one field of a cJSON object, for trees that
+ * were checked before (commands from the binding, messages from the
+ * engine's own normalisation). Lua-free, no state: any thread. */
+#ifndef NIM_JFIELD_H
+#define NIM_JFIELD_H
+#include <stdint.h>
+#include <cjson/cJSON.h>
+
+/* The string at o[k], or NULL when absent or not a string. */
+const char *nim_jstr(const cJSON *o, const char *k);
+/* The integer at o[k] into *out; 0 when absent or not an integral number
+ * of at most 2^53 in magnitude (*out unchanged then). */
+int nim_jint(const cJSON *o, const char *k, int64_t *out);
+/* The boolean at o[k], or dflt when absent or not a boolean. */
+int nim_jbool(const cJSON *o, const char *k, int dflt);
+/* Sets o[k] = string v, replacing. k must be a literal; v is copied
+ * (nim_jset) or referenced (nim_jset_static: a static string). 0, or -1
+ * on allocation failure (o unchanged). */
+int nim_jset(cJSON *o, const char *k, const char *v);
+int nim_jset_static(cJSON *o, const char *k, const char *v);
+
+#endif
