@@ -38,3 +38,5 @@ char *nim_strndup(const char *s, size_t n) {
     d[n] = '\0';
     return d;
 }
+
+char *nim_strdup(const char *s) { return s ? nim_strndup(s, strlen(s)) : NULL; }

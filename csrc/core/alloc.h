@@ -10,6 +10,7 @@ void *nim_calloc(size_t count, size_t size);
 void *nim_realloc(void *p, size_t n);
 void  nim_free(void *p);
 char *nim_strndup(const char *s, size_t n);
+char *nim_strdup(const char *s);     /* NULL for NULL (or no memory) */
 
 extern long nim_alloc_fail_at; /* 0 = never fail (default) */
 

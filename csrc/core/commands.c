@@ -115,7 +115,7 @@ static void cmd_update_session(nim_engine *e, nim_cmd *c) {
         return;
     }
     const char *lc = nim_jstr(c->args, "localCustom");
-    char *v = lc ? xstrdup(lc) : NULL;
+    char *v = lc ? nim_strdup(lc) : NULL;
     if (lc && !v) { nim_engine_reply(e, c->req, NIM_ERR_NO_MEMORY, "out of memory", NULL); return; }
     if (eng_begin(e) < 0) { nim_free(v); reply_db(e, c->req); return; }
     nim_free(s->row.localCustom);
@@ -167,7 +167,7 @@ static void cmd_reset(nim_engine *e, nim_cmd *c, int all) {
     if (c->type == NIM_CMD_SET_CURR) {
         /* copied first: a failed copy must not clear the current session */
         const char *id = nim_jstr(c->args, "id");
-        char *v = id ? xstrdup(id) : NULL;
+        char *v = id ? nim_strdup(id) : NULL;
         if (id && !v) { nim_engine_reply(e, c->req, NIM_ERR_NO_MEMORY, "out of memory", NULL); return; }
         if (eng_begin(e) < 0) { nim_free(v); reply_db(e, c->req); return; }
         nim_free(e->curr);

@@ -45,7 +45,7 @@ static void cmd_free(nim_cmd *c) {
 /* Engine thread. mkdir -p of the directory part of path (errors are left
  * for the open to report). */
 static void make_parent_dirs(const char *path) {
-    char *p = xstrdup(path);
+    char *p = nim_strdup(path);
     if (!p) return;
     char *slash = strrchr(p, '/');
     if (slash && slash != p) {
@@ -142,8 +142,8 @@ nim_engine *nim_engine_start(const nim_engine_config *cfg) {
     nim_engine *e = nim_calloc(1, sizeof *e);
     if (!e) return NULL;
     e->evfd = -1;
-    e->account = xstrdup(cfg->account ? cfg->account : "");
-    e->db_path = cfg->db_path ? xstrdup(cfg->db_path) : NULL;
+    e->account = nim_strdup(cfg->account ? cfg->account : "");
+    e->db_path = cfg->db_path ? nim_strdup(cfg->db_path) : NULL;
     e->flags = cfg->flags;
     if (cfg->hooks) e->hooks = *cfg->hooks;
     if (!e->hooks.wait || !e->hooks.wake) {

@@ -95,8 +95,6 @@ enum {
 /* ms between retries while something is owed and no command comes */
 #define RESYNC_RETRY_MS 100
 
-static inline char *xstrdup(const char *s) { return s ? nim_strndup(s, strlen(s)) : NULL; }
-
 /* events.c */
 /* Queues an event; on allocation failure the data is freed and -1
  * returned (the event is lost: callers of session events mark what to

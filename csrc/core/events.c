@@ -60,7 +60,7 @@ int eng_emit(nim_engine *e, int type, uint64_t req, const char *code, const char
     ev->type = type;
     ev->req = req;
     ev->code = code;
-    ev->message = message ? xstrdup(message) : NULL;
+    ev->message = message ? nim_strdup(message) : NULL;
     ev->data = data;
     enqueue(e, ev, 0);
     return 0;

@@ -1,6 +1,7 @@
 /* Field reads and writes on cJSON objects (see jfield.h). */
 #include "core/jfield.h"
 #include <math.h>
+#include <stdlib.h>
 
 const char *nim_jstr(const cJSON *o, const char *k) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -14,6 +15,18 @@ int nim_jint(const cJSON *o, const char *k, int64_t *out) {
     if (!isfinite(d) || d != floor(d) || fabs(d) > 9007199254740992.0) return 0;
     *out = (int64_t)d;
     return 1;
+}
+
+int64_t nim_jnum(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!cJSON_IsNumber(v)) return 0;
+    double d = v->valuedouble;   /* out of int64_t's range would be undefined */
+    return isfinite(d) && fabs(d) < 9.2e18 ? (int64_t)d : 0;
+}
+
+int64_t nim_jid(const cJSON *o, const char *k) {
+    const char *s = nim_jstr(o, k);
+    return s ? strtoll(s, NULL, 10) : 0;
 }
 
 int nim_jbool(const cJSON *o, const char *k, int dflt) {

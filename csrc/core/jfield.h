@@ -11,6 +11,12 @@ const char *nim_jstr(const cJSON *o, const char *k);
 /* The integer at o[k] into *out; 0 when absent or not an integral number
  * of at most 2^53 in magnitude (*out unchanged then). */
 int nim_jint(const cJSON *o, const char *k, int64_t *out);
+/* The number at o[k] truncated to an integer, or 0 when absent or not a
+ * number, or out of int64_t's range (for peers' frames, where a missing
+ * field means 0). */
+int64_t nim_jnum(const cJSON *o, const char *k);
+/* The decimal id string at o[k] (idServer), or 0 when absent. */
+int64_t nim_jid(const cJSON *o, const char *k);
 /* The boolean at o[k], or dflt when absent or not a boolean. */
 int nim_jbool(const cJSON *o, const char *k, int dflt);
 /* Sets o[k] = string v, replacing. k must be a literal; v is copied

@@ -78,7 +78,7 @@ sess *eng_create(nim_engine *e, const char *id) {
     if (sc == NIM_SCENE_NONE) return NULL;
     sess *s = nim_calloc(1, sizeof *s);
     if (!s) return NULL;
-    s->row.id = xstrdup(id);
+    s->row.id = nim_strdup(id);
     if (!s->row.id) { nim_free(s); return NULL; }
     s->row.scene = (uint8_t)sc;
     s->row.to = s->row.id + (dash - id) + 1;

@@ -44,7 +44,7 @@ static int apply_msg(nim_engine *e, const char *sid, int64_t time, int countable
     s->row.deleted = NIM_SESS_LIVE;         /* a new message brings a deleted session back */
     if (time > s->row.maxTime) s->row.maxTime = time;
     if (!s->row.lastMsg || time >= s->row.lastMsgTime) {
-        char *c = xstrdup(json);
+        char *c = nim_strdup(json);
         if (!c) return -1;
         nim_free(s->row.lastMsg);
         s->row.lastMsg = c;
@@ -201,7 +201,7 @@ static int set_top(nim_engine *e, sess *s, int top, const char *custom, int64_t 
             s->row.deleted = NIM_SESS_LIVE;
             if (!s->row.updateTime) s->row.updateTime = s->row.lastMsg ? s->row.lastMsgTime : (when ? when : eng_now_ms());
         }
-        char *c = xstrdup(custom ? custom : "");
+        char *c = nim_strdup(custom ? custom : "");
         if (!c) return -1;
         nim_free(s->row.topCustom);
         s->row.topCustom = c;

@@ -32,7 +32,7 @@ void eng_touch(nim_engine *e, const char *id) {
         e->touched = nt;
         e->captouched = nc;
     }
-    char *c = xstrdup(id);
+    char *c = nim_strdup(id);
     if (c) e->touched[e->ntouched++] = c;
     else e->resync |= RESYNC_LIST;
 }

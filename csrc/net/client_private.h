@@ -1,0 +1,172 @@
+/* The network client's insides, shared by its files (never included
+ * outside csrc/net). Which file does what:
+ *
+ *   client.c    life cycle: nim_net_new/free, the engine hooks (start,
+ *               wait, wake, stop) and the events the client queues
+ *   conn.c      the connection: its state machine (net_set_state), the lws
+ *               callback, frames in and out, the connect, heartbeat and
+ *               reconnect timers
+ *   requests.c  requests in flight (ids, deadlines, failures) and the
+ *               app's network commands (NIM_NETCMD_*) and their replies
+ *   sync.c      login and sync (the sync phase, net_sync_*), live messages
+ *               stored in batches, read pointers, receipts, sticky tops
+ *   outbox.c    the read-pointer outbox (kv "ack:<sid>")
+ *
+ * Threads: everything here runs on the engine thread (the lws service
+ * thread), except nim_net_new/free and the wake hook (client.c). */
+#ifndef NIM_NET_CLIENT_PRIVATE_H
+#define NIM_NET_CLIENT_PRIVATE_H
+#include "net/client.h"
+#include "net/proto.h"
+#include "core/alloc.h"
+#include "core/jfield.h"
+#include <libwebsockets.h>
+#include <pthread.h>
+
+/* The connection. Requests from the app need CONN_SYNC or CONN_READY,
+ * else they fail at once with Not_Connected. */
+typedef enum {
+    CONN_IDLE,          /* no link; a reconnect may be scheduled */
+    CONN_CONNECTING,    /* TCP and the WebSocket upgrade */
+    CONN_LOGIN,         /* the login request in flight */
+    CONN_SYNC,          /* login accepted, sync pushes arriving */
+    CONN_READY          /* the sync pushes are all in (its phase says if
+                           the sync itself is over) */
+} conn_state;
+
+/* The sync, which may span several logins: the server sends at most
+ * OFFLINE_BATCH offline messages a login, and the client logs in again,
+ * quietly, for the rest before it reports (docs/protocol.md "offlineMsgs").
+ * Every phase but SYNC_NONE is inside nim_engine_sync_begin/_end. */
+typedef enum {
+    SYNC_NONE,          /* no sync under way */
+    SYNC_RUNNING,       /* this login's sync pushes are arriving */
+    SYNC_MORE,          /* the server kept some back: marking these received */
+    SYNC_RELOGIN,       /* closing the link to log in again for the rest */
+    SYNC_RESUME         /* logging in again for the rest: no onconnect */
+} sync_phase;
+
+/* What a request in flight is for. */
+typedef enum { RQ_LOGIN, RQ_PING, RQ_MARK, RQ_ACKS, RQ_APP } request_kind;
+
+#define OFFLINE_BATCH 10000
+#define OFFLINE_BYTES (7u * 1024 * 1024)
+#define KEY_MSGS      "net.cursor.msgs"
+#define KEY_STATE     "net.cursor.state"
+#define KEY_DEVICE    "net.deviceId"
+#define MAX_RETRY_STEPS 33          /* reconnect delays: min doubling to max */
+
+typedef struct out_frame {
+    struct out_frame *next;
+    size_t len;
+    char *buf;                   /* LWS_PRE headroom, then len bytes */
+} out_frame;
+
+typedef struct pending {
+    struct pending *next;
+    int64_t id;                  /* request id on the wire */
+    request_kind kind;
+    int cmd;                     /* NIM_NETCMD_* for RQ_APP */
+    uint64_t req;                /* engine command req (RQ_APP) */
+    int64_t deadline;            /* ms, monotonic */
+    cJSON *msg;                  /* sendMsg: the local "sending" message;
+                                    RQ_ACKS: the pointers sent */
+} pending;
+
+struct nim_net {
+    /* config (immutable after new) */
+    char *server, *account, *token, *device;
+    char *host, *path;
+    int port, local;
+    int need_reconnect, sync_unread, sync_top;
+    unsigned want;
+    int req_timeout, heartbeat;
+    uint32_t retry_steps[MAX_RETRY_STEPS];
+    lws_retry_bo_t retry;        /* the reconnect backoff (over retry_steps) */
+
+    nim_engine *e;
+    pthread_mutex_t ctx_lock;    /* ctx against wake from the owner thread */
+    struct lws_context *ctx;
+
+    /* engine thread only from here */
+    lws_sorted_usec_list_t sul_reconnect, sul_connect, sul_heartbeat, sul_deadline, sul_wait;
+    struct lws *wsi;
+    conn_state state;            /* written by net_set_state only */
+    sync_phase sync;             /* written by sync.c's set_sync only */
+    int user_down;               /* disconnect asked, kicked or gave up: no reconnect */
+    int stopping;                /* destroy: no more callbacks */
+    int ever_synced;
+    uint16_t retries;            /* reconnect attempts since the last sync */
+    int64_t last_rx, last_tx, ping_at;
+    int close_code;              /* from the peer's close frame, else 0 */
+    char close_reason[128];
+    int drop_code;               /* our reason to drop (heartbeat, timeout) */
+    char drop_reason[192];
+
+    out_frame *out_head, *out_tail;
+    char *rx;
+    size_t rx_len, rx_cap;
+    pending *pend, *pend_tail;   /* in flight, oldest first (replies come in order) */
+    int64_t next_id;
+    uint64_t idc_counter;
+    char idc_prefix[24];
+
+    int64_t cur_msgs, cur_state; /* persisted cursors (as loaded) */
+    cJSON *live;                 /* live messages received this pass, stored together */
+    int live_count;
+    int64_t offline_max;         /* largest offline idServer of this sync */
+    int offline_count;           /* offline messages in this sync */
+    size_t offline_bytes;        /* and the size of their frames */
+    int64_t more_after;          /* SYNC_MORE: the markMsgsReceived request id */
+    int acks_dirty;              /* the pointer outbox has something not yet
+                                    sent on this link */
+};
+
+/* client.c: time and the events the client queues. name and what are
+ * static strings; the callbacks take arg. */
+int64_t net_mono_ms(void);
+int64_t net_wall_ms(void);
+void net_callback(nim_net *n, const char *name, cJSON *arg);
+void net_callback_msg(nim_net *n, cJSON *msg);        /* onmsg */
+void net_report_error(nim_net *n, const char *code, int numcode, const char *msg,
+                      const char *what);
+
+/* conn.c */
+void net_set_state(nim_net *n, conn_state to);
+void net_connect(nim_net *n);            /* from CONN_IDLE */
+/* Drops the link from our side with this close code and reason. */
+void net_drop(nim_net *n, int code, const char *reason);
+/* The link is gone: tell the app, reconnect if retry. */
+void net_connection_lost(nim_net *n, int code, const char *reason, int retry);
+void net_conn_stop(nim_net *n);          /* hook_stop: cancels the timers */
+extern const struct lws_protocols net_protocols[];
+
+/* requests.c. net_request sends and remembers a request; takes data and
+ * msg; NULL when it could not be sent. */
+pending *net_request(nim_net *n, request_kind kind, int cmd, uint64_t req, nim_wire_cmd wire,
+                     cJSON *data, cJSON *msg);
+void net_on_response(nim_net *n, nim_frame *f);
+void net_fail_all(nim_net *n, const char *code, const char *why);   /* the link is gone */
+void net_free_requests(nim_net *n);      /* at stop: nothing is answered */
+void net_out_free(nim_net *n);           /* the frames not yet written */
+void net_command(nim_net *n, nim_cmd *c);
+
+/* sync.c */
+void net_send_login(nim_net *n);         /* CONN_LOGIN's entry */
+void net_on_login_reply(nim_net *n, const nim_frame *f);
+void net_on_push(nim_net *n, nim_frame *f, size_t frame_len);
+void net_on_mark_reply(nim_net *n, const pending *p, int code);
+void net_on_mark_timeout(nim_net *n, const pending *p);
+/* The link ended: returns 1 when it was closed to log in again for the
+ * rest of the sync (the caller reconnects at once, quietly), else ends
+ * the sync that was under way without reporting it. */
+int net_sync_link_lost(nim_net *n, int retry);
+void net_flush_live(nim_net *n);         /* end of a pass, of the link, stop */
+cJSON *net_tops_for_app(const cJSON *list);
+
+/* outbox.c */
+int net_acked_hook(nim_engine *e, void *ud, const char *sid, int64_t ack);
+void net_flush_acks(nim_net *n);
+void net_acks_answered(nim_net *n, const pending *p, int code);
+
+#endif

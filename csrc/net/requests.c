@@ -1,0 +1,345 @@
+/* Requests in flight and the app's network commands (see
+ * client_private.h for the file map). Every request gets an id, a
+ * deadline (one timeout for all, so the oldest expires first) and an
+ * answer: the server's reply, Error_Timeout, or Not_Connected when the
+ * link goes first. Frames are queued here and written by conn.c from
+ * LWS_CALLBACK_CLIENT_WRITEABLE. */
+#include "net/client_private.h"
+#include <stdio.h>
+#include <string.h>
+
+/* ------------------------------------------------------------ output */
+
+void net_out_free(nim_net *n) {
+    while (n->out_head) {
+        out_frame *o = n->out_head;
+        n->out_head = o->next;
+        nim_free(o->buf);
+        nim_free(o);
+    }
+    n->out_tail = NULL;
+}
+
+/* Queues a request frame and asks for WRITEABLE. Takes data. 0 or -1. */
+static int send_request(nim_net *n, int64_t id, nim_wire_cmd cmd, cJSON *data) {
+    cJSON *root = nim_proto_request(id, nim_proto_cmd_name(cmd), data);
+    if (!root) return -1;
+    size_t len;
+    char *buf = nim_proto_print(root, LWS_PRE, &len);
+    cJSON_Delete(root);
+    if (!buf) return -1;
+    if (len > NIM_PROTO_MAX_REQUEST) { nim_free(buf); return -1; }
+    out_frame *o = nim_malloc(sizeof *o);
+    if (!o) { nim_free(buf); return -1; }
+    o->next = NULL;
+    o->len = len;
+    o->buf = buf;
+    if (n->out_tail) n->out_tail->next = o; else n->out_head = o;
+    n->out_tail = o;
+    if (n->wsi) lws_callback_on_writable(n->wsi);
+    return 0;
+}
+
+/* ------------------------------------------------------- in flight */
+
+static void on_deadline(lws_sorted_usec_list_t *sul);
+
+static void arm_deadline(nim_net *n) {
+    if (!n->pend || !n->ctx) return;
+    int64_t in = n->pend->deadline - net_mono_ms();
+    lws_sul_schedule(n->ctx, 0, &n->sul_deadline, on_deadline, (in > 0 ? in : 0) * LWS_US_PER_MS);
+}
+
+pending *net_request(nim_net *n, request_kind kind, int cmd, uint64_t req, nim_wire_cmd wire,
+                     cJSON *data, cJSON *msg) {
+    pending *p = nim_calloc(1, sizeof *p);
+    if (!p) { cJSON_Delete(data); cJSON_Delete(msg); return NULL; }
+    p->id = ++n->next_id;
+    p->kind = kind;
+    p->cmd = cmd;
+    p->req = req;
+    p->msg = msg;
+    p->deadline = net_mono_ms() + n->req_timeout;
+    if (send_request(n, p->id, wire, data) < 0) {
+        cJSON_Delete(msg);
+        nim_free(p);
+        return NULL;
+    }
+    int first = !n->pend;
+    if (n->pend_tail) n->pend_tail->next = p; else n->pend = p;
+    n->pend_tail = p;
+    if (first) arm_deadline(n);
+    return p;
+}
+
+static void pending_free(pending *p) {
+    cJSON_Delete(p->msg);
+    nim_free(p);
+}
+
+/* Unlinks *pp (prev is the node before it, NULL at the head). */
+static pending *unlink_pending(nim_net *n, pending **pp, pending *prev) {
+    pending *p = *pp;
+    *pp = p->next;
+    if (n->pend_tail == p) n->pend_tail = prev;
+    p->next = NULL;
+    return p;
+}
+
+/* The request with id (usually the oldest: replies come in request order). */
+static pending *take_pending(nim_net *n, int64_t id) {
+    pending *prev = NULL;
+    for (pending **pp = &n->pend; *pp; prev = *pp, pp = &(*pp)->next)
+        if ((*pp)->id == id) return unlink_pending(n, pp, prev);
+    return NULL;
+}
+
+/* The oldest request, unlinked, or NULL. */
+static pending *pop_pending(nim_net *n) {
+    return n->pend ? unlink_pending(n, &n->pend, NULL) : NULL;
+}
+
+/* ------------------------------------------------------- sending status */
+
+/* Queues onupdatesession for msg's session with msg as lastMsg (the
+ * "sending" / "fail" states, which are not stored). */
+static void update_with(nim_net *n, const cJSON *msg) {
+    if (!(n->want & NIM_NET_WANT_UPDATES)) return;
+    const char *sid = nim_jstr(msg, "sessionId");
+    if (!sid) return;
+    cJSON *s = nim_engine_session_json(n->e, sid);
+    if (!s) {
+        s = cJSON_CreateObject();
+        if (!s) return;
+        cJSON_AddStringToObject(s, "id", sid);
+        cJSON_AddStringToObject(s, "scene", nim_jstr(msg, "scene"));
+        cJSON_AddStringToObject(s, "to", nim_jstr(msg, "target"));
+        cJSON_AddNumberToObject(s, "unread", 0);
+        cJSON_AddBoolToObject(s, "isTop", 0);
+    }
+    cJSON *copy = cJSON_Duplicate(msg, 1);
+    if (copy) {
+        cJSON_DeleteItemFromObjectCaseSensitive(s, "lastMsg");
+        cJSON_AddItemToObject(s, "lastMsg", copy);
+    }
+    double t = (double)nim_jnum(msg, "time");
+    if (nim_jnum(s, "updateTime") < (int64_t)t) {
+        cJSON_DeleteItemFromObjectCaseSensitive(s, "updateTime");
+        cJSON_AddNumberToObject(s, "updateTime", t);
+    }
+    nim_event *ev = nim_calloc(1, sizeof *ev);
+    if (!ev) { cJSON_Delete(s); return; }
+    ev->type = NIM_EV_UPDATE_SESSION;
+    ev->data = s;
+    nim_engine_emit(n->e, ev);
+}
+
+/* sendMsg failed: the session shows its message as "fail". */
+static void show_failed(nim_net *n, cJSON *msg) {
+    if (!msg) return;
+    nim_jset(msg, "status", "fail");
+    update_with(n, msg);
+}
+
+/* Replies to an app request with a server error code. */
+static void reply_code(nim_net *n, uint64_t req, int code, const char *error) {
+    nim_event *ev = nim_calloc(1, sizeof *ev);
+    /* out of memory: the engine's reserved reply still answers the request */
+    if (!ev) { nim_engine_reply(n->e, req, NIM_ERR_NO_MEMORY, "out of memory", NULL); return; }
+    ev->type = NIM_EV_DONE;
+    ev->req = req;
+    ev->numcode = code;
+    ev->message = nim_strdup(error ? error : nim_proto_code_text(code));
+    nim_engine_emit(n->e, ev);
+}
+
+/* A request that the server will not answer. Frees p. */
+static void fail_pending(nim_net *n, pending *p, const char *code, const char *why) {
+    if (p->kind == RQ_APP) {
+        show_failed(n, p->msg);
+        nim_engine_reply(n->e, p->req, code, why, NULL);
+    }
+    if (p->kind == RQ_ACKS) net_acks_answered(n, p, 0);   /* still in the outbox */
+    pending_free(p);
+}
+
+void net_fail_all(nim_net *n, const char *code, const char *why) {
+    for (pending *p; (p = pop_pending(n));) fail_pending(n, p, code, why);
+}
+
+void net_free_requests(nim_net *n) {
+    for (pending *p; (p = pop_pending(n));) {
+        if (p->kind == RQ_APP && n->e) nim_engine_reply(n->e, p->req, NIM_ERR_CLOSED, "the instance was destroyed", NULL);
+        pending_free(p);
+    }
+}
+
+static void on_deadline(lws_sorted_usec_list_t *sul) {
+    nim_net *n = lws_container_of(sul, nim_net, sul_deadline);
+    int64_t now = net_mono_ms();
+    while (n->pend && n->pend->deadline <= now) {
+        pending *p = pop_pending(n);
+        if (p->kind == RQ_LOGIN) {
+            pending_free(p);
+            net_drop(n, 1006, "login timed out");
+            continue;
+        }
+        if (p->kind == RQ_MARK) net_on_mark_timeout(n, p);
+        fail_pending(n, p, NIM_ERR_TIMEOUT, "no reply from the server in time");
+    }
+    arm_deadline(n);
+}
+
+/* ------------------------------------------------------- app commands */
+
+/* sendMsg: gives the message an idClient when it has none; returns the
+ * local "sending" copy the session shows meanwhile (NULL: no memory). */
+static cJSON *sending_copy(nim_net *n, cJSON *a) {
+    char idc[64];
+    if (!nim_jstr(a, "idClient")) {
+        snprintf(idc, sizeof idc, "%s-%s-%llu", n->device, n->idc_prefix,
+                 (unsigned long long)++n->idc_counter);
+        if (strlen(idc) > NIM_PROTO_MAX_IDCLIENT || strlen(n->device) > 30)
+            snprintf(idc, sizeof idc, "%s-%llu", n->idc_prefix, (unsigned long long)n->idc_counter);
+        cJSON_AddStringToObject(a, "idClient", idc);
+    }
+    cJSON *m = cJSON_Duplicate(a, 1);
+    if (m) {
+        const char *scene = nim_jstr(a, "scene"), *to = nim_jstr(a, "to");
+        char sid[160];
+        snprintf(sid, sizeof sid, "%s-%s", scene ? scene : "", to ? to : "");
+        cJSON_AddStringToObject(m, "from", n->account);
+        cJSON_AddStringToObject(m, "fromDevice", n->device);
+        cJSON_AddNumberToObject(m, "time", (double)net_wall_ms());
+        cJSON_AddStringToObject(m, "flow", "out");
+        cJSON_AddStringToObject(m, "target", to ? to : "");
+        cJSON_AddStringToObject(m, "sessionId", sid);
+        cJSON_AddStringToObject(m, "status", "sending");
+    }
+    return m;
+}
+
+/* connect / disconnect: the link itself, answered at once. */
+static void link_command(nim_net *n, nim_cmd *c) {
+    if (c->type == NIM_NETCMD_DISCONNECT) {
+        n->user_down = 1;
+        lws_sul_cancel(&n->sul_reconnect);
+        if (n->wsi) net_drop(n, 1000, "disconnected by the app");
+        nim_engine_reply(n->e, c->req, NULL, NULL, NULL);
+        return;
+    }
+    if (n->local || !n->ctx) {
+        nim_engine_reply(n->e, c->req, NIM_ERR_NOT_CONNECTED, "no server configured", NULL);
+        return;
+    }
+    n->user_down = 0;
+    n->retries = 0;
+    if (n->state == CONN_IDLE && !n->wsi) net_connect(n);
+    nim_engine_reply(n->e, c->req, NULL, NULL, NULL);
+}
+
+/* The engine's command hook: NIM_NETCMD_* (net/commands.h) become
+ * requests, named by the one command table. */
+void net_command(nim_net *n, nim_cmd *c) {
+    if (c->type == NIM_NETCMD_DISCONNECT || c->type == NIM_NETCMD_CONNECT) {
+        link_command(n, c);
+        return;
+    }
+    if (n->state != CONN_SYNC && n->state != CONN_READY) {
+        nim_engine_reply(n->e, c->req, NIM_ERR_NOT_CONNECTED,
+                         n->local ? "no server configured (local-only mode)" : "not connected", NULL);
+        return;
+    }
+    const nim_command *row = nim_command_by_id(c->type);
+    if (!row || row->wire == NIM_WIRE_UNKNOWN) {
+        nim_engine_reply(n->e, c->req, NIM_ERR_BAD_ARGS, "unknown command", NULL);
+        return;
+    }
+    cJSON *data = c->args, *msg = c->type == NIM_NETCMD_SEND_MSG ? sending_copy(n, data) : NULL;
+    c->args = NULL;   /* taken by the request */
+    if (msg) update_with(n, msg);
+    if (!net_request(n, RQ_APP, c->type, c->req, row->wire, data, msg ? cJSON_Duplicate(msg, 1) : NULL)) {
+        show_failed(n, msg);
+        nim_engine_reply(n->e, c->req, NIM_ERR_BAD_ARGS, "request over 65536 bytes (or out of memory)", NULL);
+    }
+    cJSON_Delete(msg);
+}
+
+/* --------------------------------------------------------- replies */
+
+/* sendMsg's reply: the message as the server stored it, stored here too. */
+static void on_sent(nim_net *n, pending *p, cJSON *data) {
+    cJSON *m = cJSON_GetObjectItemCaseSensitive(data, "msg");
+    if (!cJSON_IsObject(m)) { reply_code(n, p->req, NIM_CODE_SERVER, "reply without msg"); return; }
+    cJSON_DetachItemViaPointer(data, m);
+    cJSON *arr = cJSON_CreateArray();
+    if (!arr) { cJSON_Delete(m); return; }
+    cJSON_AddItemToArray(arr, m);
+    nim_engine_cursor c = { KEY_MSGS, nim_jid(m, "idServer") };
+    if (nim_engine_ingest(n->e, &(nim_ingest){ .msgs = arr, .cursor = &c }) < 0) {
+        cJSON_Delete(arr);
+        nim_engine_reply(n->e, p->req, NIM_ERR_DB, "sent, but could not be stored", NULL);
+        return;
+    }
+    if (c.value > n->cur_msgs) n->cur_msgs = c.value;
+    cJSON_DetachItemViaPointer(arr, m);
+    cJSON_Delete(arr);
+    nim_engine_reply(n->e, p->req, NULL, NULL, m);
+}
+
+/* add/update/deleteStickTopSession's reply: the change stored here too. */
+static void on_top_changed(nim_net *n, pending *p, cJSON *data) {
+    cJSON *s = cJSON_GetObjectItemCaseSensitive(data, "session");
+    cJSON *arr = cJSON_CreateArray(), *item = cJSON_Duplicate(s, 1);
+    if (arr && item) {
+        cJSON_AddBoolToObject(item, "isTop", p->cmd != NIM_NETCMD_DELETE_TOP);
+        cJSON_AddItemToArray(arr, item);
+        nim_engine_apply_tops(n->e, arr, 0);
+    } else {
+        cJSON_Delete(item);
+    }
+    cJSON_Delete(arr);
+    if (cJSON_IsObject(s) && nim_jstr(s, "sessionId")) cJSON_AddStringToObject(s, "id", nim_jstr(s, "sessionId"));
+}
+
+/* The server's answer to an app request. */
+static void on_app_reply(nim_net *n, pending *p, nim_frame *f) {
+    if (f->code != NIM_CODE_OK) {
+        show_failed(n, p->msg);
+        reply_code(n, p->req, f->code, f->error);
+        return;
+    }
+    switch (p->cmd) {
+    case NIM_NETCMD_SEND_MSG:
+        on_sent(n, p, f->data);
+        return;
+    case NIM_NETCMD_ADD_TOP: case NIM_NETCMD_UPDATE_TOP: case NIM_NETCMD_DELETE_TOP:
+        on_top_changed(n, p, f->data);
+        break;
+    case NIM_NETCMD_GET_TOPS: {
+        cJSON *list = net_tops_for_app(cJSON_GetObjectItemCaseSensitive(f->data, "sessions"));
+        cJSON *o = cJSON_CreateObject();
+        if (o) cJSON_AddItemToObject(o, "sessions", list); else cJSON_Delete(list);
+        nim_engine_reply(n->e, p->req, NULL, NULL, o);
+        return;
+    }
+    default: break;
+    }
+    cJSON *d = f->data;
+    if (d) cJSON_DetachItemViaPointer(f->root, d);
+    nim_engine_reply(n->e, p->req, NULL, NULL, d);
+}
+
+/* A response frame: to the request it answers (an unknown id is ignored). */
+void net_on_response(nim_net *n, nim_frame *f) {
+    pending *p = take_pending(n, f->id);
+    if (!p) return;
+    switch (p->kind) {
+    case RQ_LOGIN: net_on_login_reply(n, f); break;
+    case RQ_APP: on_app_reply(n, p, f); break;
+    case RQ_MARK: net_on_mark_reply(n, p, f->code); break;
+    case RQ_ACKS: net_acks_answered(n, p, f->code); break;
+    case RQ_PING: break;   /* its arrival is the news (last_rx) */
+    }
+    pending_free(p);
+}

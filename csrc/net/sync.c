@@ -1,0 +1,358 @@
+/* Login and sync, and what the server pushes (see client_private.h for
+ * the file map). The sync runs between nim_engine_sync_begin and _end, so
+ * onsessions/onsyncdone fire once after it; its phase is n->sync, written
+ * by set_sync only. Live messages are stored in batches: one transaction
+ * per service pass (flush_live). */
+#include "net/client_private.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { LIVE_BATCH = 256 };   /* live messages stored at the latest */
+
+/* The one writer of n->sync, with each phase's entry actions. */
+static void set_sync(nim_net *n, sync_phase to) {
+    n->sync = to;
+    switch (to) {
+    case SYNC_RUNNING:
+        n->offline_max = 0;
+        n->offline_count = 0;
+        n->offline_bytes = 0;
+        n->more_after = 0;
+        nim_engine_sync_begin(n->e);   /* again when resumed: still one bracket */
+        break;
+    case SYNC_NONE:
+        n->more_after = 0;
+        break;
+    case SYNC_MORE: case SYNC_RELOGIN: case SYNC_RESUME:
+        break;
+    }
+}
+
+/* The sync is complete: report it (onsessions, onsyncdone). */
+static void finish_sync(nim_net *n) {
+    if (n->state != CONN_READY) net_set_state(n, CONN_READY);
+    n->retries = 0;
+    set_sync(n, SYNC_NONE);
+    nim_engine_sync_end(n->e, !n->ever_synced);
+    n->ever_synced = 1;
+    n->acks_dirty = 1;        /* what the outbox kept (offline, a crash) goes now */
+    net_flush_acks(n);
+}
+
+int net_sync_link_lost(nim_net *n, int retry) {
+    if (n->sync == SYNC_RELOGIN && retry && !n->user_down) {
+        set_sync(n, SYNC_RESUME);
+        return 1;
+    }
+    if (n->sync != SYNC_NONE) {       /* reported by the next sync */
+        nim_engine_sync_abort(n->e);
+        set_sync(n, SYNC_NONE);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ login */
+
+/* The login request. Built whole or not sent: a login missing its token
+ * would be refused for good, and one never sent would wait forever; when
+ * memory runs out the connection is dropped and tried again. */
+void net_send_login(nim_net *n) {
+    cJSON *d = cJSON_CreateObject(), *cur = cJSON_CreateObject();
+    int ok = d && cur &&
+             cJSON_AddStringToObject(d, "account", n->account) &&
+             cJSON_AddStringToObject(d, "token", n->token) &&
+             cJSON_AddStringToObject(d, "deviceId", n->device) &&
+             cJSON_AddNumberToObject(d, "version", NIM_PROTO_VERSION) &&
+             cJSON_AddNumberToObject(cur, "msgs", (double)n->cur_msgs) &&
+             cJSON_AddNumberToObject(cur, "state", (double)n->cur_state) &&
+             cJSON_AddItemToObject(d, "cursors", cur);
+    if (!ok) {
+        if (!d || !cJSON_GetObjectItemCaseSensitive(d, "cursors")) cJSON_Delete(cur);  /* not d's */
+        cJSON_Delete(d);
+        net_drop(n, 1006, "cannot build the login (out of memory)");
+        return;
+    }
+    if (!net_request(n, RQ_LOGIN, 0, 0, NIM_WIRE_LOGIN, d, NULL))
+        net_drop(n, 1006, "cannot send the login (out of memory)");
+}
+
+void net_on_login_reply(nim_net *n, const nim_frame *f) {
+    if (f->code != NIM_CODE_OK) {
+        char why[160];
+        snprintf(why, sizeof why, "login refused: %s", f->error ? f->error : nim_proto_code_text(f->code));
+        /* a wrong token or version does not get better by retrying */
+        int retry = f->code == NIM_CODE_SERVER;
+        if (!retry) net_report_error(n, NULL, f->code, why, "login");
+        net_drop(n, f->code, why);
+        net_connection_lost(n, f->code, why, retry);
+        return;
+    }
+    int resumed = n->sync == SYNC_RESUME;
+    net_set_state(n, CONN_SYNC);
+    set_sync(n, SYNC_RUNNING);
+    if (resumed) return;               /* this login continues the previous sync */
+    cJSON *o = cJSON_CreateObject();
+    if (o) {
+        cJSON_AddStringToObject(o, "account", n->account);
+        cJSON_AddStringToObject(o, "deviceId", n->device);
+        cJSON_AddNumberToObject(o, "serverTime", (double)nim_jnum(f->data, "serverTime"));
+    }
+    net_callback(n, "onconnect", o);
+}
+
+/* ------------------------------------------------------- the sync's msgs */
+
+typedef struct { cJSON *m; const char *sid; int ord; } grp_item;
+
+static int cmp_grp(const void *a, const void *b) {
+    const grp_item *x = a, *y = b;
+    int c = strcmp(x->sid, y->sid);
+    return c ? c : x->ord - y->ord;
+}
+
+static const char *str_or_empty(const cJSON *o, const char *k) {
+    const char *s = nim_jstr(o, k);
+    return s ? s : "";
+}
+
+/* onroamingmsgs / onofflinemsgs: one call per session of the frame,
+ * {sessionId, scene, to, msgs}, messages in arrival (oldest first) order.
+ * Takes msgs. */
+static void emit_grouped(nim_net *n, const char *cbname, cJSON *msgs) {
+    int count = cJSON_GetArraySize(msgs);
+    grp_item *v = count > 0 ? nim_malloc((size_t)count * sizeof *v) : NULL;
+    if (!v) { cJSON_Delete(msgs); return; }
+    int k = 0;
+    for (cJSON *m = msgs->child; m; m = m->next, k++) {
+        v[k].m = m;
+        v[k].sid = str_or_empty(m, "sessionId");
+        v[k].ord = k;
+    }
+    qsort(v, (size_t)count, sizeof *v, cmp_grp);
+    for (int i = 0, j; i < count; i = j) {
+        for (j = i + 1; j < count && strcmp(v[j].sid, v[i].sid) == 0; j++) {}
+        cJSON *g = cJSON_CreateObject(), *arr = cJSON_CreateArray();
+        if (!g || !arr) { cJSON_Delete(g); cJSON_Delete(arr); continue; }
+        cJSON_AddStringToObject(g, "sessionId", v[i].sid);
+        cJSON_AddStringToObject(g, "scene", str_or_empty(v[i].m, "scene"));
+        cJSON_AddStringToObject(g, "to", str_or_empty(v[i].m, "target"));
+        for (int a = i; a < j; a++) cJSON_AddItemToArray(arr, cJSON_DetachItemViaPointer(msgs, v[a].m));
+        cJSON_AddItemToObject(g, "msgs", arr);
+        net_callback(n, cbname, g);
+    }
+    nim_free(v);
+    cJSON_Delete(msgs);
+}
+
+static void on_sync_msgs(nim_net *n, cJSON *data, int offline, size_t frame_len) {
+    cJSON *msgs = cJSON_GetObjectItemCaseSensitive(data, "msgs");
+    if (!cJSON_IsArray(msgs)) return;
+    if (nim_engine_ingest(n->e, &(nim_ingest){ .msgs = msgs }) < 0) {
+        net_drop(n, 1006, "cannot store the synced messages");   /* retry later */
+        return;
+    }
+    if (offline) {
+        n->offline_count += cJSON_GetArraySize(msgs);
+        n->offline_bytes += frame_len;
+        for (cJSON *m = msgs->child; m; m = m->next) {
+            int64_t id = nim_jid(m, "idServer");
+            if (id > n->offline_max) n->offline_max = id;
+        }
+    }
+    unsigned want = offline ? NIM_NET_WANT_OFFLINE : NIM_NET_WANT_ROAMING;
+    if (n->want & want) {
+        cJSON_DetachItemViaPointer(data, msgs);
+        emit_grouped(n, offline ? "onofflinemsgs" : "onroamingmsgs", msgs);
+    }
+}
+
+static void on_sync_done(nim_net *n, cJSON *data) {
+    const cJSON *cur = cJSON_GetObjectItemCaseSensitive(data, "cursors");
+    int64_t cm = nim_jnum(cur, "msgs"), cs = nim_jnum(cur, "state");
+    nim_engine_cursor c1 = { KEY_MSGS, cm }, c2 = { KEY_STATE, cs };
+    if (nim_engine_ingest(n->e, &(nim_ingest){ .cursor = &c1 }) == 0 && cm > n->cur_msgs) n->cur_msgs = cm;
+    if (nim_engine_ingest(n->e, &(nim_ingest){ .cursor = &c2 }) == 0 && cs > n->cur_state) n->cur_state = cs;
+    if (n->offline_max > 0) {
+        /* stored (committed above, frame by frame): now they may become roaming */
+        char buf[32];
+        snprintf(buf, sizeof buf, "%lld", (long long)n->offline_max);
+        cJSON *d = cJSON_CreateObject();
+        if (d) cJSON_AddStringToObject(d, "upTo", buf);
+        pending *p = net_request(n, RQ_MARK, 0, 0, NIM_WIRE_MARK_RECEIVED, d, NULL);
+        n->offline_max = 0;
+        if (p && (n->offline_count >= OFFLINE_BATCH || n->offline_bytes >= OFFLINE_BYTES)) {
+            /* the server kept some back: once these are marked, log in again */
+            net_set_state(n, CONN_READY);
+            set_sync(n, SYNC_MORE);
+            n->more_after = p->id;
+            return;
+        }
+    }
+    finish_sync(n);
+}
+
+/* markMsgsReceived answered: after a full batch, log in again for the
+ * rest; if it was refused, the rest comes at the next login. */
+void net_on_mark_reply(nim_net *n, const pending *p, int code) {
+    if (n->sync != SYNC_MORE || p->id != n->more_after) return;
+    if (code == NIM_CODE_OK) {
+        set_sync(n, SYNC_RELOGIN);
+        net_drop(n, 1000, "fetching the rest of the offline messages");
+    } else {
+        finish_sync(n);
+    }
+}
+
+void net_on_mark_timeout(nim_net *n, const pending *p) {
+    if (n->sync == SYNC_MORE && p->id == n->more_after) finish_sync(n);
+}
+
+/* ------------------------------------------------------- live messages */
+
+typedef struct { nim_net *n; cJSON *arr; unsigned char *fresh; } live_batch;
+
+/* After the batch's commit, before its session updates: the app gets each
+ * new message's onmsg first, and the updates (coalesced per poll) after. */
+static void live_stored(void *ud) {
+    live_batch *b = ud;
+    if (!(b->n->want & NIM_NET_WANT_MSG)) return;
+    size_t i = 0;
+    for (cJSON *m = b->arr->child, *next; m; m = next, i++) {
+        next = m->next;
+        if (!b->fresh[i]) continue;             /* a duplicate (or invalid): no onmsg */
+        cJSON_DetachItemViaPointer(b->arr, m);
+        net_callback_msg(b->n, m);
+    }
+}
+
+/* Stores the live messages received so far in one transaction (one fsync
+ * for a burst instead of one per message). Called at the end of every
+ * service pass, before any other frame is handled (a read pointer or a
+ * reply must find them stored), when the connection ends and at stop. */
+void net_flush_live(nim_net *n) {
+    cJSON *arr = n->live;
+    if (!arr) return;
+    n->live = NULL;
+    int count = n->live_count;
+    n->live_count = 0;
+    int64_t top = 0;
+    for (cJSON *m = arr->child; m; m = m->next) {
+        int64_t id = nim_jid(m, "idServer");
+        if (id > top) top = id;
+    }
+    live_batch b = { n, arr, nim_calloc((size_t)count, 1) };
+    nim_engine_cursor c = { KEY_MSGS, top };
+    nim_ingest in = { .msgs = arr, .cursor = &c, .fresh = b.fresh, .after_commit = live_stored, .ud = &b };
+    if (!b.fresh || nim_engine_ingest(n->e, &in) < 0) {
+        nim_free(b.fresh);
+        cJSON_Delete(arr);
+        net_drop(n, 1006, "cannot store received messages");   /* they come back as roaming */
+        return;
+    }
+    if (c.value > n->cur_msgs) n->cur_msgs = c.value;
+    nim_free(b.fresh);
+    cJSON_Delete(arr);
+}
+
+static void on_live_msg(nim_net *n, cJSON *data) {
+    cJSON *m = cJSON_GetObjectItemCaseSensitive(data, "msg");
+    if (!cJSON_IsObject(m)) return;
+    if (!n->live && !(n->live = cJSON_CreateArray())) {
+        net_drop(n, 1006, "cannot store a received message");
+        return;
+    }
+    cJSON_DetachItemViaPointer(data, m);
+    cJSON_AddItemToArray(n->live, m);
+    if (++n->live_count >= LIVE_BATCH) net_flush_live(n);
+}
+
+/* ------------------------------------------------- pointers, receipts, tops */
+
+static int64_t max_ver(const cJSON *arr) {
+    int64_t v = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr) if (nim_jnum(it, "ver") > v) v = nim_jnum(it, "ver");
+    return v;
+}
+
+/* A state change (read pointers, receipts, sticky top) could not be
+ * stored: the state cursor must not pass it, so sync again. */
+static void state_lost(nim_net *n, const char *what) {
+    char why[96];
+    snprintf(why, sizeof why, "cannot store %s: syncing again", what);
+    net_drop(n, 1006, why);
+}
+
+static void on_pointers(nim_net *n, cJSON *data, int live) {
+    const cJSON *ptrs = cJSON_GetObjectItemCaseSensitive(data, "pointers");
+    nim_engine_cursor c = { KEY_STATE, max_ver(ptrs) };
+    if (!n->sync_unread) {
+        if (live) nim_engine_ingest(n->e, &(nim_ingest){ .cursor = &c });
+        return;
+    }
+    if (nim_engine_apply_acks(n->e, ptrs, live ? &c : NULL) < 0) state_lost(n, "read pointers");
+}
+
+static void on_receipts(nim_net *n, cJSON *data, int live) {
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(data, "receipts");
+    nim_engine_cursor c = { KEY_STATE, max_ver(r) };
+    if (nim_engine_apply_receipts(n->e, r, live ? &c : NULL) < 0) state_lost(n, "receipts");
+}
+
+/* Server sticky-top items -> the session-shaped list the app sees. */
+cJSON *net_tops_for_app(const cJSON *list) {
+    cJSON *out = cJSON_CreateArray();
+    const cJSON *it;
+    cJSON_ArrayForEach(it, list) {
+        cJSON *o = cJSON_Duplicate(it, 1);
+        if (!o) continue;
+        const char *sid = nim_jstr(o, "sessionId");
+        if (sid) cJSON_AddStringToObject(o, "id", sid);
+        cJSON_AddBoolToObject(o, "isTop", 1);
+        cJSON_AddItemToArray(out, o);
+    }
+    return out;
+}
+
+static void on_tops(nim_net *n, cJSON *data) {
+    if (!n->sync_top) return;
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(data, "sessions");
+    if (nim_engine_apply_tops(n->e, list, 1) < 0) { state_lost(n, "sticky top sessions"); return; }
+    if (n->want & NIM_NET_WANT_TOPS) net_callback(n, "onStickTopSessions", net_tops_for_app(list));
+}
+
+static void on_top_push(nim_net *n, cJSON *data) {
+    const char *op = nim_jstr(data, "op");
+    cJSON *s = cJSON_GetObjectItemCaseSensitive(data, "session");
+    if (!op || !cJSON_IsObject(s)) return;
+    cJSON *arr = cJSON_CreateArray(), *item = cJSON_Duplicate(s, 1);
+    if (!arr || !item || !cJSON_AddBoolToObject(item, "isTop", strcmp(op, "delete") != 0)) {
+        cJSON_Delete(arr);
+        cJSON_Delete(item);
+        state_lost(n, "a sticky top change");
+        return;
+    }
+    cJSON_AddItemToArray(arr, item);
+    if (nim_engine_apply_tops(n->e, arr, 0) < 0) state_lost(n, "a sticky top change");
+    cJSON_Delete(arr);
+}
+
+/* A push frame, once logged in (CONN_SYNC or CONN_READY). */
+void net_on_push(nim_net *n, nim_frame *f, size_t frame_len) {
+    int live = n->state == CONN_READY;
+    switch (nim_proto_push_from_name(f->name)) {
+    case NIM_PUSH_ROAMING_MSGS: on_sync_msgs(n, f->data, 0, frame_len); break;
+    case NIM_PUSH_OFFLINE_MSGS: on_sync_msgs(n, f->data, 1, frame_len); break;
+    case NIM_PUSH_READ_POINTERS: on_pointers(n, f->data, live); break;
+    case NIM_PUSH_RECEIPTS: on_receipts(n, f->data, live); break;
+    case NIM_PUSH_STICK_TOP_SESSIONS: on_tops(n, f->data); break;
+    case NIM_PUSH_SYNC_DONE: on_sync_done(n, f->data); break;
+    case NIM_PUSH_MSG: on_live_msg(n, f->data); break;
+    case NIM_PUSH_STICK_TOP: on_top_push(n, f->data); break;
+    case NIM_PUSH_KICKED:
+        n->user_down = 1;   /* the close (4001) follows: no reconnect */
+        break;
+    default: break;         /* team and unknown pushes */
+    }
+}
