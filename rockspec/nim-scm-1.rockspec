@@ -52,7 +52,7 @@ build = {
         "csrc/core/unread.c",
         "csrc/core/view.c",
         "csrc/net/client.c",
-        "csrc/net/commands.c",
+        "csrc/net/cmdtable.c",
         "csrc/net/conn.c",
         "csrc/net/outbox.c",
         "csrc/net/proto.c",

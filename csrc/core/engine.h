@@ -12,7 +12,7 @@
  * Data crosses the queues as cJSON trees whose ownership moves with the
  * command or event. Messages and sessions have the shapes of docs/api.md.
  * Commands >= NIM_CMD_EXT and events >= NIM_EV_EXT are the network
- * layer's (net/commands.h, net/client.h). */
+ * layer's (net/cmdtable.h, net/client.h). */
 #ifndef NIM_ENGINE_H
 #define NIM_ENGINE_H
 #include <stdint.h>

@@ -430,7 +430,7 @@ static int l_instance_poll(lua_State *L) {
 static int l_instance_request(lua_State *L) {
     l_instance *in = check_open(L);
     const char *cname = luaL_checkstring(L, 2);
-    const nim_command *row = nim_command_by_name(cname);   /* net/commands.h */
+    const nim_command *row = nim_command_by_name(cname);   /* net/cmdtable.h */
     if (!row) return luaL_argerror(L, 2, lua_pushfstring(L, "invalid option '%s'", cname));
     int cmd = row->cmd;
     const char *api = luaL_optstring(L, 5, cname);

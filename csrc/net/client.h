@@ -15,13 +15,13 @@
  *   - read pointers, receipts and sticky top go through nim_engine_apply_*;
  *   - the login sync runs between nim_engine_sync_begin and _end, so
  *     onsessions/onsyncdone fire once after it (NIM_ENGINE_DEFER_SYNC);
- *   - commands >= NIM_CMD_EXT (NIM_NETCMD_*, net/commands.h) become requests;
+ *   - commands >= NIM_CMD_EXT (NIM_NETCMD_*, net/cmdtable.h) become requests;
  *   - callbacks that are not the engine's (onconnect, onmsg, ...) are
  *     NIM_EV_CALLBACK / NIM_EV_MSG events, errors NIM_EV_ERROR. */
 #ifndef NIM_NET_CLIENT_H
 #define NIM_NET_CLIENT_H
 #include "core/engine_net.h"
-#include "net/commands.h"
+#include "net/cmdtable.h"
 
 /* Events of the network layer: ev->callback names the callback, data is
  * its one argument (or none). Errors are NIM_EV_ERROR with ev->what. */

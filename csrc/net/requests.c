@@ -238,7 +238,7 @@ static void link_command(nim_net *n, nim_cmd *c) {
     nim_engine_reply(n->e, c->req, NULL, NULL, NULL);
 }
 
-/* The engine's command hook: NIM_NETCMD_* (net/commands.h) become
+/* The engine's command hook: NIM_NETCMD_* (net/cmdtable.h) become
  * requests, named by the one command table. */
 void net_command(nim_net *n, nim_cmd *c) {
     if (c->type == NIM_NETCMD_DISCONNECT || c->type == NIM_NETCMD_CONNECT) {

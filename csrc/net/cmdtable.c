@@ -1,6 +1,6 @@
-/* The command table (see commands.h). Adding a command: one row here, its
- * id in engine.h or commands.h, its handler (docs/architecture.md). */
-#include "net/commands.h"
+/* The command table (see cmdtable.h). Adding a command: one row here, its
+ * id in engine.h or cmdtable.h, its handler (docs/architecture.md). */
+#include "net/cmdtable.h"
 #include <string.h>
 
 static const nim_command COMMANDS[] = {

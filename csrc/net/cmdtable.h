@@ -4,8 +4,8 @@
  * engine, NIM_NETCMD_* below handed to the network client), and the wire
  * request it becomes (net/proto.h; NIM_WIRE_UNKNOWN when it never leaves
  * the device). Lua-free, lws-free, no state. */
-#ifndef NIM_NET_COMMANDS_H
-#define NIM_NET_COMMANDS_H
+#ifndef NIM_NET_CMDTABLE_H
+#define NIM_NET_CMDTABLE_H
 #include "core/engine.h"
 #include "net/proto.h"
 
