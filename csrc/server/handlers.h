@@ -1,0 +1,29 @@
+/* What the request handlers share (handlers.c, messages.c). */
+#ifndef NIM_SERVER_HANDLERS_H
+#define NIM_SERVER_HANDLERS_H
+#include "server/server.h"
+
+typedef struct {
+    srv_conn   *c;
+    int64_t     id;
+    const char *cmd;
+    cJSON      *data;   /* may be NULL: every field absent */
+    int         grouped; /* sendMsg: replies go through the open group */
+} req;
+
+/* Answers r exactly once: through the open group commit when r is a
+ * grouped sendMsg, else at once. Takes data. */
+void srv_answer(const req *r, int code, const char *error, cJSON *data);
+void srv_answer_ok(const req *r, cJSON *data);
+
+/* Field checks inside a handler: on failure answer with the getter's reason. */
+#define CHECK(call) do { if ((rc = (call)) != NIM_CODE_OK) { srv_answer(r, rc, err, NULL); return; } } while (0)
+
+/* messages.c */
+void srv_h_send_msg(const req *r);
+void srv_h_mark_received(const req *r);
+void srv_h_send_receipt(const req *r);
+/* The connection is gone: its grouped replies have nowhere to go. */
+void srv_group_forget(const srv_conn *c);
+
+#endif
