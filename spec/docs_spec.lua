@@ -217,12 +217,11 @@ describe("docs/api.md completeness #docs", function()
   end)
 
   it("documents every getInstance option and callback, and every method option", function()
-    local src = read("lua/nim/instance.lua") .. read("lua/nim/net.lua")
+    local src = read("lua/nim/instance.lua") .. read("lua/nim/net.lua") .. read("lua/nim/options.lua")
     local names = {}
     for k in src:gmatch("opts%.([%a_]+)") do names[#names + 1] = "`" .. k end
-    for k in src:gmatch('opt_%a+%(F, opts, "([%a_]+)"') do names[#names + 1] = k end
-    for k in src:gmatch('str%(F, opts, "([%a_]+)"') do names[#names + 1] = k end
-    for k in read("lua/nim/instance.lua"):match("CALLBACKS = (%b{})"):gmatch('"([%a_]+)"') do
+    for k in src:gmatch('check%.%a+%(F, opts, "([%a_]+)"') do names[#names + 1] = k end
+    for k in read("lua/nim/options.lua"):match("CALLBACKS = (%b{})"):gmatch('"([%a_]+)"') do
       names[#names + 1] = "`" .. k
     end
     assert.is_true(#names > 30)

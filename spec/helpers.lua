@@ -46,39 +46,63 @@ function H.rmdir(dir)
   os.execute("rm -rf '" .. dir .. "'")
 end
 
+-- The one waiting loop of the specs: pumps poll on the instances that
+-- instances() returns until cond() is true; fails after timeout seconds
+-- (default 5) at the caller's caller, or when no instance is left.
+function H.pump(instances, cond, timeout, what, single_ms)
+  local wall = os.time() + (timeout or 5) + 1   -- wall clock: poll waits cost no CPU
+  while not cond() do
+    if os.time() > wall then error("timed out waiting for " .. (what or "a condition"), 3) end
+    local list = instances()
+    if #list == 0 then error("no instance to wait on for " .. (what or "a condition"), 3) end
+    for _, n in ipairs(list) do n:poll(#list == 1 and single_ms or 1) end
+  end
+end
+
 -- Pumps poll on every instance of nims (one or a list) until cond() is
 -- true; fails after timeout seconds (default 5).
 function H.wait_until(nims, cond, timeout, what)
   if type(nims) ~= "table" then nims = { nims } end
-  local wall = os.time() + (timeout or 5) + 1   -- wall clock: poll waits cost no CPU
-  while not cond() do
-    if os.time() > wall then
-      error("timed out waiting for " .. (what or "a condition"), 2)
-    end
-    for _, n in ipairs(nims) do n:poll(#nims == 1 and 20 or 1) end
-  end
+  H.pump(function() return nims end, cond, timeout, what, 20)
+end
+
+-- The one request-and-wait of the specs: start(done) makes the request,
+-- wait(cond, timeout, what) pumps until done has run; returns its (err, obj).
+function H.await(wait, what, timeout, start)
+  local got
+  start(function(err, obj) got = { err, obj } end)
+  wait(function() return got ~= nil end, timeout or 10, what)
+  return got[1], got[2]
+end
+
+-- nim[method](nim, opts + done) with wait; returns done's (err, obj).
+function H.call_with(wait, nim, method, opts, timeout)
+  opts = opts or {}
+  return H.await(wait, method .. " done", timeout, function(done)
+    opts.done = done
+    nim[method](nim, opts)
+  end)
+end
+
+-- nim[method](nim, ..., done) (positional arguments, done last) with wait.
+function H.callp_with(wait, nim, method, ...)
+  local args = table.pack(...)
+  return H.await(wait, method .. " done", 10, function(done)
+    args[args.n + 1] = done
+    nim[method](nim, table.unpack(args, 1, args.n + 1))
+  end)
+end
+
+local function wait_on(nim)
+  return function(cond, timeout, what) H.wait_until(nim, cond, timeout, what) end
 end
 
 -- Calls nim[method](nim, opts with done) and pumps until done has run;
 -- returns done's (err, obj).
-function H.call(nim, method, opts)
-  local got
-  opts = opts or {}
-  opts.done = function(err, obj) got = { err, obj } end
-  nim[method](nim, opts)
-  H.wait_until(nim, function() return got ~= nil end, 10, method .. " done")
-  return got[1], got[2]
-end
+function H.call(nim, method, opts) return H.call_with(wait_on(nim), nim, method, opts) end
 
 -- For methods taking positional arguments and done last.
-function H.callp(nim, method, ...)
-  local got
-  local args = table.pack(...)
-  args[args.n + 1] = function(err, obj) got = { err, obj } end
-  nim[method](nim, table.unpack(args, 1, args.n + 1))
-  H.wait_until(nim, function() return got ~= nil end, 10, method .. " done")
-  return got[1], got[2]
-end
+function H.callp(nim, method, ...) return H.callp_with(wait_on(nim), nim, method, ...) end
 
 -- Opens an instance whose callbacks append to rec: rec.sessions (lists),
 -- rec.syncdone (count), rec.updates (sessions, in order), rec.errors.

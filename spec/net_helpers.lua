@@ -70,33 +70,13 @@ end
 
 -- Pumps every live instance until cond() holds; fails after timeout s.
 function N.wait(cond, timeout, what)
-  local deadline = os.time() + (timeout or 5) + 1
-  while not cond() do
-    if os.time() > deadline then error("timed out waiting for " .. (what or "a condition"), 2) end
-    local list = instances()
-    if #list == 0 then error("no instance to wait on for " .. (what or "a condition"), 2) end
-    for _, n in ipairs(list) do n:poll(#list == 1 and 10 or 1) end
-  end
+  H.pump(instances, cond, timeout, what, 10)
 end
 
 -- nim[method](nim, opts + done) and wait for done; returns err, obj.
-function N.call(nim, method, opts, timeout)
-  local got
-  opts = opts or {}
-  opts.done = function(err, obj) got = { err, obj } end
-  nim[method](nim, opts)
-  N.wait(function() return got ~= nil end, timeout or 10, method .. " done")
-  return got[1], got[2]
-end
+function N.call(nim, method, opts, timeout) return H.call_with(N.wait, nim, method, opts, timeout) end
 
-function N.callp(nim, method, ...)
-  local got
-  local args = table.pack(...)
-  args[args.n + 1] = function(err, obj) got = { err, obj } end
-  nim[method](nim, table.unpack(args, 1, args.n + 1))
-  N.wait(function() return got ~= nil end, 10, method .. " done")
-  return got[1], got[2]
-end
+function N.callp(nim, method, ...) return H.callp_with(N.wait, nim, method, ...) end
 
 -- Sends a text and waits for the server's confirmation.
 function N.send(nim, to, text, scene)
@@ -153,11 +133,9 @@ end
 
 -- The engine's own recount of unread for every session (no mismatches expected).
 function N.verify(nim)
-  local got
-  nim:_request("verify", nil, function(err, obj) got = { err, obj } end, "verify")
-  N.wait(function() return got ~= nil end, 10, "verify")
-  assert(got[1] == nil, tostring(got[1]))
-  return got[2]
+  local err, obj = H.await(N.wait, "verify", 10, function(done) nim:_request("verify", nil, done, "verify") end)
+  assert(err == nil, tostring(err))
+  return obj
 end
 
 return N

@@ -1,0 +1,135 @@
+-- nim.options: getInstance's options (docs/api.md "getInstance"): every
+-- name known, every value checked, the defaults filled in. parse returns
+-- what core.newInstance takes.
+local check = require "nim.check"
+check.internal()
+
+local M = {}
+
+local type, error, tostring = type, error, tostring
+local callable, argerror = check.callable, check.argerror
+
+-- The callbacks an instance takes, in the order docs/api.md lists them.
+M.CALLBACKS = {
+  "onconnect", "ondisconnect", "onwillreconnect", "onerror", "onsyncdone",
+  "onsessions", "onupdatesession", "onupdatesessions", "onmsg", "onroamingmsgs",
+  "onofflinemsgs", "onStickTopSessions",
+}
+
+-- Every option getInstance knows (REFERENCE.md plus the network extras).
+local OPTIONS = {
+  account = true, token = true, server = true, db = true, dataDir = true, deviceId = true,
+  syncSessionUnread = true, syncStickTopSessions = true, needReconnect = true,
+  requestTimeout = true, heartbeatInterval = true, reconnectDelay = true, maxReconnectDelay = true,
+}
+for _, k in ipairs(M.CALLBACKS) do OPTIONS[k] = true end
+
+-- A file name for the account: letters, digits, '.', '_', '@' and '-' kept,
+-- everything else (path separators included) as %XX, never a leading '.'.
+function M.account_file(account)
+  local s = account:gsub("[^%w._@-]", function(c) return ("%%%02X"):format(c:byte()) end)
+  if s:sub(1, 1) == "." then s = "%2E" .. s:sub(2) end
+  return s .. ".db"
+end
+
+local function distance(a, b)
+  local prev = {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    local cur = { [0] = i }
+    for j = 1, #b do
+      local cost = a:byte(i) == b:byte(j) and 0 or 1
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+    end
+    prev = cur
+  end
+  return prev[#b]
+end
+
+-- The known option closest to a misspelt one (edit distance <= 2, any case).
+local function suggest(name)
+  local best, bestd = nil, 3
+  for k in pairs(OPTIONS) do
+    local d = distance(name:lower(), k:lower())
+    if d < bestd or (d == bestd and best and k < best) then best, bestd = k, d end
+  end
+  return best
+end
+
+local F = "getInstance"
+local function bad(param, why) argerror(F, param, why) end
+
+-- Network mode (csrc/net): server and token, the rest optional.
+local function net_options(opts)
+  if opts.server == nil then return nil end
+  if type(opts.server) ~= "string" or not opts.server:match("^ws://[^/:]+") then
+    bad("server", "'ws://host:port' expected, got " .. (type(opts.server) == "string" and ("'" .. opts.server .. "'") or type(opts.server)))
+  end
+  if type(opts.token) ~= "string" or opts.token == "" then
+    bad("token", "non-empty string expected with server, got " .. type(opts.token))
+  end
+  if opts.deviceId ~= nil and (type(opts.deviceId) ~= "string" or opts.deviceId == "") then
+    bad("deviceId", "non-empty string expected, got " .. type(opts.deviceId))
+  end
+  return {
+    server = opts.server, token = opts.token, deviceId = opts.deviceId,
+    needReconnect = opts.needReconnect, syncSessionUnread = opts.syncSessionUnread,
+    syncStickTopSessions = opts.syncStickTopSessions,
+    requestTimeout = opts.requestTimeout, heartbeatInterval = opts.heartbeatInterval,
+    reconnectDelay = opts.reconnectDelay, maxReconnectDelay = opts.maxReconnectDelay,
+  }
+end
+
+-- The database file: db = true (default) is dataDir/<account>.db, a string
+-- is the file, false is in memory (nil).
+local function db_path(opts, account)
+  local db = opts.db
+  if db == nil then db = true end
+  if type(db) ~= "boolean" and type(db) ~= "string" then
+    bad("db", "boolean or file name expected, got " .. type(db))
+  end
+  local dataDir = opts.dataDir
+  if dataDir == nil then dataDir = "./nim-data" end
+  if type(dataDir) ~= "string" or dataDir == "" then
+    bad("dataDir", "non-empty string expected, got " .. type(dataDir))
+  end
+  if db == true then return dataDir:gsub("/+$", "") .. "/" .. M.account_file(account) end
+  if type(db) == "string" then return db end
+  return nil
+end
+
+-- getInstance's options -> {account=, dbPath=, callbacks=, net=}, or a
+-- programmer error at the caller of getInstance.
+function M.parse(opts)
+  if type(opts) ~= "table" then
+    error(F .. ": bad argument 'options' (table expected, got " .. type(opts) .. ")", 3)
+  end
+  for k in pairs(opts) do                  -- a typo in a callback name would fail silently
+    if not OPTIONS[k] then
+      local hint = type(k) == "string" and suggest(k)
+      bad(tostring(k), "unknown option" .. (hint and (", did you mean '" .. hint .. "'?") or ""))
+    end
+  end
+  local account = opts.account
+  if type(account) ~= "string" or account == "" then
+    bad("account", "non-empty string expected, got " .. (account == "" and "''" or type(account)))
+  end
+  local net = net_options(opts)
+  local dbPath = db_path(opts, account)
+  for _, k in ipairs { "syncSessionUnread", "syncStickTopSessions", "needReconnect" } do
+    if opts[k] ~= nil and type(opts[k]) ~= "boolean" then
+      bad(k, "boolean expected, got " .. type(opts[k]))
+    end
+  end
+  local callbacks = {}
+  for _, k in ipairs(M.CALLBACKS) do
+    local cb = opts[k]
+    if cb ~= nil then
+      if not callable(cb) then bad(k, "callable expected, got " .. type(cb)) end
+      callbacks[k] = cb
+    end
+  end
+  return { account = account, dbPath = dbPath, callbacks = callbacks, net = net }
+end
+
+return M
