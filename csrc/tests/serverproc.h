@@ -41,10 +41,10 @@ static inline int server_start3(const char *extra, const char *extra2, const cha
     close(out[1]);
     char line[256];
     size_t n = 0;
-    int64_t deadline = ws_now_ms() + 10000;
+    int64_t deadline = test_now_ms() + 10000;
     while (n < sizeof line - 1) {
         struct pollfd p = { .fd = out[0], .events = POLLIN };
-        int64_t left = deadline - ws_now_ms();
+        int64_t left = deadline - test_now_ms();
         if (left <= 0 || poll(&p, 1, (int)left) <= 0) break;
         ssize_t r = read(out[0], line + n, 1);
         if (r <= 0) break;

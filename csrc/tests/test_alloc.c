@@ -27,6 +27,7 @@
 #include "core/engine_net.h"
 #include "core/alloc.h"
 #include "testhelp.h"
+#include "engine_req.h"
 #include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -50,20 +51,15 @@ static int known_code(const char *c) {
            !strcmp(c, NIM_ERR_BAD_ARGS) || !strcmp(c, NIM_ERR_SESSION_NOT_EXIST);
 }
 
-static void take(nim_engine *e, run_state *r, cJSON **data_of, uint64_t want) {
-    nim_event *ev = nim_engine_take_events(e);
-    while (ev) {
-        nim_event *n = ev->next;
-        ev->next = NULL;
-        if (ev->type == NIM_EV_DONE && ev->req < MAXREQ) {
-            r->done[ev->req]++;
-            r->code[ev->req] = ev->code;
-            if (data_of && ev->req == want) { *data_of = ev->data; ev->data = NULL; }
-        }
-        if (r->kept_tail) r->kept_tail->next = ev; else r->kept = ev;
-        r->kept_tail = ev;
-        ev = n;
+/* Every event, kept in order for the view check; replies counted per req. */
+static void keep(void *ud, nim_event *ev) {
+    run_state *r = ud;
+    if (ev->type == NIM_EV_DONE && ev->req < MAXREQ) {
+        r->done[ev->req]++;
+        r->code[ev->req] = ev->code;
     }
+    if (r->kept_tail) r->kept_tail->next = ev; else r->kept = ev;
+    r->kept_tail = ev;
 }
 
 static void free_kept(run_state *r) {
@@ -140,19 +136,15 @@ static int request(nim_engine *e, run_state *r, int cmd, const char *json, const
                    cJSON **data) {
     uint64_t req = r->next++;
     if (data) *data = NULL;
-    cJSON *args = json ? cJSON_Parse(json) : NULL;
-    if (nim_engine_submit(e, cmd, req, args) < 0) return 1;
+    int refused;
+    nim_event *ev = test_request(e, req, cmd, json, 10000, keep, r, &refused);
+    if (refused) return 1;
     r->accepted[req] = 1;
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-        struct pollfd p = { .fd = nim_engine_fd(e), .events = POLLIN };
-        poll(&p, 1, 50);
-        take(e, r, data, req);
-        if (r->done[req]) { if (code) *code = r->code[req]; return 0; }
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        if (t.tv_sec - t0.tv_sec > 10) return -1;
-    }
+    if (!ev) return -1;
+    if (data) { *data = ev->data; ev->data = NULL; }
+    if (code) *code = ev->code;
+    keep(r, ev);
+    return 0;
 }
 
 static void fail(run_state *r, const char *what, long at, long span) {

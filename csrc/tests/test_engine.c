@@ -3,38 +3,23 @@
 #include "core/engine.h"
 #include "core/store.h"
 #include "testhelp.h"
-#include <poll.h>
+#include "engine_req.h"
 #include <string.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 static uint64_t next_req = 1;
 
-/* Waits for the reply to req; returns its event (caller frees) and frees
- * every other event, keeping the latest update of sessions in *updates. */
-static nim_event *wait_reply(nim_engine *e, uint64_t req, int *n_updates) {
-    for (int spins = 0; spins < 500; spins++) {
-        struct pollfd p = { .fd = nim_engine_fd(e), .events = POLLIN };
-        poll(&p, 1, 20);
-        nim_event *ev = nim_engine_take_events(e), *found = NULL;
-        while (ev) {
-            nim_event *n = ev->next;
-            ev->next = NULL;
-            if (ev->type == NIM_EV_UPDATE_SESSION && n_updates) (*n_updates)++;
-            if (ev->type == NIM_EV_DONE && ev->req == req) found = ev;
-            else nim_event_free(ev);
-            ev = n;
-        }
-        if (found) return found;
-    }
-    return NULL;
+/* Counts the session updates seen on the way (ud: int *, or NULL). */
+static void count_updates(void *ud, nim_event *ev) {
+    if (ev->type == NIM_EV_UPDATE_SESSION && ud) (*(int *)ud)++;
+    nim_event_free(ev);
 }
 
 /* Submits cmd with args (a JSON text) and waits for its reply. */
 static nim_event *request(nim_engine *e, int cmd, const char *json, int *n_updates) {
-    uint64_t req = next_req++;
-    nim_engine_submit(e, cmd, req, json ? cJSON_Parse(json) : NULL);
-    return wait_reply(e, req, n_updates);
+    int refused;
+    return test_request(e, next_req++, cmd, json, 10000, count_updates, n_updates, &refused);
 }
 
 static int ok(nim_engine *e, int cmd, const char *json) {

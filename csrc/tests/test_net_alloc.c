@@ -24,12 +24,8 @@
 #include "tests/testhelp.h"
 #include "tests/wsclient.h"
 #include "tests/serverproc.h"
-/* proto.h and engine.h both define nim_cmd: rename the wire one (as client.c) */
-#define nim_cmd nim_wire_cmd
-#define NIM_CMD_DELETE_SESSIONS NIM_WIRE_CMD_DELETE_SESSIONS
+#include "tests/engine_req.h"
 #include "net/proto.h"
-#undef nim_cmd
-#undef NIM_CMD_DELETE_SESSIONS
 #include "core/alloc.h"
 #include "core/engine.h"
 #include "net/client.h"
@@ -54,9 +50,9 @@ static int bob_calls(const char *cmd, char data[][200], int n) {
         if (ws_send_text(&bob, buf) != 0) return -1;
     }
     int answered = 0, ok = 0;
-    int64_t deadline = ws_now_ms() + T_MS;
+    int64_t deadline = test_now_ms() + T_MS;
     while (answered < n) {
-        int64_t left = deadline - ws_now_ms();
+        int64_t left = deadline - test_now_ms();
         if (left <= 0) return -1;
         char *f = ws_recv(&bob, (int)left);
         if (!f) return -1;
@@ -88,35 +84,20 @@ typedef struct {
     int onmsg;           /* onmsg events seen */
     cJSON *reply;        /* data of the reply waited for */
     const char *code;
-    int replied;
 } client;
 
-static void pump(client *c, uint64_t want) {
-    nim_event *ev = nim_engine_take_events(c->e);
-    while (ev) {
-        nim_event *n = ev->next;
-        ev->next = NULL;
-        if (ev->type == NIM_EV_SYNCDONE) c->synced++;
-        if (ev->type == NIM_EV_MSG) c->onmsg++;
-        if (ev->type == NIM_EV_DONE && ev->req == want) {
-            c->replied = 1;
-            c->code = ev->code;
-            c->reply = ev->data;
-            ev->data = NULL;
-        }
-        nim_event_free(ev);
-        ev = n;
-    }
+/* What the client saw on the way (ud: the client). */
+static void seen(void *ud, nim_event *ev) {
+    client *c = ud;
+    if (ev->type == NIM_EV_SYNCDONE) c->synced++;
+    if (ev->type == NIM_EV_MSG) c->onmsg++;
+    nim_event_free(ev);
 }
 
 /* Waits up to ms for cond (pumping events); 1 when it holds. */
 #define WAIT_FOR(c, cond, ms) ({ \
-        int64_t dl_ = ws_now_ms() + (ms); \
-        while (!(cond) && ws_now_ms() < dl_) { \
-            struct pollfd p_ = { .fd = nim_engine_fd((c)->e), .events = POLLIN }; \
-            poll(&p_, 1, 20); \
-            pump((c), 0); \
-        } \
+        int64_t dl_ = test_now_ms() + (ms); \
+        while (!(cond) && test_now_ms() < dl_) test_pump((c)->e, 20, 0, seen, (c)); \
         (cond); })
 
 static int client_start(client *c, const char *account, const char *db) {
@@ -145,17 +126,15 @@ static int client_start(client *c, const char *account, const char *db) {
 
 /* A request answered within T_MS: 0 (reply in c->reply, code in c->code). */
 static int client_call(client *c, int cmd, const char *json) {
-    uint64_t req = c->next_req++;
-    c->replied = 0;
+    int refused;
     c->reply = NULL;
-    if (nim_engine_submit(c->e, cmd, req, json ? cJSON_Parse(json) : NULL) < 0) return -1;
-    int64_t deadline = ws_now_ms() + T_MS;
-    while (!c->replied && ws_now_ms() < deadline) {
-        struct pollfd p = { .fd = nim_engine_fd(c->e), .events = POLLIN };
-        poll(&p, 1, 20);
-        pump(c, req);
-    }
-    return c->replied ? 0 : -1;
+    nim_event *ev = test_request(c->e, c->next_req++, cmd, json, T_MS, seen, c, &refused);
+    if (!ev) return -1;
+    c->code = ev->code;
+    c->reply = ev->data;
+    ev->data = NULL;
+    nim_event_free(ev);
+    return 0;
 }
 
 static void client_stop(client *c) {
@@ -203,14 +182,12 @@ static void check(int ok, const char *what, long at, long span) {
 /* Waits until c has every message (a reconnect and a sync may come
  * first); 1 when it does, 0 when not, -1 when the engine is broken. */
 static int settle(client *c, int *have, long *unread) {
-    int64_t deadline = ws_now_ms() + T_MS;
-    while (ws_now_ms() < deadline) {
+    int64_t deadline = test_now_ms() + T_MS;
+    while (test_now_ms() < deadline) {
         *have = stored(c, unread);
         if (*have == -2) return -1;
         if (*have >= N_MSGS && *unread >= N_MSGS) return 1;
-        struct pollfd p = { .fd = nim_engine_fd(c->e), .events = POLLIN };
-        poll(&p, 1, 20);
-        pump(c, 0);
+        test_pump(c->e, 20, 0, seen, c);
     }
     return 0;
 }
@@ -239,8 +216,8 @@ static long run(long at, long span) {
     if (span == 0 && at % 8 == 0) {
         /* one run in 8 of a lasting shortage: 150 ms more, long enough for
          * the client to drop and try to reconnect and log in without memory */
-        int64_t until = ws_now_ms() + 150;
-        WAIT_FOR(&c, ws_now_ms() >= until, 1000);
+        int64_t until = test_now_ms() + 150;
+        WAIT_FOR(&c, test_now_ms() >= until, 1000);
     }
     nim_alloc_arm(0, 0);
     check(sent == N_MSGS, "the server accepts every message", at, span);

@@ -90,9 +90,9 @@ static cJSON *cli_call(cli *c, const char *cmd, const char *data) {
     int rc = ws_send_text(&c->ws, buf);
     free(buf);
     if (rc != 0) return NULL;
-    int64_t deadline = ws_now_ms() + T_MS;
+    int64_t deadline = test_now_ms() + T_MS;
     for (;;) {
-        int64_t left = deadline - ws_now_ms();
+        int64_t left = deadline - test_now_ms();
         if (left <= 0) return NULL;
         cJSON *f = cli_read(c, (int)left);
         if (!f) return NULL;
@@ -119,9 +119,9 @@ static cJSON *cli_take(cli *c, const char *name) {
 /* Waits for a push named name (stashing others). NULL on timeout. */
 static cJSON *cli_push(cli *c, const char *name) {
     cJSON *f = cli_take(c, name);
-    int64_t deadline = ws_now_ms() + T_MS;
+    int64_t deadline = test_now_ms() + T_MS;
     while (!f) {
-        int64_t left = deadline - ws_now_ms();
+        int64_t left = deadline - test_now_ms();
         if (left <= 0) return NULL;
         cJSON *g = cli_read(c, (int)left);
         if (!g) return NULL;
@@ -880,8 +880,8 @@ static void t_lws_client(void) {
     ci.origin = "127.0.0.1";
     ci.protocol = NIM_PROTO_SUBPROTOCOL;
     struct lws *wsi = ctx ? lws_client_connect_via_info(&ci) : NULL;
-    int64_t deadline = ws_now_ms() + T_MS;
-    while (wsi && !p.done && !p.failed && ws_now_ms() < deadline)
+    int64_t deadline = test_now_ms() + T_MS;
+    while (wsi && !p.done && !p.failed && test_now_ms() < deadline)
         if (lws_service(ctx, 100) < 0) break;
     if (ctx) lws_context_destroy(ctx);
     free(p.rx);
@@ -948,9 +948,9 @@ static void send_burst(cli *c, const char *to, const char *prefix, int n, int ba
     setsockopt(c->ws.fd, IPPROTO_TCP, TCP_CORK, &zero, sizeof zero);
     for (int i = 0; i < n; i++) replies[i] = NULL;
     int got = 0;
-    int64_t deadline = ws_now_ms() + T_MS;
-    while (got < n && ws_now_ms() < deadline) {
-        cJSON *f = cli_read(c, (int)(deadline - ws_now_ms()));
+    int64_t deadline = test_now_ms() + T_MS;
+    while (got < n && test_now_ms() < deadline) {
+        cJSON *f = cli_read(c, (int)(deadline - test_now_ms()));
         if (!f) break;
         if (!cJSON_GetObjectItemCaseSensitive(f, "code")) { cJSON_AddItemToArray(c->stash, f); continue; }
         int64_t k = int_of(f, "id") - first;
@@ -1144,9 +1144,9 @@ static void t_open_registration(void) {
     cli_free(&c);
     /* --idle 1: a logged-in connection that stays silent is closed. */
     cli_login(&c, "alice", "secret", "idle", NULL, NULL);
-    int64_t t0 = ws_now_ms();
+    int64_t t0 = test_now_ms();
     test_cond("idle: a silent connection is closed after --idle seconds",
-              ws_wait_closed(&c.ws, T_MS) && ws_now_ms() - t0 >= 500);
+              ws_wait_closed(&c.ws, T_MS) && test_now_ms() - t0 >= 500);
     cli_free(&c);
 }
 

@@ -5,7 +5,9 @@
 #ifndef NIM_TESTHELP_H
 #define NIM_TESTHELP_H
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 
 static int __test_num = 0, __test_failed = 0;
 
@@ -24,6 +26,13 @@ static int __test_num = 0, __test_failed = 0;
 static inline long test_alloc_stride(void) {
     const char *s = getenv("NIM_ALLOC_STRIDE");
     return s && atol(s) > 0 ? atol(s) : 1;
+}
+
+/* The monotonic clock in ms, for every wait's deadline. */
+static inline int64_t test_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 #endif

@@ -5,6 +5,7 @@
  * library would refuse to produce. Header-only; tests only. */
 #ifndef NIM_TESTS_WSCLIENT_H
 #define NIM_TESTS_WSCLIENT_H
+#include "tests/testhelp.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -31,12 +32,6 @@ typedef struct {
     int            msg_opcode;
 } ws_t;
 
-static inline int64_t ws_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static inline int ws_write_all(int fd, const void *buf, size_t len) {
     const unsigned char *p = buf;
     while (len) {
@@ -52,7 +47,7 @@ static inline int ws_write_all(int fd, const void *buf, size_t len) {
 /* Reads more bytes into w->in, waiting until deadline. 1 read, 0 timeout,
  * -1 EOF or error. */
 static inline int ws_fill(ws_t *w, int64_t deadline) {
-    int64_t left = deadline - ws_now_ms();
+    int64_t left = deadline - test_now_ms();
     if (left < 0) left = 0;
     struct pollfd p = { .fd = w->fd, .events = POLLIN };
     int r = poll(&p, 1, (int)left);
@@ -96,7 +91,7 @@ static inline int ws_connect(ws_t *w, int port, const char *protocol) {
                      port, protocol ? "Sec-WebSocket-Protocol: " : "", protocol ? protocol : "",
                      protocol ? "\r\n" : "");
     if (ws_write_all(w->fd, req, (size_t)n) != 0) return -1;
-    int64_t deadline = ws_now_ms() + 5000;
+    int64_t deadline = test_now_ms() + 5000;
     for (;;) {
         if (w->in_len >= 4) {
             for (size_t i = 0; i + 3 < w->in_len; i++) {
@@ -147,7 +142,7 @@ static inline int ws_send_text(ws_t *w, const char *s) {
  * Answers pings; a close frame sets closed/close_code/close_reason. NULL on
  * timeout or close. */
 static char *ws_recv(ws_t *w, int timeout_ms) {
-    int64_t deadline = ws_now_ms() + timeout_ms;
+    int64_t deadline = test_now_ms() + timeout_ms;
     while (!w->closed) {
         if (w->in_len >= 2) {
             unsigned char b0 = w->in[0], b1 = w->in[1];
@@ -208,9 +203,9 @@ static char *ws_recv(ws_t *w, int timeout_ms) {
 /* Waits until the server closes the connection (close frame or EOF); 1 if it
  * did before the deadline. */
 static inline int ws_wait_closed(ws_t *w, int timeout_ms) {
-    int64_t deadline = ws_now_ms() + timeout_ms;
-    while (!w->closed && ws_now_ms() < deadline) {
-        char *m = ws_recv(w, (int)(deadline - ws_now_ms()));
+    int64_t deadline = test_now_ms() + timeout_ms;
+    while (!w->closed && test_now_ms() < deadline) {
+        char *m = ws_recv(w, (int)(deadline - test_now_ms()));
         free(m);
     }
     return w->closed;
