@@ -2,7 +2,7 @@
  * every function resets its statement before returning, so a failure in the
  * middle never leaves a statement holding a read transaction open. Server
  * event-loop thread only. */
-#include "server/db.h"
+#include "server/db_private.h"
 #include "net/sha256.h"
 #include "core/alloc.h"
 #include <sqlite3.h>
@@ -12,18 +12,6 @@
 #include <unistd.h>
 #include <time.h>
 
-enum {
-    S_BEGIN, S_BEGIN_READ, S_COMMIT, S_ROLLBACK, S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO,
-    S_NEXT_VER, S_MAX_MSG, S_MAX_VER, S_LAST_TIME,
-    S_ACC_GET, S_ACC_PUT, S_ACC_EXISTS, S_DEV_TOUCH,
-    S_MSG_BY_CLIENT, S_MSG_INSERT, S_INBOX_INSERT, S_MSG_HEAD,
-    S_OFFLINE, S_ROAMING, S_MARK_ONE, S_MARK_UPTO,
-    S_PTR_GET, S_PTR_SET, S_PTR_SINCE, S_DEL_SESSION,
-    S_RCPT_GET, S_RCPT_SET, S_RCPT_SINCE,
-    S_STICK_GET, S_STICK_PUT, S_STICK_DEL, S_STICK_LIST,
-    S_TEAM_INSERT, S_TEAM_MEMBER_ADD, S_TEAM_GET, S_TEAM_MEMBERS, S_TEAM_IS_MEMBER,
-    S__COUNT
-};
 
 #define MSG_COLS "m.id, m.id_client, m.scene, m.from_account, m.from_device, m.to_target, " \
                  "m.time, m.type, m.text, m.content"
@@ -126,50 +114,46 @@ static const char schema_v1[] =
     "INSERT INTO counters VALUES('ver', 0);"
     "PRAGMA user_version = 1;";
 
-struct srv_db {
-    sqlite3      *h;
-    sqlite3_stmt *st[S__COUNT];
-};
 
 const char *srv_db_errmsg(srv_db *db) { return sqlite3_errmsg(db->h); }
 
-static sqlite3_stmt *stmt(srv_db *db, int i) {
+sqlite3_stmt *db_stmt(srv_db *db, int i) {
     sqlite3_reset(db->st[i]);
     sqlite3_clear_bindings(db->st[i]);
     return db->st[i];
 }
 
-static void db_log(srv_db *db, const char *what) {
-    fprintf(stderr, "nim-server: sqlite: %s: %s\n", what, sqlite3_errmsg(db->h));
+int db_failed(srv_db *db, int i) {
+    fprintf(stderr, "nim-server: sqlite: %s: %s\n", sql_text[i], sqlite3_errmsg(db->h));
+    return NIM_CODE_SERVER;
 }
 
 /* Runs a statement that returns no rows (or whose rows are ignored). */
-static int run(srv_db *db, int i) {
+int db_run(srv_db *db, int i) {
     sqlite3_stmt *s = db->st[i];
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {}
     sqlite3_reset(s);
-    if (rc != SQLITE_DONE) { db_log(db, sql_text[i]); return NIM_CODE_SERVER; }
+    if (rc != SQLITE_DONE) { return db_failed(db, i); }
     return NIM_CODE_OK;
 }
 
 /* Steps a statement expected to give at most one row: NIM_CODE_OK with the
  * row ready, NIM_CODE_NOT_FOUND, or 500. The caller resets. */
-static int one(srv_db *db, int i) {
+int db_one(srv_db *db, int i) {
     int rc = sqlite3_step(db->st[i]);
     if (rc == SQLITE_ROW) return NIM_CODE_OK;
     sqlite3_reset(db->st[i]);
     if (rc == SQLITE_DONE) return NIM_CODE_NOT_FOUND;
-    db_log(db, sql_text[i]);
-    return NIM_CODE_SERVER;
+    return db_failed(db, i);
 }
 
-static void bind_text(sqlite3_stmt *s, int i, const char *v) {
+void db_bind_text(sqlite3_stmt *s, int i, const char *v) {
     if (v) sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
     else sqlite3_bind_null(s, i);
 }
 
-static const char *col_text(sqlite3_stmt *s, int i) {
+const char *db_col_text(sqlite3_stmt *s, int i) {
     return (const char *)sqlite3_column_text(s, i);
 }
 
@@ -224,46 +208,46 @@ void srv_db_close(srv_db *db) {
     nim_free(db);
 }
 
-int srv_db_begin(srv_db *db) { stmt(db, S_BEGIN); return run(db, S_BEGIN); }
-int srv_db_begin_read(srv_db *db) { stmt(db, S_BEGIN_READ); return run(db, S_BEGIN_READ); }
-int srv_db_commit(srv_db *db) { stmt(db, S_COMMIT); return run(db, S_COMMIT); }
+int srv_db_begin(srv_db *db) { db_stmt(db, S_BEGIN); return db_run(db, S_BEGIN); }
+int srv_db_begin_read(srv_db *db) { db_stmt(db, S_BEGIN_READ); return db_run(db, S_BEGIN_READ); }
+int srv_db_commit(srv_db *db) { db_stmt(db, S_COMMIT); return db_run(db, S_COMMIT); }
 void srv_db_rollback(srv_db *db) {
-    if (!sqlite3_get_autocommit(db->h)) { stmt(db, S_ROLLBACK); run(db, S_ROLLBACK); }
+    if (!sqlite3_get_autocommit(db->h)) { db_stmt(db, S_ROLLBACK); db_run(db, S_ROLLBACK); }
 }
 int srv_db_in_txn(srv_db *db) { return !sqlite3_get_autocommit(db->h); }
-int srv_db_savepoint(srv_db *db) { stmt(db, S_SAVEPOINT); return run(db, S_SAVEPOINT); }
-int srv_db_release(srv_db *db) { stmt(db, S_RELEASE); return run(db, S_RELEASE); }
+int srv_db_savepoint(srv_db *db) { db_stmt(db, S_SAVEPOINT); return db_run(db, S_SAVEPOINT); }
+int srv_db_release(srv_db *db) { db_stmt(db, S_RELEASE); return db_run(db, S_RELEASE); }
 void srv_db_rollback_to(srv_db *db) {
     /* ROLLBACK TO keeps the savepoint open: release it too. */
     if (!sqlite3_get_autocommit(db->h)) {
-        stmt(db, S_ROLLBACK_TO);
-        if (run(db, S_ROLLBACK_TO) == NIM_CODE_OK) srv_db_release(db);
+        db_stmt(db, S_ROLLBACK_TO);
+        if (db_run(db, S_ROLLBACK_TO) == NIM_CODE_OK) srv_db_release(db);
     }
 }
 
 int srv_db_next_ver(srv_db *db, int64_t *ver) {
-    sqlite3_stmt *s = stmt(db, S_NEXT_VER);
-    int rc = one(db, S_NEXT_VER);
+    sqlite3_stmt *s = db_stmt(db, S_NEXT_VER);
+    int rc = db_one(db, S_NEXT_VER);
     if (rc != NIM_CODE_OK) return NIM_CODE_SERVER;
     *ver = sqlite3_column_int64(s, 0);
-    return run(db, S_NEXT_VER); /* finish the RETURNING statement */
+    return db_run(db, S_NEXT_VER); /* finish the RETURNING statement */
 }
 
 int srv_db_cursors(srv_db *db, int64_t *max_msg, int64_t *max_ver) {
-    sqlite3_stmt *s = stmt(db, S_MAX_MSG);
-    if (one(db, S_MAX_MSG) != NIM_CODE_OK) return NIM_CODE_SERVER;
+    sqlite3_stmt *s = db_stmt(db, S_MAX_MSG);
+    if (db_one(db, S_MAX_MSG) != NIM_CODE_OK) return NIM_CODE_SERVER;
     *max_msg = sqlite3_column_int64(s, 0);
     sqlite3_reset(s);
-    s = stmt(db, S_MAX_VER);
-    if (one(db, S_MAX_VER) != NIM_CODE_OK) return NIM_CODE_SERVER;
+    s = db_stmt(db, S_MAX_VER);
+    if (db_one(db, S_MAX_VER) != NIM_CODE_OK) return NIM_CODE_SERVER;
     *max_ver = sqlite3_column_int64(s, 0);
     sqlite3_reset(s);
     return NIM_CODE_OK;
 }
 
 int64_t srv_db_last_msg_time(srv_db *db) {
-    sqlite3_stmt *s = stmt(db, S_LAST_TIME);
-    if (one(db, S_LAST_TIME) != NIM_CODE_OK) return 0;
+    sqlite3_stmt *s = db_stmt(db, S_LAST_TIME);
+    if (db_one(db, S_LAST_TIME) != NIM_CODE_OK) return 0;
     int64_t t = sqlite3_column_int64(s, 0);
     sqlite3_reset(s);
     return t;
@@ -286,27 +270,27 @@ int srv_db_set_account(srv_db *db, const char *account, const char *token, int *
     uint8_t salt[16], hash[NIM_SHA256_LEN];
     if (random_bytes(salt, sizeof salt) != 0) return NIM_CODE_SERVER;
     nim_pbkdf2_sha256(token, strlen(token), salt, sizeof salt, SRV_PBKDF2_ITERATIONS, hash, sizeof hash);
-    sqlite3_stmt *s = stmt(db, S_ACC_EXISTS);
-    bind_text(s, 1, account);
-    int rc = one(db, S_ACC_EXISTS);
+    sqlite3_stmt *s = db_stmt(db, S_ACC_EXISTS);
+    db_bind_text(s, 1, account);
+    int rc = db_one(db, S_ACC_EXISTS);
     sqlite3_reset(s);
     if (rc == NIM_CODE_SERVER) return rc;
     *created = rc == NIM_CODE_NOT_FOUND;
-    s = stmt(db, S_ACC_PUT);
-    bind_text(s, 1, account);
+    s = db_stmt(db, S_ACC_PUT);
+    db_bind_text(s, 1, account);
     sqlite3_bind_blob(s, 2, salt, sizeof salt, SQLITE_TRANSIENT);
     sqlite3_bind_blob(s, 3, hash, sizeof hash, SQLITE_TRANSIENT);
     sqlite3_bind_int(s, 4, SRV_PBKDF2_ITERATIONS);
     sqlite3_bind_int64(s, 5, (int64_t)time(NULL) * 1000);
-    return run(db, S_ACC_PUT);
+    return db_run(db, S_ACC_PUT);
 }
 
 int srv_db_check_login(srv_db *db, const char *account, const char *token,
                        int open_registration, int64_t now) {
     (void)now;
-    sqlite3_stmt *s = stmt(db, S_ACC_GET);
-    bind_text(s, 1, account);
-    int rc = one(db, S_ACC_GET);
+    sqlite3_stmt *s = db_stmt(db, S_ACC_GET);
+    db_bind_text(s, 1, account);
+    int rc = db_one(db, S_ACC_GET);
     if (rc == NIM_CODE_SERVER) return rc;
     uint8_t salt[16] = { 0 }, want[NIM_SHA256_LEN] = { 0 }, got[NIM_SHA256_LEN];
     int iterations = SRV_PBKDF2_ITERATIONS, found = rc == NIM_CODE_OK;
@@ -335,44 +319,44 @@ int srv_db_check_login(srv_db *db, const char *account, const char *token,
 }
 
 int srv_db_account_exists(srv_db *db, const char *account) {
-    sqlite3_stmt *s = stmt(db, S_ACC_EXISTS);
-    bind_text(s, 1, account);
-    int rc = one(db, S_ACC_EXISTS);
+    sqlite3_stmt *s = db_stmt(db, S_ACC_EXISTS);
+    db_bind_text(s, 1, account);
+    int rc = db_one(db, S_ACC_EXISTS);
     sqlite3_reset(s);
     return rc;
 }
 
 int srv_db_touch_device(srv_db *db, const char *account, const char *device, int64_t now) {
-    sqlite3_stmt *s = stmt(db, S_DEV_TOUCH);
-    bind_text(s, 1, account);
-    bind_text(s, 2, device);
+    sqlite3_stmt *s = db_stmt(db, S_DEV_TOUCH);
+    db_bind_text(s, 1, account);
+    db_bind_text(s, 2, device);
     sqlite3_bind_int64(s, 3, now);
-    return run(db, S_DEV_TOUCH);
+    return db_run(db, S_DEV_TOUCH);
 }
 
 /* The current row (MSG_COLS order) as a protocol message object. */
 static cJSON *row_msg(sqlite3_stmt *s) {
     nim_proto_msg m = {
         .id_server = sqlite3_column_int64(s, 0),
-        .id_client = col_text(s, 1),
-        .scene = nim_proto_scene_from_name(col_text(s, 2)),
-        .from = col_text(s, 3),
-        .from_device = col_text(s, 4),
-        .to = col_text(s, 5),
+        .id_client = db_col_text(s, 1),
+        .scene = nim_proto_scene_from_name(db_col_text(s, 2)),
+        .from = db_col_text(s, 3),
+        .from_device = db_col_text(s, 4),
+        .to = db_col_text(s, 5),
         .time = sqlite3_column_int64(s, 6),
-        .type = col_text(s, 7),
-        .text = col_text(s, 8),
-        .content = col_text(s, 9),
+        .type = db_col_text(s, 7),
+        .text = db_col_text(s, 8),
+        .content = db_col_text(s, 9),
     };
     if (!m.from || !m.to || !m.type) return NULL;
     return nim_proto_msg_to_json(&m);
 }
 
 int srv_db_find_client_msg(srv_db *db, const char *from, const char *id_client, cJSON **out) {
-    sqlite3_stmt *s = stmt(db, S_MSG_BY_CLIENT);
-    bind_text(s, 1, from);
-    bind_text(s, 2, id_client);
-    int rc = one(db, S_MSG_BY_CLIENT);
+    sqlite3_stmt *s = db_stmt(db, S_MSG_BY_CLIENT);
+    db_bind_text(s, 1, from);
+    db_bind_text(s, 2, id_client);
+    int rc = db_one(db, S_MSG_BY_CLIENT);
     if (rc != NIM_CODE_OK) return rc;
     *out = row_msg(s);
     sqlite3_reset(s);
@@ -380,39 +364,39 @@ int srv_db_find_client_msg(srv_db *db, const char *from, const char *id_client, 
 }
 
 int srv_db_insert_msg(srv_db *db, nim_proto_msg *m) {
-    sqlite3_stmt *s = stmt(db, S_MSG_INSERT);
-    bind_text(s, 1, m->id_client ? m->id_client : "");
-    bind_text(s, 2, nim_proto_scene_name(m->scene));
-    bind_text(s, 3, m->from);
-    bind_text(s, 4, m->from_device ? m->from_device : "");
-    bind_text(s, 5, m->to);
+    sqlite3_stmt *s = db_stmt(db, S_MSG_INSERT);
+    db_bind_text(s, 1, m->id_client ? m->id_client : "");
+    db_bind_text(s, 2, nim_proto_scene_name(m->scene));
+    db_bind_text(s, 3, m->from);
+    db_bind_text(s, 4, m->from_device ? m->from_device : "");
+    db_bind_text(s, 5, m->to);
     sqlite3_bind_int64(s, 6, m->time);
-    bind_text(s, 7, m->type);
-    bind_text(s, 8, m->text);
-    bind_text(s, 9, m->content);
-    int rc = run(db, S_MSG_INSERT);
+    db_bind_text(s, 7, m->type);
+    db_bind_text(s, 8, m->text);
+    db_bind_text(s, 9, m->content);
+    int rc = db_run(db, S_MSG_INSERT);
     if (rc == NIM_CODE_OK) m->id_server = sqlite3_last_insert_rowid(db->h);
     return rc;
 }
 
 int srv_db_insert_inbox(srv_db *db, const char *account, int64_t msg_id,
                         const char *session_id, int delivered) {
-    sqlite3_stmt *s = stmt(db, S_INBOX_INSERT);
-    bind_text(s, 1, account);
+    sqlite3_stmt *s = db_stmt(db, S_INBOX_INSERT);
+    db_bind_text(s, 1, account);
     sqlite3_bind_int64(s, 2, msg_id);
-    bind_text(s, 3, session_id);
+    db_bind_text(s, 3, session_id);
     sqlite3_bind_int(s, 4, delivered ? 1 : 0);
-    return run(db, S_INBOX_INSERT);
+    return db_run(db, S_INBOX_INSERT);
 }
 
 int srv_db_msg_head(srv_db *db, int64_t id, srv_msg_head *h) {
-    sqlite3_stmt *s = stmt(db, S_MSG_HEAD);
+    sqlite3_stmt *s = db_stmt(db, S_MSG_HEAD);
     sqlite3_bind_int64(s, 1, id);
-    int rc = one(db, S_MSG_HEAD);
+    int rc = db_one(db, S_MSG_HEAD);
     if (rc != NIM_CODE_OK) return rc;
-    h->scene = nim_proto_scene_from_name(col_text(s, 0));
-    snprintf(h->from, sizeof h->from, "%s", col_text(s, 1) ? col_text(s, 1) : "");
-    snprintf(h->to, sizeof h->to, "%s", col_text(s, 2) ? col_text(s, 2) : "");
+    h->scene = nim_proto_scene_from_name(db_col_text(s, 0));
+    snprintf(h->from, sizeof h->from, "%s", db_col_text(s, 1) ? db_col_text(s, 1) : "");
+    snprintf(h->to, sizeof h->to, "%s", db_col_text(s, 2) ? db_col_text(s, 2) : "");
     h->time = sqlite3_column_int64(s, 3);
     sqlite3_reset(s);
     return NIM_CODE_OK;
@@ -431,255 +415,40 @@ static int collect_msgs(srv_db *db, int i, cJSON *arr) {
         }
     }
     sqlite3_reset(s);
-    if (rc != SQLITE_DONE) { db_log(db, sql_text[i]); return NIM_CODE_SERVER; }
+    if (rc != SQLITE_DONE) { return db_failed(db, i); }
     return NIM_CODE_OK;
 }
 
 int srv_db_offline_msgs(srv_db *db, const char *account, int64_t limit, cJSON *arr) {
-    sqlite3_stmt *s = stmt(db, S_OFFLINE);
-    bind_text(s, 1, account);
+    sqlite3_stmt *s = db_stmt(db, S_OFFLINE);
+    db_bind_text(s, 1, account);
     sqlite3_bind_int64(s, 2, limit);
     return collect_msgs(db, S_OFFLINE, arr);
 }
 
 int srv_db_roaming_msgs(srv_db *db, const char *account, int64_t cursor, int64_t per_session,
                         cJSON *arr) {
-    sqlite3_stmt *s = stmt(db, S_ROAMING);
-    bind_text(s, 1, account);
+    sqlite3_stmt *s = db_stmt(db, S_ROAMING);
+    db_bind_text(s, 1, account);
     sqlite3_bind_int64(s, 2, cursor);
     sqlite3_bind_int64(s, 3, per_session);
     return collect_msgs(db, S_ROAMING, arr);
 }
 
 int srv_db_mark_received(srv_db *db, const char *account, int64_t msg_id, int64_t *n) {
-    sqlite3_stmt *s = stmt(db, S_MARK_ONE);
-    bind_text(s, 1, account);
+    sqlite3_stmt *s = db_stmt(db, S_MARK_ONE);
+    db_bind_text(s, 1, account);
     sqlite3_bind_int64(s, 2, msg_id);
-    int rc = run(db, S_MARK_ONE);
+    int rc = db_run(db, S_MARK_ONE);
     if (rc == NIM_CODE_OK) *n += sqlite3_changes(db->h);
     return rc;
 }
 
 int srv_db_mark_received_upto(srv_db *db, const char *account, int64_t upto, int64_t *n) {
-    sqlite3_stmt *s = stmt(db, S_MARK_UPTO);
-    bind_text(s, 1, account);
+    sqlite3_stmt *s = db_stmt(db, S_MARK_UPTO);
+    db_bind_text(s, 1, account);
     sqlite3_bind_int64(s, 2, upto);
-    int rc = run(db, S_MARK_UPTO);
+    int rc = db_run(db, S_MARK_UPTO);
     if (rc == NIM_CODE_OK) *n += sqlite3_changes(db->h);
     return rc;
-}
-
-int srv_db_read_ptr_get(srv_db *db, const char *account, const char *session_id, int64_t *ack) {
-    sqlite3_stmt *s = stmt(db, S_PTR_GET);
-    bind_text(s, 1, account);
-    bind_text(s, 2, session_id);
-    int rc = one(db, S_PTR_GET);
-    *ack = 0;
-    if (rc == NIM_CODE_NOT_FOUND) return NIM_CODE_OK;
-    if (rc != NIM_CODE_OK) return rc;
-    *ack = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    return NIM_CODE_OK;
-}
-
-int srv_db_read_ptr_set(srv_db *db, const char *account, const char *session_id, int64_t ack,
-                        int64_t ver) {
-    sqlite3_stmt *s = stmt(db, S_PTR_SET);
-    bind_text(s, 1, account);
-    bind_text(s, 2, session_id);
-    sqlite3_bind_int64(s, 3, ack);
-    sqlite3_bind_int64(s, 4, ver);
-    return run(db, S_PTR_SET);
-}
-
-int srv_db_read_ptrs_since(srv_db *db, const char *account, int64_t since, cJSON *arr) {
-    sqlite3_stmt *s = stmt(db, S_PTR_SINCE);
-    bind_text(s, 1, account);
-    sqlite3_bind_int64(s, 2, since);
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        cJSON *o = cJSON_CreateObject();
-        if (!o || !cJSON_AddItemToArray(arr, o) ||
-            !cJSON_AddStringToObject(o, "sessionId", col_text(s, 0) ? col_text(s, 0) : "") ||
-            !cJSON_AddNumberToObject(o, "ack", (double)sqlite3_column_int64(s, 1)) ||
-            !cJSON_AddNumberToObject(o, "ver", (double)sqlite3_column_int64(s, 2))) {
-            sqlite3_reset(s);
-            return NIM_CODE_SERVER;
-        }
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) { db_log(db, sql_text[S_PTR_SINCE]); return NIM_CODE_SERVER; }
-    return NIM_CODE_OK;
-}
-
-int srv_db_delete_session(srv_db *db, const char *account, const char *session_id,
-                          int64_t mark, int64_t now) {
-    sqlite3_stmt *s = stmt(db, S_DEL_SESSION);
-    bind_text(s, 1, account);
-    bind_text(s, 2, session_id);
-    sqlite3_bind_int64(s, 3, mark);
-    sqlite3_bind_int64(s, 4, now);
-    return run(db, S_DEL_SESSION);
-}
-
-int srv_db_receipt_get(srv_db *db, const char *reader, const char *peer, int64_t *time) {
-    sqlite3_stmt *s = stmt(db, S_RCPT_GET);
-    bind_text(s, 1, reader);
-    bind_text(s, 2, peer);
-    int rc = one(db, S_RCPT_GET);
-    *time = 0;
-    if (rc == NIM_CODE_NOT_FOUND) return NIM_CODE_OK;
-    if (rc != NIM_CODE_OK) return rc;
-    *time = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    return NIM_CODE_OK;
-}
-
-int srv_db_receipt_set(srv_db *db, const char *reader, const char *peer, int64_t time,
-                       int64_t msg_id, int64_t ver) {
-    sqlite3_stmt *s = stmt(db, S_RCPT_SET);
-    bind_text(s, 1, reader);
-    bind_text(s, 2, peer);
-    sqlite3_bind_int64(s, 3, time);
-    sqlite3_bind_int64(s, 4, msg_id);
-    sqlite3_bind_int64(s, 5, ver);
-    return run(db, S_RCPT_SET);
-}
-
-int srv_db_receipts_since(srv_db *db, const char *peer, int64_t since, cJSON *arr) {
-    sqlite3_stmt *s = stmt(db, S_RCPT_SINCE);
-    bind_text(s, 1, peer);
-    sqlite3_bind_int64(s, 2, since);
-    int rc;
-    char sid[NIM_PROTO_MAX_SESSION_ID + 1], idbuf[24];
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        snprintf(sid, sizeof sid, "p2p-%s", col_text(s, 0) ? col_text(s, 0) : "");
-        snprintf(idbuf, sizeof idbuf, "%lld", (long long)sqlite3_column_int64(s, 2));
-        cJSON *o = cJSON_CreateObject();
-        if (!o || !cJSON_AddItemToArray(arr, o) ||
-            !cJSON_AddStringToObject(o, "sessionId", sid) ||
-            !cJSON_AddNumberToObject(o, "time", (double)sqlite3_column_int64(s, 1)) ||
-            !cJSON_AddStringToObject(o, "idServer", idbuf) ||
-            !cJSON_AddNumberToObject(o, "ver", (double)sqlite3_column_int64(s, 3))) {
-            sqlite3_reset(s);
-            return NIM_CODE_SERVER;
-        }
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) { db_log(db, sql_text[S_RCPT_SINCE]); return NIM_CODE_SERVER; }
-    return NIM_CODE_OK;
-}
-
-static cJSON *row_stick(sqlite3_stmt *s) {
-    cJSON *o = cJSON_CreateObject();
-    if (!o || !cJSON_AddStringToObject(o, "sessionId", col_text(s, 0) ? col_text(s, 0) : "") ||
-        !cJSON_AddStringToObject(o, "topCustom", col_text(s, 1) ? col_text(s, 1) : "") ||
-        !cJSON_AddNumberToObject(o, "createTime", (double)sqlite3_column_int64(s, 2)) ||
-        !cJSON_AddNumberToObject(o, "updateTime", (double)sqlite3_column_int64(s, 3))) {
-        cJSON_Delete(o);
-        return NULL;
-    }
-    return o;
-}
-
-int srv_db_stick_get(srv_db *db, const char *account, const char *session_id, cJSON **out) {
-    sqlite3_stmt *s = stmt(db, S_STICK_GET);
-    bind_text(s, 1, account);
-    bind_text(s, 2, session_id);
-    int rc = one(db, S_STICK_GET);
-    if (rc != NIM_CODE_OK) return rc;
-    *out = row_stick(s);
-    sqlite3_reset(s);
-    return *out ? NIM_CODE_OK : NIM_CODE_SERVER;
-}
-
-int srv_db_stick_put(srv_db *db, const char *account, const char *session_id,
-                     const char *top_custom, int64_t now) {
-    sqlite3_stmt *s = stmt(db, S_STICK_PUT);
-    bind_text(s, 1, account);
-    bind_text(s, 2, session_id);
-    bind_text(s, 3, top_custom ? top_custom : "");
-    sqlite3_bind_int64(s, 4, now);
-    return run(db, S_STICK_PUT);
-}
-
-int srv_db_stick_delete(srv_db *db, const char *account, const char *session_id) {
-    sqlite3_stmt *s = stmt(db, S_STICK_DEL);
-    bind_text(s, 1, account);
-    bind_text(s, 2, session_id);
-    int rc = run(db, S_STICK_DEL);
-    if (rc == NIM_CODE_OK && sqlite3_changes(db->h) == 0) return NIM_CODE_NOT_FOUND;
-    return rc;
-}
-
-int srv_db_stick_list(srv_db *db, const char *account, cJSON *arr) {
-    sqlite3_stmt *s = stmt(db, S_STICK_LIST);
-    bind_text(s, 1, account);
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        cJSON *o = row_stick(s);
-        if (!o || !cJSON_AddItemToArray(arr, o)) {
-            cJSON_Delete(o);
-            sqlite3_reset(s);
-            return NIM_CODE_SERVER;
-        }
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) { db_log(db, sql_text[S_STICK_LIST]); return NIM_CODE_SERVER; }
-    return NIM_CODE_OK;
-}
-
-int srv_db_team_create(srv_db *db, const char *name, const char *owner, int64_t now,
-                       int64_t *team_id) {
-    sqlite3_stmt *s = stmt(db, S_TEAM_INSERT);
-    bind_text(s, 1, name);
-    bind_text(s, 2, owner);
-    sqlite3_bind_int64(s, 3, now);
-    int rc = run(db, S_TEAM_INSERT);
-    if (rc == NIM_CODE_OK) *team_id = sqlite3_last_insert_rowid(db->h);
-    return rc;
-}
-
-int srv_db_team_add_member(srv_db *db, int64_t team_id, const char *account, int64_t now) {
-    sqlite3_stmt *s = stmt(db, S_TEAM_MEMBER_ADD);
-    sqlite3_bind_int64(s, 1, team_id);
-    bind_text(s, 2, account);
-    sqlite3_bind_int64(s, 3, now);
-    return run(db, S_TEAM_MEMBER_ADD);
-}
-
-int srv_db_team_members(srv_db *db, int64_t team_id, cJSON *arr, char *name, size_t namelen) {
-    sqlite3_stmt *s = stmt(db, S_TEAM_GET);
-    sqlite3_bind_int64(s, 1, team_id);
-    int rc = one(db, S_TEAM_GET);
-    if (rc != NIM_CODE_OK) return rc;
-    if (name) snprintf(name, namelen, "%s", col_text(s, 0) ? col_text(s, 0) : "");
-    sqlite3_reset(s);
-    s = stmt(db, S_TEAM_MEMBERS);
-    sqlite3_bind_int64(s, 1, team_id);
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        cJSON *a = cJSON_CreateString(col_text(s, 0) ? col_text(s, 0) : "");
-        if (!a || !cJSON_AddItemToArray(arr, a)) {
-            cJSON_Delete(a);
-            sqlite3_reset(s);
-            return NIM_CODE_SERVER;
-        }
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) { db_log(db, sql_text[S_TEAM_MEMBERS]); return NIM_CODE_SERVER; }
-    return NIM_CODE_OK;
-}
-
-int srv_db_team_is_member(srv_db *db, int64_t team_id, const char *account) {
-    sqlite3_stmt *s = stmt(db, S_TEAM_GET);
-    sqlite3_bind_int64(s, 1, team_id);
-    int rc = one(db, S_TEAM_GET);
-    if (rc != NIM_CODE_OK) return rc;
-    sqlite3_reset(s);
-    s = stmt(db, S_TEAM_IS_MEMBER);
-    sqlite3_bind_int64(s, 1, team_id);
-    bind_text(s, 2, account);
-    rc = one(db, S_TEAM_IS_MEMBER);
-    sqlite3_reset(s);
-    return rc == NIM_CODE_NOT_FOUND ? NIM_CODE_FORBIDDEN : rc;
 }
