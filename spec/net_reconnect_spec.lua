@@ -15,6 +15,26 @@ describe("network failures #net", function()
     srv:cleanup()
   end)
 
+  it("reconnect attempts are never under 10 ms apart, however small reconnectDelay", function()
+    -- nothing listens on port 1: every attempt is refused at once
+    local _, rec = N.open({ url = "ws://127.0.0.1:1" }, "alice",
+      { nowait = true, reconnectDelay = 1, maxReconnectDelay = 1 })
+    N.wait(function() return #rec.reconnects >= 20 end, 5, "20 retries")
+    for i, r in ipairs(rec.reconnects) do
+      assert.equal(i, r.retryCount)
+      assert.is_true(r.duration >= 10, "retry " .. i .. " after " .. r.duration .. " ms")
+    end
+  end)
+
+  it("each reconnect delay is its step +-20 %", function()
+    local _, rec = N.open({ url = "ws://127.0.0.1:1" }, "alice",
+      { nowait = true, reconnectDelay = 100, maxReconnectDelay = 100 })
+    N.wait(function() return #rec.reconnects >= 8 end, 5, "8 retries")
+    for i, r in ipairs(rec.reconnects) do
+      assert.is_true(r.duration >= 80 and r.duration <= 120, "retry " .. i .. " after " .. r.duration .. " ms")
+    end
+  end)
+
   it("a wrong token is reported once, clearly, and not retried", function()
     local nim, rec = N.open(srv, "alice", { token = "wrong", nowait = true })
     N.wait(function() return #rec.disconnects > 0 end, 5, "ondisconnect")

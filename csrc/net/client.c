@@ -130,8 +130,11 @@ static void hook_wait(nim_engine *e, void *ud, int timeout_ms) {
     nim_net *n = ud;
     net_flush_acks(n);
     if (n->ctx) {
+        /* a sul already due when the pass starts would run before poll()
+         * and not bound it: 0 waits 1 ms */
         if (timeout_ms >= 0)
-            lws_sul_schedule(n->ctx, 0, &n->sul_wait, wait_over, (lws_usec_t)timeout_ms * LWS_US_PER_MS);
+            lws_sul_schedule(n->ctx, 0, &n->sul_wait, wait_over,
+                             (lws_usec_t)(timeout_ms > 0 ? timeout_ms : 1) * LWS_US_PER_MS);
         lws_service(n->ctx, 0);
         lws_sul_cancel(&n->sul_wait);
     }

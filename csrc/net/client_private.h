@@ -55,6 +55,8 @@ typedef enum { RQ_LOGIN, RQ_PING, RQ_MARK, RQ_ACKS, RQ_APP } request_kind;
 #define KEY_STATE     "net.cursor.state"
 #define KEY_DEVICE    "net.deviceId"
 #define MAX_RETRY_STEPS 33          /* reconnect delays: min doubling to max */
+#define RECONNECT_FLOOR_MS 10       /* attempts at least this far apart */
+#define RETRY_PASS_MS 50            /* a step that ran out of memory: again in */
 
 typedef struct out_frame {
     struct out_frame *next;
@@ -89,14 +91,14 @@ struct nim_net {
     struct lws_context *ctx;
 
     /* engine thread only from here */
-    lws_sorted_usec_list_t sul_reconnect, sul_connect, sul_heartbeat, sul_deadline, sul_wait;
+    lws_sorted_usec_list_t sul_reconnect, sul_connect, sul_heartbeat, sul_deadline, sul_wait, sul_retry;
     struct lws *wsi;
     conn_state state;            /* written by net_set_state only */
     sync_phase sync;             /* written by sync.c's set_sync only */
     int user_down;               /* disconnect asked, kicked or gave up: no reconnect */
     int stopping;                /* destroy: no more callbacks */
     int ever_synced;
-    uint16_t retries;            /* reconnect attempts since the last sync */
+    int retries;                 /* reconnect attempts since the last sync */
     int64_t last_rx, last_tx, ping_at;
     int close_code;              /* from the peer's close frame, else 0 */
     char close_reason[128];
@@ -139,6 +141,9 @@ void net_drop(nim_net *n, int code, const char *reason);
 /* The link is gone: tell the app, reconnect if retry. */
 void net_connection_lost(nim_net *n, int code, const char *reason, int retry);
 void net_conn_stop(nim_net *n);          /* hook_stop: cancels the timers */
+/* Ends the current service pass within ms (at least 1), so the engine
+ * loop runs again: something it or hook_wait retries is due. */
+void net_end_pass_in(nim_net *n, int ms);
 extern const struct lws_protocols net_protocols[];
 
 /* requests.c. net_request sends and remembers a request; takes data and
@@ -152,7 +157,7 @@ void net_out_free(nim_net *n);           /* the frames not yet written */
 void net_command(nim_net *n, nim_cmd *c);
 
 /* sync.c */
-void net_send_login(nim_net *n);         /* CONN_LOGIN's entry */
+void net_send_login(nim_net *n);         /* link up: the login, then CONN_LOGIN */
 void net_on_login_reply(nim_net *n, const nim_frame *f);
 void net_on_push(nim_net *n, nim_frame *f, size_t frame_len);
 void net_on_mark_reply(nim_net *n, const pending *p, int code);

@@ -41,11 +41,9 @@ void net_set_state(nim_net *n, conn_state to) {
         n->drop_code = 0;
         schedule_ms(n, &n->sul_connect, on_connect_timeout, n->req_timeout);
         break;
-    case CONN_LOGIN:
+    case CONN_LOGIN:                     /* net_send_login built the login */
         lws_sul_cancel(&n->sul_connect);
-        n->last_rx = n->last_tx = net_mono_ms();
         n->ping_at = 0;
-        net_send_login(n);
         break;
     case CONN_SYNC:
         schedule_ms(n, &n->sul_heartbeat, on_heartbeat, n->heartbeat);
@@ -63,11 +61,16 @@ static void on_reconnect(lws_sorted_usec_list_t *sul) {
 }
 
 /* The next attempt, after lws's backoff over retry_steps (the first
- * delay doubling up to the max, +-20 % jitter), told to onwillreconnect. */
+ * delay doubling up to the max, +-20 % jitter; never under
+ * RECONNECT_FLOOR_MS, so a peer that refuses at once is not hammered),
+ * told to onwillreconnect. */
 static void schedule_reconnect(nim_net *n) {
     if (!n->need_reconnect || n->user_down || n->local) return;
     char conceal;
-    unsigned d = lws_retry_get_delay_ms(n->ctx, &n->retry, &n->retries, &conceal);
+    uint16_t step = n->retries < 0xfffe ? (uint16_t)n->retries : 0xfffe;   /* lws counts to 0xffff */
+    unsigned d = lws_retry_get_delay_ms(n->ctx, &n->retry, &step, &conceal);
+    if (d < RECONNECT_FLOOR_MS) d = RECONNECT_FLOOR_MS;
+    n->retries++;
     schedule_ms(n, &n->sul_reconnect, on_reconnect, d);
     cJSON *o = cJSON_CreateObject();
     if (o) {
@@ -142,6 +145,13 @@ void net_conn_stop(nim_net *n) {
     lws_sul_cancel(&n->sul_heartbeat);
     lws_sul_cancel(&n->sul_deadline);
     lws_sul_cancel(&n->sul_wait);
+    lws_sul_cancel(&n->sul_retry);
+}
+
+static void pass_over(lws_sorted_usec_list_t *sul) { (void)sul; }
+
+void net_end_pass_in(nim_net *n, int ms) {
+    if (n->ctx) schedule_ms(n, &n->sul_retry, pass_over, ms > 0 ? ms : 1);
 }
 
 /* ------------------------------------------------------------ heartbeat */
@@ -272,7 +282,8 @@ static int callback_client(struct lws *wsi, enum lws_callback_reasons reason, vo
         return 0;
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
         n->wsi = wsi;
-        net_set_state(n, CONN_LOGIN);
+        n->last_rx = n->last_tx = net_mono_ms();
+        net_send_login(n);               /* and so to CONN_LOGIN */
         return 0;
     case LWS_CALLBACK_CLIENT_RECEIVE:
         return on_receive(n, wsi, in, len);

@@ -53,8 +53,11 @@ static int ack_row(void *ud, const char *key, int64_t ack) {
 void net_flush_acks(nim_net *n) {
     if (n->state != CONN_READY || !n->acks_dirty) return;
     ack_scan a = { cJSON_CreateArray(), NULL };
-    if (!a.reqs) return;                         /* still dirty: next pass */
-    if (nim_engine_kv_scan(n->e, ACK_PREFIX, ack_row, &a) < 0) { cJSON_Delete(a.reqs); return; }
+    if (!a.reqs || nim_engine_kv_scan(n->e, ACK_PREFIX, ack_row, &a) < 0) {
+        cJSON_Delete(a.reqs);                    /* still dirty: again soon */
+        net_end_pass_in(n, RETRY_PASS_MS);
+        return;
+    }
     n->acks_dirty = 0;
     cJSON *ptrs;
     while ((ptrs = a.reqs->child)) {
@@ -63,12 +66,13 @@ void net_flush_acks(nim_net *n) {
         /* never sent without its pointers; ptrs is d's only once added */
         if (!d || !sent || !cJSON_AddItemToObject(d, "pointers", ptrs)) {
             cJSON_Delete(d); cJSON_Delete(sent); cJSON_Delete(ptrs);
-            n->acks_dirty = 1;                   /* the rest next pass */
+            n->acks_dirty = 1;                   /* the rest soon */
             continue;
         }
         if (!net_request(n, RQ_ACKS, 0, 0, NIM_WIRE_UPDATE_READ, d, sent)) n->acks_dirty = 1;
     }
     cJSON_Delete(a.reqs);
+    if (n->acks_dirty) net_end_pass_in(n, RETRY_PASS_MS);
 }
 
 /* The server answered an updateReadPointers (code), or it never will (0):

@@ -48,6 +48,7 @@ int net_sync_link_lost(nim_net *n, int retry) {
     if (n->sync != SYNC_NONE) {       /* reported by the next sync */
         nim_engine_sync_abort(n->e);
         set_sync(n, SYNC_NONE);
+        net_end_pass_in(n, 1);         /* the engine may owe the app a list now */
     }
     return 0;
 }
@@ -73,6 +74,7 @@ void net_send_login(nim_net *n) {
         net_drop(n, 1006, "cannot build the login (out of memory)");
         return;
     }
+    net_set_state(n, CONN_LOGIN);
     if (!net_request(n, RQ_LOGIN, 0, 0, NIM_WIRE_LOGIN, d, NULL))
         net_drop(n, 1006, "cannot send the login (out of memory)");
 }
