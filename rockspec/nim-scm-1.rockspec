@@ -35,6 +35,7 @@ build = {
     ["nim.server"] = "lua/nim/server.lua",
     ["nim.core"] = {
       sources = {
+        "csrc/lua/dispatch.c",
         "csrc/lua/instance.c",
         "csrc/lua/json.c",
         "csrc/lua/merge.c",
