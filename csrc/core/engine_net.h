@@ -1,4 +1,4 @@
-/* The engine's side for a network layer (net/client.c is the one there
+/* The engine's side for a network layer (csrc/net is the one there
  * is): the hooks it plugs into the engine thread, and what it may call
  * from them. The owner's API is core/engine.h.
  *

@@ -123,8 +123,6 @@ static int hook_start(nim_engine *e, void *ud) {
     return 0;
 }
 
-static void wait_over(lws_sorted_usec_list_t *sul) { (void)sul; }
-
 /* One lws pass, at most timeout_ms long (-1: until something happens). */
 static void hook_wait(nim_engine *e, void *ud, int timeout_ms) {
     nim_net *n = ud;
@@ -133,8 +131,7 @@ static void hook_wait(nim_engine *e, void *ud, int timeout_ms) {
         /* a sul already due when the pass starts would run before poll()
          * and not bound it: 0 waits 1 ms */
         if (timeout_ms >= 0)
-            lws_sul_schedule(n->ctx, 0, &n->sul_wait, wait_over,
-                             (lws_usec_t)(timeout_ms > 0 ? timeout_ms : 1) * LWS_US_PER_MS);
+            net_schedule_ms(n, &n->sul_wait, net_pass_over, timeout_ms > 0 ? timeout_ms : 1);
         lws_service(n->ctx, 0);
         lws_sul_cancel(&n->sul_wait);
     }

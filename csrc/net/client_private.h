@@ -134,6 +134,8 @@ void net_report_error(nim_net *n, const char *code, int numcode, const char *msg
                       const char *what);
 
 /* conn.c */
+/* Schedules sul to run cb in ms (<= 0: at once); needs the context. */
+void net_schedule_ms(nim_net *n, lws_sorted_usec_list_t *sul, sul_cb_t cb, int64_t ms);
 void net_set_state(nim_net *n, conn_state to);
 void net_connect(nim_net *n);            /* from CONN_IDLE */
 /* Drops the link from our side with this close code and reason. */
@@ -144,6 +146,8 @@ void net_conn_stop(nim_net *n);          /* hook_stop: cancels the timers */
 /* Ends the current service pass within ms (at least 1), so the engine
  * loop runs again: something it or hook_wait retries is due. */
 void net_end_pass_in(nim_net *n, int ms);
+/* A timer that only ends the service pass it fires in. */
+void net_pass_over(lws_sorted_usec_list_t *sul);
 extern const struct lws_protocols net_protocols[];
 
 /* requests.c. net_request sends and remembers a request; takes data and

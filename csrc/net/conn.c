@@ -18,7 +18,7 @@
 static void on_connect_timeout(lws_sorted_usec_list_t *sul);
 static void on_heartbeat(lws_sorted_usec_list_t *sul);
 
-static void schedule_ms(nim_net *n, lws_sorted_usec_list_t *sul, sul_cb_t cb, int64_t ms) {
+void net_schedule_ms(nim_net *n, lws_sorted_usec_list_t *sul, sul_cb_t cb, int64_t ms) {
     lws_sul_schedule(n->ctx, 0, sul, cb, (ms > 0 ? ms : 0) * LWS_US_PER_MS);
 }
 
@@ -39,14 +39,14 @@ void net_set_state(nim_net *n, conn_state to) {
         n->close_code = 0;
         n->close_reason[0] = '\0';
         n->drop_code = 0;
-        schedule_ms(n, &n->sul_connect, on_connect_timeout, n->req_timeout);
+        net_schedule_ms(n, &n->sul_connect, on_connect_timeout, n->req_timeout);
         break;
     case CONN_LOGIN:                     /* net_send_login built the login */
         lws_sul_cancel(&n->sul_connect);
         n->ping_at = 0;
         break;
     case CONN_SYNC:
-        schedule_ms(n, &n->sul_heartbeat, on_heartbeat, n->heartbeat);
+        net_schedule_ms(n, &n->sul_heartbeat, on_heartbeat, n->heartbeat);
         break;
     case CONN_READY:
         break;
@@ -71,7 +71,7 @@ static void schedule_reconnect(nim_net *n) {
     unsigned d = lws_retry_get_delay_ms(n->ctx, &n->retry, &step, &conceal);
     if (d < RECONNECT_FLOOR_MS) d = RECONNECT_FLOOR_MS;
     n->retries++;
-    schedule_ms(n, &n->sul_reconnect, on_reconnect, d);
+    net_schedule_ms(n, &n->sul_reconnect, on_reconnect, d);
     cJSON *o = cJSON_CreateObject();
     if (o) {
         cJSON_AddNumberToObject(o, "retryCount", n->retries);
@@ -116,7 +116,7 @@ void net_connection_lost(nim_net *n, int code, const char *reason, int retry) {
     net_set_state(n, CONN_IDLE);
     if (net_sync_link_lost(n, retry)) {
         /* closed to fetch the rest of the offline messages: at once, quietly */
-        schedule_ms(n, &n->sul_reconnect, on_reconnect, 0);
+        net_schedule_ms(n, &n->sul_reconnect, on_reconnect, 0);
         return;
     }
     if (!retry) n->user_down = 1;
@@ -148,10 +148,10 @@ void net_conn_stop(nim_net *n) {
     lws_sul_cancel(&n->sul_retry);
 }
 
-static void pass_over(lws_sorted_usec_list_t *sul) { (void)sul; }
+void net_pass_over(lws_sorted_usec_list_t *sul) { (void)sul; }
 
 void net_end_pass_in(nim_net *n, int ms) {
-    if (n->ctx) schedule_ms(n, &n->sul_retry, pass_over, ms > 0 ? ms : 1);
+    if (n->ctx) net_schedule_ms(n, &n->sul_retry, net_pass_over, ms > 0 ? ms : 1);
 }
 
 /* ------------------------------------------------------------ heartbeat */
@@ -175,7 +175,7 @@ static void on_heartbeat(lws_sorted_usec_list_t *sul) {
     if (n->ping_at && n->ping_at + hb > quiet_at) quiet_at = n->ping_at + hb;
     int64_t dead_at = n->last_rx + 2 * hb;
     int64_t next = quiet_at < dead_at ? quiet_at : dead_at;
-    schedule_ms(n, &n->sul_heartbeat, on_heartbeat, next > now ? next - now : 1);
+    net_schedule_ms(n, &n->sul_heartbeat, on_heartbeat, next > now ? next - now : 1);
 }
 
 /* ------------------------------------------------------------ frames */

@@ -46,8 +46,7 @@ static void on_deadline(lws_sorted_usec_list_t *sul);
 
 static void arm_deadline(nim_net *n) {
     if (!n->pend || !n->ctx) return;
-    int64_t in = n->pend->deadline - net_mono_ms();
-    lws_sul_schedule(n->ctx, 0, &n->sul_deadline, on_deadline, (in > 0 ? in : 0) * LWS_US_PER_MS);
+    net_schedule_ms(n, &n->sul_deadline, on_deadline, n->pend->deadline - net_mono_ms());
 }
 
 pending *net_request(nim_net *n, request_kind kind, int cmd, uint64_t req, nim_wire_cmd wire,

@@ -86,7 +86,7 @@ int  srv_queue_batched(srv_conn *c, const char *name, const char *key, cJSON *it
 void srv_handle_message(srv_conn *c, const char *buf, size_t len);
 /* handlers.c: the connection is going away. */
 void srv_conn_gone(srv_conn *c);
-/* handlers.c: group commit. The sendMsg requests handled during one pass of
+/* messages.c: group commit. The sendMsg requests handled during one pass of
  * the event loop share one write transaction (each message in its own
  * savepoint); their replies and pushes wait in the group until it is
  * committed. srv_group_flush commits the open group and then queues its
