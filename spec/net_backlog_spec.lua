@@ -1,6 +1,6 @@
--- An offline backlog bigger than one login brings (the server sends at most
--- 10,000 offline messages per login): the client logs in again for the
--- rest before it reports the sync, so the app sees one complete sync.
+-- An offline backlog of any size comes in one login, in pages (each stored
+-- and acknowledged before the next is asked for), so the app sees one
+-- complete sync, and once it is stored nothing is offline any more.
 local N = require "net_helpers"
 
 describe("network offline backlog #net", function()
@@ -29,5 +29,13 @@ describe("network offline backlog #net", function()
     assert.equals(TOTAL, #N.msgs(e, "p2p-dave"))
     assert.equals(0, #re.disconnects)
     assert.same({}, N.verify(e).mismatches)
+    -- every page was acknowledged: a second device gets roaming only
+    assert.is_nil((N.call(e, "getStickTopSessions", {})))   -- a round trip after the acks
+    local _, r2 = N.open(srv, "erin", { db = false })
+    local offline, roaming = 0, 0
+    for _, g in ipairs(r2.offline) do offline = offline + #g.msgs end
+    for _, g in ipairs(r2.roaming) do roaming = roaming + #g.msgs end
+    assert.equals(0, offline)
+    assert.equals(100, roaming)                               -- the latest 100 of the session
   end)
 end)

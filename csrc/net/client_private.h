@@ -34,23 +34,17 @@ typedef enum {
                            the sync itself is over) */
 } conn_state;
 
-/* The sync, which may span several logins: the server sends at most
- * OFFLINE_BATCH offline messages a login, and the client logs in again,
- * quietly, for the rest before it reports (docs/protocol.md "offlineMsgs").
- * Every phase but SYNC_NONE is inside nim_engine_sync_begin/_end. */
+/* The login sync: the server sends it in pages, each stored in one
+ * transaction and acknowledged (docs/protocol.md "Login and sync"). While
+ * SYNC_RUNNING the engine is inside nim_engine_sync_begin/_end. */
 typedef enum {
     SYNC_NONE,          /* no sync under way */
-    SYNC_RUNNING,       /* this login's sync pushes are arriving */
-    SYNC_MORE,          /* the server kept some back: marking these received */
-    SYNC_RELOGIN,       /* closing the link to log in again for the rest */
-    SYNC_RESUME         /* logging in again for the rest: no onconnect */
+    SYNC_RUNNING        /* this login's sync pages are arriving */
 } sync_phase;
 
 /* What a request in flight is for. */
 typedef enum { RQ_LOGIN, RQ_PING, RQ_MARK, RQ_ACKS, RQ_APP } request_kind;
 
-#define OFFLINE_BATCH 10000
-#define OFFLINE_BYTES (7u * 1024 * 1024)
 #define KEY_MSGS      "net.cursor.msgs"
 #define KEY_STATE     "net.cursor.state"
 #define KEY_DEVICE    "net.deviceId"
@@ -116,10 +110,11 @@ struct nim_net {
     int64_t cur_msgs, cur_state; /* persisted cursors (as loaded) */
     cJSON *live;                 /* live messages received this pass, stored together */
     int live_count;
-    int64_t offline_max;         /* largest offline idServer of this sync */
-    int offline_count;           /* offline messages in this sync */
-    size_t offline_bytes;        /* and the size of their frames */
-    int64_t more_after;          /* SYNC_MORE: the markMsgsReceived request id */
+    /* markMsgsReceived {upTo}: what this device has stored, told to the
+     * server one request at a time (the newest wins) */
+    int64_t recv_want;           /* the largest upTo to tell */
+    int64_t recv_told;           /* the largest upTo the server answered 200 */
+    int64_t recv_inflight;       /* the request's upTo while one is in flight, else 0 */
     int acks_dirty;              /* the pointer outbox has something not yet
                                     sent on this link */
 };
@@ -163,13 +158,13 @@ void net_command(nim_net *n, nim_cmd *c);
 /* sync.c */
 void net_send_login(nim_net *n);         /* link up: the login, then CONN_LOGIN */
 void net_on_login_reply(nim_net *n, const nim_frame *f);
-void net_on_push(nim_net *n, nim_frame *f, size_t frame_len);
-void net_on_mark_reply(nim_net *n, const pending *p, int code);
-void net_on_mark_timeout(nim_net *n, const pending *p);
-/* The link ended: returns 1 when it was closed to log in again for the
- * rest of the sync (the caller reconnects at once, quietly), else ends
- * the sync that was under way without reporting it. */
-int net_sync_link_lost(nim_net *n, int retry);
+void net_on_push(nim_net *n, nim_frame *f);
+/* Tells the server this device has stored every message of its up to id
+ * (once committed): markMsgsReceived, one in flight, the newest wins. */
+void net_mark_received(nim_net *n, int64_t id);
+void net_on_mark_reply(nim_net *n, int code);   /* answered, failed or timed out */
+/* The link ended: the sync under way ends without being reported. */
+void net_sync_link_lost(nim_net *n);
 void net_flush_live(nim_net *n);         /* end of a pass, of the link, stop */
 cJSON *net_tops_for_app(const cJSON *list);
 

@@ -114,11 +114,7 @@ void net_connection_lost(nim_net *n, int code, const char *reason, int retry) {
     conn_state was = n->state;
     net_flush_live(n);                  /* received before the end: keep them */
     net_set_state(n, CONN_IDLE);
-    if (net_sync_link_lost(n, retry)) {
-        /* closed to fetch the rest of the offline messages: at once, quietly */
-        net_schedule_ms(n, &n->sul_reconnect, on_reconnect, 0);
-        return;
-    }
+    net_sync_link_lost(n);
     if (!retry) n->user_down = 1;
     int was_up = was == CONN_LOGIN || was == CONN_SYNC || was == CONN_READY;
     if (was_up || !retry) {
@@ -197,7 +193,7 @@ static void on_frame(nim_net *n, const char *buf, size_t len) {
     if (f.kind == NIM_FRAME_RESPONSE)
         net_on_response(n, &f);
     else if (f.kind == NIM_FRAME_PUSH && (n->state == CONN_SYNC || n->state == CONN_READY))
-        net_on_push(n, &f, len);
+        net_on_push(n, &f);
     nim_frame_free(&f);
 }
 

@@ -159,6 +159,7 @@ static void fail_pending(nim_net *n, pending *p, const char *code, const char *w
         nim_engine_reply(n->e, p->req, code, why, NULL);
     }
     if (p->kind == RQ_ACKS) net_acks_answered(n, p, 0);   /* still in the outbox */
+    if (p->kind == RQ_MARK) net_on_mark_reply(n, 0);      /* the messages stay offline */
     pending_free(p);
 }
 
@@ -183,7 +184,6 @@ static void on_deadline(lws_sorted_usec_list_t *sul) {
             net_drop(n, 1006, "login timed out");
             continue;
         }
-        if (p->kind == RQ_MARK) net_on_mark_timeout(n, p);
         fail_pending(n, p, NIM_ERR_TIMEOUT, "no reply from the server in time");
     }
     arm_deadline(n);
@@ -274,13 +274,16 @@ static void on_sent(nim_net *n, pending *p, cJSON *data) {
     cJSON *arr = cJSON_CreateArray();
     if (!arr) { cJSON_Delete(m); return; }
     cJSON_AddItemToArray(arr, m);
+    /* During a sync the cursor stays where the sync's pages put it: this
+     * id may be above messages not yet synced. */
     nim_engine_cursor c = { KEY_MSGS, nim_jid(m, "idServer") };
-    if (nim_engine_ingest(n->e, &(nim_ingest){ .msgs = arr, .cursor = &c }) < 0) {
+    if (nim_engine_ingest(n->e, &(nim_ingest){ .msgs = arr,
+                                               .cursor = n->sync == SYNC_NONE ? &c : NULL }) < 0) {
         cJSON_Delete(arr);
         nim_engine_reply(n->e, p->req, NIM_ERR_DB, "sent, but could not be stored", NULL);
         return;
     }
-    if (c.value > n->cur_msgs) n->cur_msgs = c.value;
+    if (n->sync == SYNC_NONE && c.value > n->cur_msgs) n->cur_msgs = c.value;
     cJSON_DetachItemViaPointer(arr, m);
     cJSON_Delete(arr);
     nim_engine_reply(n->e, p->req, NULL, NULL, m);
@@ -336,7 +339,7 @@ void net_on_response(nim_net *n, nim_frame *f) {
     switch (p->kind) {
     case RQ_LOGIN: net_on_login_reply(n, f); break;
     case RQ_APP: on_app_reply(n, p, f); break;
-    case RQ_MARK: net_on_mark_reply(n, p, f->code); break;
+    case RQ_MARK: net_on_mark_reply(n, f->code); break;
     case RQ_ACKS: net_acks_answered(n, p, f->code); break;
     case RQ_PING: break;   /* its arrival is the news (last_rx) */
     }

@@ -2,7 +2,8 @@
  * the file map). The sync runs between nim_engine_sync_begin and _end, so
  * onsessions/onsyncdone fire once after it; its phase is n->sync, written
  * by set_sync only. Live messages are stored in batches: one transaction
- * per service pass (flush_live). */
+ * per service pass (flush_live). What is stored is told to the server by
+ * markMsgsReceived (net_mark_received), so it stops being offline. */
 #include "net/client_private.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,23 +11,10 @@
 
 enum { LIVE_BATCH = 256 };   /* live messages stored at the latest */
 
-/* The one writer of n->sync, with each phase's entry actions. */
+/* The one writer of n->sync. */
 static void set_sync(nim_net *n, sync_phase to) {
     n->sync = to;
-    switch (to) {
-    case SYNC_RUNNING:
-        n->offline_max = 0;
-        n->offline_count = 0;
-        n->offline_bytes = 0;
-        n->more_after = 0;
-        nim_engine_sync_begin(n->e);   /* again when resumed: still one bracket */
-        break;
-    case SYNC_NONE:
-        n->more_after = 0;
-        break;
-    case SYNC_MORE: case SYNC_RELOGIN: case SYNC_RESUME:
-        break;
-    }
+    if (to == SYNC_RUNNING) nim_engine_sync_begin(n->e);
 }
 
 /* The sync is complete: report it (onsessions, onsyncdone). */
@@ -40,17 +28,38 @@ static void finish_sync(nim_net *n) {
     net_flush_acks(n);
 }
 
-int net_sync_link_lost(nim_net *n, int retry) {
-    if (n->sync == SYNC_RELOGIN && retry && !n->user_down) {
-        set_sync(n, SYNC_RESUME);
-        return 1;
-    }
+void net_sync_link_lost(nim_net *n) {
+    n->recv_want = n->recv_told = n->recv_inflight = 0;   /* the next link tells again */
     if (n->sync != SYNC_NONE) {       /* reported by the next sync */
         nim_engine_sync_abort(n->e);
         set_sync(n, SYNC_NONE);
         net_end_pass_in(n, 1);         /* the engine may owe the app a list now */
     }
-    return 0;
+}
+
+/* ------------------------------------------------------- received */
+
+static void send_mark(nim_net *n) {
+    if (n->recv_inflight || n->recv_want <= n->recv_told) return;
+    if (n->state != CONN_SYNC && n->state != CONN_READY) return;
+    char buf[32];
+    snprintf(buf, sizeof buf, "%lld", (long long)n->recv_want);
+    cJSON *d = cJSON_CreateObject();
+    if (!d || !cJSON_AddStringToObject(d, "upTo", buf)) { cJSON_Delete(d); return; }
+    if (net_request(n, RQ_MARK, 0, 0, NIM_WIRE_MARK_RECEIVED, d, NULL)) n->recv_inflight = n->recv_want;
+}
+
+void net_mark_received(nim_net *n, int64_t id) {
+    if (id > n->recv_want) n->recv_want = id;
+    send_mark(n);
+}
+
+void net_on_mark_reply(nim_net *n, int code) {
+    int64_t was = n->recv_inflight;
+    n->recv_inflight = 0;
+    if (code != NIM_CODE_OK) return;   /* they stay offline: the next page or login tells */
+    if (was > n->recv_told) n->recv_told = was;
+    send_mark(n);
 }
 
 /* ------------------------------------------------------------ login */
@@ -90,10 +99,8 @@ void net_on_login_reply(nim_net *n, const nim_frame *f) {
         net_connection_lost(n, f->code, why, retry);
         return;
     }
-    int resumed = n->sync == SYNC_RESUME;
     net_set_state(n, CONN_SYNC);
     set_sync(n, SYNC_RUNNING);
-    if (resumed) return;               /* this login continues the previous sync */
     cJSON *o = cJSON_CreateObject();
     if (o) {
         cJSON_AddStringToObject(o, "account", n->account);
@@ -147,21 +154,20 @@ static void emit_grouped(nim_net *n, const char *cbname, cJSON *msgs) {
     cJSON_Delete(msgs);
 }
 
-static void on_sync_msgs(nim_net *n, cJSON *data, int offline, size_t frame_len) {
+/* A roamingMsgs/offlineMsgs frame: its messages, and its cursor when it
+ * carries one, in one transaction; then its ack, now that they are stored. */
+static void on_sync_msgs(nim_net *n, cJSON *data, int offline) {
     cJSON *msgs = cJSON_GetObjectItemCaseSensitive(data, "msgs");
     if (!cJSON_IsArray(msgs)) return;
-    if (nim_engine_ingest(n->e, &(nim_ingest){ .msgs = msgs }) < 0) {
+    const cJSON *cur = cJSON_GetObjectItemCaseSensitive(data, "cursor");
+    nim_engine_cursor c = { KEY_MSGS, cJSON_IsNumber(cur) ? nim_jnum(data, "cursor") : 0 };
+    if (nim_engine_ingest(n->e, &(nim_ingest){ .msgs = msgs, .cursor = c.value > 0 ? &c : NULL }) < 0) {
         net_drop(n, 1006, "cannot store the synced messages");   /* retry later */
         return;
     }
-    if (offline) {
-        n->offline_count += cJSON_GetArraySize(msgs);
-        n->offline_bytes += frame_len;
-        for (cJSON *m = msgs->child; m; m = m->next) {
-            int64_t id = nim_jid(m, "idServer");
-            if (id > n->offline_max) n->offline_max = id;
-        }
-    }
+    if (c.value > n->cur_msgs) n->cur_msgs = c.value;
+    int64_t ack = nim_jid(data, "ack");
+    if (ack > 0) net_mark_received(n, ack);
     unsigned want = offline ? NIM_NET_WANT_OFFLINE : NIM_NET_WANT_ROAMING;
     if (n->want & want) {
         cJSON_DetachItemViaPointer(data, msgs);
@@ -175,39 +181,7 @@ static void on_sync_done(nim_net *n, cJSON *data) {
     nim_engine_cursor c1 = { KEY_MSGS, cm }, c2 = { KEY_STATE, cs };
     if (nim_engine_ingest(n->e, &(nim_ingest){ .cursor = &c1 }) == 0 && cm > n->cur_msgs) n->cur_msgs = cm;
     if (nim_engine_ingest(n->e, &(nim_ingest){ .cursor = &c2 }) == 0 && cs > n->cur_state) n->cur_state = cs;
-    if (n->offline_max > 0) {
-        /* stored (committed above, frame by frame): now they may become roaming */
-        char buf[32];
-        snprintf(buf, sizeof buf, "%lld", (long long)n->offline_max);
-        cJSON *d = cJSON_CreateObject();
-        if (d) cJSON_AddStringToObject(d, "upTo", buf);
-        pending *p = net_request(n, RQ_MARK, 0, 0, NIM_WIRE_MARK_RECEIVED, d, NULL);
-        n->offline_max = 0;
-        if (p && (n->offline_count >= OFFLINE_BATCH || n->offline_bytes >= OFFLINE_BYTES)) {
-            /* the server kept some back: once these are marked, log in again */
-            net_set_state(n, CONN_READY);
-            set_sync(n, SYNC_MORE);
-            n->more_after = p->id;
-            return;
-        }
-    }
     finish_sync(n);
-}
-
-/* markMsgsReceived answered: after a full batch, log in again for the
- * rest; if it was refused, the rest comes at the next login. */
-void net_on_mark_reply(nim_net *n, const pending *p, int code) {
-    if (n->sync != SYNC_MORE || p->id != n->more_after) return;
-    if (code == NIM_CODE_OK) {
-        set_sync(n, SYNC_RELOGIN);
-        net_drop(n, 1000, "fetching the rest of the offline messages");
-    } else {
-        finish_sync(n);
-    }
-}
-
-void net_on_mark_timeout(nim_net *n, const pending *p) {
-    if (n->sync == SYNC_MORE && p->id == n->more_after) finish_sync(n);
 }
 
 /* ------------------------------------------------------- live messages */
@@ -255,6 +229,7 @@ void net_flush_live(nim_net *n) {
     if (c.value > n->cur_msgs) n->cur_msgs = c.value;
     nim_free(b.fresh);
     cJSON_Delete(arr);
+    net_mark_received(n, n->cur_msgs);   /* stored: no longer offline for my account */
 }
 
 static void on_live_msg(nim_net *n, cJSON *data) {
@@ -341,11 +316,11 @@ static void on_top_push(nim_net *n, cJSON *data) {
 }
 
 /* A push frame, once logged in (CONN_SYNC or CONN_READY). */
-void net_on_push(nim_net *n, nim_frame *f, size_t frame_len) {
+void net_on_push(nim_net *n, nim_frame *f) {
     int live = n->state == CONN_READY;
     switch (nim_proto_push_from_name(f->name)) {
-    case NIM_PUSH_ROAMING_MSGS: on_sync_msgs(n, f->data, 0, frame_len); break;
-    case NIM_PUSH_OFFLINE_MSGS: on_sync_msgs(n, f->data, 1, frame_len); break;
+    case NIM_PUSH_ROAMING_MSGS: on_sync_msgs(n, f->data, 0); break;
+    case NIM_PUSH_OFFLINE_MSGS: on_sync_msgs(n, f->data, 1); break;
     case NIM_PUSH_READ_POINTERS: on_pointers(n, f->data, live); break;
     case NIM_PUSH_RECEIPTS: on_receipts(n, f->data, live); break;
     case NIM_PUSH_STICK_TOP_SESSIONS: on_tops(n, f->data); break;

@@ -41,15 +41,25 @@ static const char *const sql_text[S__COUNT] = {
     [S_INBOX_INSERT] = "INSERT INTO inbox(account, msg_id, session_id, delivered) VALUES(?1, ?2, ?3, ?4) "
                        "ON CONFLICT DO NOTHING",
     [S_MSG_HEAD] = "SELECT scene, from_account, to_target, time FROM msgs WHERE id = ?1",
-    [S_OFFLINE] = "SELECT " MSG_COLS " FROM inbox i JOIN msgs m ON m.id = i.msg_id "
+    /* The login sync's pages (db_sync.c): keyset on the message id, each
+     * from its index (named: without statistics the planner would take the
+     * primary key and scan the account's history), never a scan. */
+    [S_SYNC_UNDELIVERED] = "SELECT " MSG_COLS ", i.delivered FROM inbox i INDEXED BY inbox_offline "
+                  "JOIN msgs m ON m.id = i.msg_id "
                   "LEFT JOIN deleted_sessions d ON d.account = i.account AND d.session_id = i.session_id "
-                  "WHERE i.account = ?1 AND i.delivered = 0 AND i.msg_id > coalesce(d.mark, 0) "
-                  "ORDER BY i.msg_id LIMIT ?2",
-    [S_ROAMING] = "SELECT " MSG_COLS " FROM ("
-                  " SELECT i.msg_id, row_number() OVER (PARTITION BY i.session_id ORDER BY i.msg_id DESC) AS rn"
-                  " FROM inbox i LEFT JOIN deleted_sessions d ON d.account = i.account AND d.session_id = i.session_id"
-                  " WHERE i.account = ?1 AND i.delivered = 1 AND i.msg_id > ?2 AND i.msg_id > coalesce(d.mark, 0)"
-                  ") r JOIN msgs m ON m.id = r.msg_id WHERE r.rn <= ?3 ORDER BY m.id",
+                  "WHERE i.account = ?1 AND i.delivered = 0 AND i.msg_id > ?2 AND i.msg_id <= ?3 "
+                  "AND i.msg_id > coalesce(d.mark, 0) ORDER BY i.msg_id LIMIT ?4",
+    [S_SYNC_AFTER] = "SELECT " MSG_COLS ", i.delivered FROM inbox i JOIN msgs m ON m.id = i.msg_id "
+                  "LEFT JOIN deleted_sessions d ON d.account = i.account AND d.session_id = i.session_id "
+                  "WHERE i.account = ?1 AND i.msg_id > ?2 AND i.msg_id > coalesce(d.mark, 0) "
+                  "ORDER BY i.msg_id LIMIT ?3",
+    [S_SYNC_NEXT_SESSION] = "SELECT session_id FROM inbox WHERE account = ?1 AND session_id > ?2 "
+                  "ORDER BY session_id LIMIT 1",
+    [S_SYNC_SESSION_DESC] = "SELECT " MSG_COLS ", i.delivered FROM inbox i INDEXED BY inbox_session "
+                  "JOIN msgs m ON m.id = i.msg_id "
+                  "WHERE i.account = ?1 AND i.session_id = ?2 AND i.delivered = 1 AND i.msg_id < ?3 "
+                  "AND i.msg_id > coalesce((SELECT mark FROM deleted_sessions d WHERE d.account = ?1 "
+                  "AND d.session_id = ?2), 0) ORDER BY i.msg_id DESC LIMIT ?4",
     [S_MARK_ONE]  = "UPDATE inbox SET delivered = 1 WHERE account = ?1 AND msg_id = ?2 AND delivered = 0",
     [S_MARK_UPTO] = "UPDATE inbox SET delivered = 1 WHERE account = ?1 AND msg_id <= ?2 AND delivered = 0",
     [S_PTR_GET] = "SELECT ack FROM read_pointers WHERE account = ?1 AND session_id = ?2",
@@ -114,6 +124,16 @@ static const char schema_v1[] =
     "INSERT INTO counters VALUES('ver', 0);"
     "PRAGMA user_version = 1;";
 
+/* Version 2: an account's messages by session, so a first login seeks from
+ * one session to the next and reads each newest first, without scanning the
+ * account's history. */
+static const char schema_v2[] =
+    "CREATE INDEX inbox_session ON inbox(account, session_id, msg_id);"
+    "PRAGMA user_version = 2;";
+
+/* Each migration takes the schema from its index to the next version. */
+static const char *const migrations[] = { schema_v1, schema_v2 };
+
 
 const char *srv_db_errmsg(srv_db *db) { return sqlite3_errmsg(db->h); }
 
@@ -174,17 +194,21 @@ srv_db *srv_db_open(const char *path, char *err, size_t errlen) {
         if (sqlite3_step(v) == SQLITE_ROW) version = sqlite3_column_int(v, 0);
         sqlite3_finalize(v);
     }
-    if (version == 0) {
-        if (sqlite3_exec(db->h, "BEGIN IMMEDIATE", NULL, NULL, &emsg) != SQLITE_OK) goto exec_fail;
-        if (sqlite3_exec(db->h, schema_v1, NULL, NULL, &emsg) != SQLITE_OK) {
-            sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
-            goto exec_fail;
-        }
-        if (sqlite3_exec(db->h, "COMMIT", NULL, NULL, &emsg) != SQLITE_OK) goto exec_fail;
-    } else if (version != SRV_DB_SCHEMA_VERSION) {
+    if (version < 0 || version > SRV_DB_SCHEMA_VERSION) {
         snprintf(err, errlen, "%s: schema version %d, this server knows %d", path, version,
                  SRV_DB_SCHEMA_VERSION);
         goto fail;
+    }
+    if (version < SRV_DB_SCHEMA_VERSION) {
+        /* All the steps in one transaction: a crash leaves the old version. */
+        if (sqlite3_exec(db->h, "BEGIN IMMEDIATE", NULL, NULL, &emsg) != SQLITE_OK) goto exec_fail;
+        for (int v = version; v < SRV_DB_SCHEMA_VERSION; v++) {
+            if (sqlite3_exec(db->h, migrations[v], NULL, NULL, &emsg) != SQLITE_OK) {
+                sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+                goto exec_fail;
+            }
+        }
+        if (sqlite3_exec(db->h, "COMMIT", NULL, NULL, &emsg) != SQLITE_OK) goto exec_fail;
     }
     for (int i = 0; i < S__COUNT; i++) {
         if (sqlite3_prepare_v3(db->h, sql_text[i], -1, SQLITE_PREPARE_PERSISTENT, &db->st[i], NULL) != SQLITE_OK) {
@@ -334,8 +358,7 @@ int srv_db_touch_device(srv_db *db, const char *account, const char *device, int
     return db_run(db, S_DEV_TOUCH);
 }
 
-/* The current row (MSG_COLS order) as a protocol message object. */
-static cJSON *row_msg(sqlite3_stmt *s) {
+cJSON *db_row_msg(sqlite3_stmt *s) {
     nim_proto_msg m = {
         .id_server = sqlite3_column_int64(s, 0),
         .id_client = db_col_text(s, 1),
@@ -358,7 +381,7 @@ int srv_db_find_client_msg(srv_db *db, const char *from, const char *id_client, 
     db_bind_text(s, 2, id_client);
     int rc = db_one(db, S_MSG_BY_CLIENT);
     if (rc != NIM_CODE_OK) return rc;
-    *out = row_msg(s);
+    *out = db_row_msg(s);
     sqlite3_reset(s);
     return *out ? NIM_CODE_OK : NIM_CODE_SERVER;
 }
@@ -400,39 +423,6 @@ int srv_db_msg_head(srv_db *db, int64_t id, srv_msg_head *h) {
     h->time = sqlite3_column_int64(s, 3);
     sqlite3_reset(s);
     return NIM_CODE_OK;
-}
-
-/* Appends every row of a prepared message query to arr. */
-static int collect_msgs(srv_db *db, int i, cJSON *arr) {
-    sqlite3_stmt *s = db->st[i];
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        cJSON *m = row_msg(s);
-        if (!m || !cJSON_AddItemToArray(arr, m)) {
-            cJSON_Delete(m);
-            sqlite3_reset(s);
-            return NIM_CODE_SERVER;
-        }
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) { return db_failed(db, i); }
-    return NIM_CODE_OK;
-}
-
-int srv_db_offline_msgs(srv_db *db, const char *account, int64_t limit, cJSON *arr) {
-    sqlite3_stmt *s = db_stmt(db, S_OFFLINE);
-    db_bind_text(s, 1, account);
-    sqlite3_bind_int64(s, 2, limit);
-    return collect_msgs(db, S_OFFLINE, arr);
-}
-
-int srv_db_roaming_msgs(srv_db *db, const char *account, int64_t cursor, int64_t per_session,
-                        cJSON *arr) {
-    sqlite3_stmt *s = db_stmt(db, S_ROAMING);
-    db_bind_text(s, 1, account);
-    sqlite3_bind_int64(s, 2, cursor);
-    sqlite3_bind_int64(s, 3, per_session);
-    return collect_msgs(db, S_ROAMING, arr);
 }
 
 int srv_db_mark_received(srv_db *db, const char *account, int64_t msg_id, int64_t *n) {

@@ -10,7 +10,7 @@
 #include <cjson/cJSON.h>
 #include "net/proto.h"
 
-#define SRV_DB_SCHEMA_VERSION 1
+#define SRV_DB_SCHEMA_VERSION 2
 #define SRV_PBKDF2_ITERATIONS 4096
 
 typedef struct srv_db srv_db;
@@ -65,13 +65,26 @@ typedef struct {
 } srv_msg_head;
 int srv_db_msg_head(srv_db *db, int64_t id, srv_msg_head *h);
 
-/* Appends message objects to arr. offline: undelivered to account, oldest
- * first, at most limit. roaming: delivered, newer than cursor, the latest
- * per_session of each session, oldest first. Both skip messages at or below a
- * session's deletion mark. */
-int srv_db_offline_msgs(srv_db *db, const char *account, int64_t limit, cJSON *arr);
-int srv_db_roaming_msgs(srv_db *db, const char *account, int64_t cursor, int64_t per_session,
-                        cJSON *arr);
+/* The login sync's pages (db_sync.c), each read from an index with a
+ * keyset, never a scan of the account's history. Each calls cb for every
+ * row, in the order named, with the message object (taken), its id and
+ * whether it is delivered, until cb returns nonzero; all leave out messages
+ * at or below a session's deletion mark.
+ *   undelivered: account's offline messages with after < id <= upto, oldest first;
+ *   after:       all of account's messages with id > after, oldest first;
+ *   session:     the delivered messages of one session with id < before,
+ *                newest first. */
+typedef int (*srv_db_row_cb)(void *ud, cJSON *msg, int64_t id, int delivered);
+int srv_db_sync_undelivered(srv_db *db, const char *account, int64_t after, int64_t upto,
+                            int limit, srv_db_row_cb cb, void *ud);
+int srv_db_sync_after(srv_db *db, const char *account, int64_t after, int limit,
+                      srv_db_row_cb cb, void *ud);
+int srv_db_sync_session(srv_db *db, const char *account, const char *session_id, int64_t before,
+                        int limit, srv_db_row_cb cb, void *ud);
+/* The first of account's sessions named after `after` ("" for the first
+ * of all), copied to out: NIM_CODE_OK, or NIM_CODE_NOT_FOUND past the last. */
+int srv_db_sync_next_session(srv_db *db, const char *account, const char *after,
+                             char *out, size_t outlen);
 /* Marks account's copies delivered; adds the number of rows changed to *n. */
 int srv_db_mark_received(srv_db *db, const char *account, int64_t msg_id, int64_t *n);
 int srv_db_mark_received_upto(srv_db *db, const char *account, int64_t upto, int64_t *n);

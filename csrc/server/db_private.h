@@ -1,4 +1,4 @@
-/* What db.c and db_state.c share: the prepared statements (one per S_*,
+/* What db.c, db_state.c and db_sync.c share: the prepared statements (one per S_*,
  * prepared at open) and the helpers that run them. Never included
  * outside csrc/server. */
 #ifndef NIM_SERVER_DB_PRIVATE_H
@@ -11,7 +11,8 @@ enum {
     S_NEXT_VER, S_MAX_MSG, S_MAX_VER, S_LAST_TIME,
     S_ACC_GET, S_ACC_PUT, S_ACC_EXISTS, S_DEV_TOUCH,
     S_MSG_BY_CLIENT, S_MSG_INSERT, S_INBOX_INSERT, S_MSG_HEAD,
-    S_OFFLINE, S_ROAMING, S_MARK_ONE, S_MARK_UPTO,
+    S_SYNC_UNDELIVERED, S_SYNC_AFTER, S_SYNC_NEXT_SESSION, S_SYNC_SESSION_DESC,
+    S_MARK_ONE, S_MARK_UPTO,
     S_PTR_GET, S_PTR_SET, S_PTR_SINCE, S_DEL_SESSION,
     S_RCPT_GET, S_RCPT_SET, S_RCPT_SINCE,
     S_STICK_GET, S_STICK_PUT, S_STICK_DEL, S_STICK_LIST,
@@ -35,5 +36,8 @@ int db_run(srv_db *db, int i);
 int db_one(srv_db *db, int i);
 void db_bind_text(sqlite3_stmt *s, int i, const char *v);   /* NULL binds NULL */
 const char *db_col_text(sqlite3_stmt *s, int i);
+/* The current row, in MSG_COLS order, as a protocol message object; NULL
+ * when it is damaged or memory ran out. */
+cJSON *db_row_msg(sqlite3_stmt *s);
 
 #endif

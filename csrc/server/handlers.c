@@ -24,105 +24,6 @@ int64_t srv_msg_time(void) {
     return t;
 }
 
-static cJSON *cursors_obj(int64_t msgs, int64_t state) {
-    cJSON *o = cJSON_CreateObject();
-    if (o && (!cJSON_AddNumberToObject(o, "msgs", (double)msgs) ||
-              !cJSON_AddNumberToObject(o, "state", (double)state))) {
-        cJSON_Delete(o);
-        return NULL;
-    }
-    return o;
-}
-
-/* Drops items of arr until their printed size fits budget: from the front
- * (oldest) when keep_newest, else from the back. */
-static void trim_to_budget(cJSON *arr, size_t budget, int keep_newest) {
-    int n = cJSON_GetArraySize(arr);
-    if (n == 0) return;
-    size_t *len = nim_calloc((size_t)n, sizeof *len), total = 0;
-    if (!len) return;
-    int i = 0;
-    for (cJSON *it = arr->child; it; it = it->next, i++) {
-        char *s = cJSON_PrintUnformatted(it);
-        len[i] = s ? strlen(s) + 1 : 0;
-        total += len[i];
-        cJSON_free(s);
-    }
-    for (int k = 0; total > budget && k < n; k++) {
-        int at = keep_newest ? 0 : cJSON_GetArraySize(arr) - 1;
-        total -= len[keep_newest ? k : n - 1 - k];
-        cJSON_DeleteItemFromArray(arr, at);
-    }
-    nim_free(len);
-}
-
-/* The sync sequence of docs/protocol.md, queued right after the login reply
- * and before anything else can be queued (one thread), so no live push can
- * overtake it. (A login first flushes the group commit: the grouped
- * messages are committed, so the sync reads them, and their pushes went out
- * before this connection counted as logged in.) */
-static void sync_account(srv_conn *c, int64_t cur_msgs, int64_t cur_state) {
-    int64_t max_msg = 0, max_ver = 0;
-    cJSON *roaming = cJSON_CreateArray(), *offline = cJSON_CreateArray();
-    cJSON *ptrs = cJSON_CreateArray(), *rcpts = cJSON_CreateArray(), *tops = cJSON_CreateArray();
-    int ok = roaming && offline && ptrs && rcpts && tops &&
-             srv_db_begin_read(srv.db) == NIM_CODE_OK;
-    if (ok) {
-        /* One read transaction: a consistent snapshot and its cursors. */
-        ok = srv_db_cursors(srv.db, &max_msg, &max_ver) == NIM_CODE_OK &&
-             srv_db_roaming_msgs(srv.db, c->account, cur_msgs, SRV_ROAMING_PER_SESSION, roaming) == NIM_CODE_OK &&
-             srv_db_offline_msgs(srv.db, c->account, SRV_OFFLINE_LIMIT, offline) == NIM_CODE_OK &&
-             srv_db_read_ptrs_since(srv.db, c->account, cur_state, ptrs) == NIM_CODE_OK &&
-             srv_db_receipts_since(srv.db, c->account, cur_state, rcpts) == NIM_CODE_OK &&
-             srv_db_stick_list(srv.db, c->account, tops) == NIM_CODE_OK;
-        srv_db_rollback(srv.db);
-    }
-    if (!ok) {
-        cJSON_Delete(roaming); cJSON_Delete(offline); cJSON_Delete(ptrs);
-        cJSON_Delete(rcpts); cJSON_Delete(tops);
-        srv_close_after_flush(c, NIM_CLOSE_SERVER_ERROR, "sync failed");
-        return;
-    }
-    trim_to_budget(roaming, SRV_ROAMING_BUDGET, 1);
-    trim_to_budget(offline, SRV_OFFLINE_BUDGET, 0);
-    /* Never move a cursor backwards (a client may hold a newer one). */
-    if (max_msg < cur_msgs) max_msg = cur_msgs;
-    if (max_ver < cur_state) max_ver = cur_state;
-    if (cJSON_GetArraySize(roaming) > 0)
-        srv_queue_batched(c, nim_proto_push_name(NIM_PUSH_ROAMING_MSGS), "msgs", roaming);
-    else cJSON_Delete(roaming);
-    if (cJSON_GetArraySize(offline) > 0)
-        srv_queue_batched(c, nim_proto_push_name(NIM_PUSH_OFFLINE_MSGS), "msgs", offline);
-    else cJSON_Delete(offline);
-    if (cJSON_GetArraySize(ptrs) > 0)
-        srv_queue_batched(c, nim_proto_push_name(NIM_PUSH_READ_POINTERS), "pointers", ptrs);
-    else cJSON_Delete(ptrs);
-    if (cJSON_GetArraySize(rcpts) > 0)
-        srv_queue_batched(c, nim_proto_push_name(NIM_PUSH_RECEIPTS), "receipts", rcpts);
-    else cJSON_Delete(rcpts);
-    /* The full sticky-top list, always, so a client can drop stale entries. */
-    cJSON *d = cJSON_CreateObject();
-    if (d && cJSON_AddItemToObject(d, "sessions", tops)) {
-        cJSON *p = nim_proto_push(nim_proto_push_name(NIM_PUSH_STICK_TOP_SESSIONS), d);
-        srv_queue_json(c, p);
-        cJSON_Delete(p);
-    } else {
-        cJSON_Delete(d);
-        cJSON_Delete(tops);
-    }
-    d = cJSON_CreateObject();
-    cJSON *cur = cursors_obj(max_msg, max_ver);
-    if (d && cur && cJSON_AddItemToObject(d, "cursors", cur)) {
-        cJSON *p = nim_proto_push(nim_proto_push_name(NIM_PUSH_SYNC_DONE), d);
-        srv_queue_json(c, p);
-        cJSON_Delete(p);
-    } else {
-        cJSON_Delete(d);
-        cJSON_Delete(cur);
-        srv_close_after_flush(c, NIM_CLOSE_SERVER_ERROR, "sync failed");
-    }
-}
-
 static void h_login(const req *r) {
     srv_conn *c = r->c;
     const char *account = NULL, *token = NULL, *device = NULL, *err = NULL;
@@ -186,7 +87,7 @@ static void h_login(const req *r) {
         d = NULL;
     }
     srv_answer_ok(r, d);
-    sync_account(c, cur_msgs, cur_state);
+    srv_sync_start(c, cur_msgs, cur_state);   /* its pages follow the reply */
 }
 
 static void h_ping(const req *r) {

@@ -109,7 +109,7 @@ static void push_msg(const srv_conn *from, const char *from_account, const cJSON
     cJSON_Delete(p);
     if (!s) return;
     for (srv_conn *c = srv.conns; c; c = c->next) {
-        if (c == from || !c->logged_in) continue;
+        if (c == from || !srv_conn_live(c)) continue;
         int to_it = strcmp(c->account, from_account) == 0;
         if (!to_it && peer) to_it = strcmp(c->account, peer) == 0;
         for (const cJSON *m = members ? members->child : NULL; m && !to_it; m = m->next)
@@ -197,20 +197,18 @@ void srv_h_send_msg(const req *r) {
     if (rc == NIM_CODE_OK) rc = srv_db_insert_msg(srv.db, &m);
     if (m.scene == NIM_SCENE_P2P) {
         /* My copy is delivered (I sent it); the peer's is offline until one
-         * of its devices has it. */
+         * of its devices has stored it and said so (markMsgsReceived). */
         session_id(sid, sizeof sid, NIM_SCENE_P2P, m.to);
         if (rc == NIM_CODE_OK) rc = srv_db_insert_inbox(srv.db, c->account, m.id_server, sid, 1);
         if (rc == NIM_CODE_OK && strcmp(m.to, c->account) != 0) {
             session_id(sid, sizeof sid, NIM_SCENE_P2P, c->account);
-            rc = srv_db_insert_inbox(srv.db, m.to, m.id_server, sid,
-                                     srv_account_online(m.to, NULL));
+            rc = srv_db_insert_inbox(srv.db, m.to, m.id_server, sid, 0);
         }
     } else {
         session_id(sid, sizeof sid, NIM_SCENE_TEAM, m.to);
         for (const cJSON *a = members->child; a && rc == NIM_CODE_OK; a = a->next) {
             int mine = strcmp(a->valuestring, c->account) == 0;
-            rc = srv_db_insert_inbox(srv.db, a->valuestring, m.id_server, sid,
-                                     mine || srv_account_online(a->valuestring, NULL));
+            rc = srv_db_insert_inbox(srv.db, a->valuestring, m.id_server, sid, mine);
         }
     }
     if (rc == NIM_CODE_OK) rc = srv_db_release(srv.db);

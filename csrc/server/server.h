@@ -20,19 +20,39 @@ struct lws_context;
 #define SRV_BATCH_BYTES        (256 * 1024) /* sync pushes are split near this size */
 #define SRV_WRITES_PER_CALLBACK 64  /* frames written per WRITEABLE, at most */
 #define SRV_GROUP_MAX          256  /* sendMsg requests sharing one commit, then flush */
-#define SRV_ROAMING_PER_SESSION 100
-#define SRV_OFFLINE_LIMIT      10000
-/* Bytes of message JSON one login sync may queue, so a sync always fits
- * under SRV_MAX_QUEUED_BYTES: the newest roaming messages are kept, the
- * oldest offline ones (the rest stay offline for the next login). */
-#define SRV_ROAMING_BUDGET     (6u * 1024 * 1024)
-#define SRV_OFFLINE_BUDGET     (8u * 1024 * 1024)
+/* The login sync (sync.c) goes out in pages, one per WRITEABLE while less
+ * than SRV_SYNC_LOW_WATER waits unsent, so a big backlog never holds the
+ * loop or fills the queue, whatever the history's size. */
+#define SRV_SYNC_PAGE_ROWS     500
+#define SRV_SYNC_PAGE_BYTES    SRV_BATCH_BYTES
+#define SRV_SYNC_LOW_WATER     (512u * 1024)
+#define SRV_SYNC_QUERIES       256  /* statements per page at most (empty sessions) */
+#define SRV_ROAMING_PER_SESSION 100 /* a device's first sync: the latest of each session */
 
 typedef struct srv_out {
     struct srv_out *next;
     size_t          len;
     unsigned char   buf[];  /* LWS_PRE headroom, then len bytes of JSON */
 } srv_out;
+
+/* Where a connection's login sync stands (sync.c). The stages run in this
+ * order, ROAMING only for a device that never synced (cursor 0). */
+typedef enum {
+    SRV_SYNC_OFF,       /* no sync under way: the connection gets live pushes */
+    SRV_SYNC_OFFLINE,   /* undelivered messages with id <= bound */
+    SRV_SYNC_ROAMING,   /* the latest of each session, delivered, id <= bound */
+    SRV_SYNC_AFTER      /* every message with id > bound; then the state, syncDone */
+} srv_sync_stage;
+
+typedef struct {
+    srv_sync_stage stage;
+    int64_t bound;       /* the client's cursor, or the newest id at login */
+    int64_t key;         /* OFFLINE, AFTER: the last id sent */
+    int64_t cur_msgs, cur_state;           /* the client's cursors */
+    char    session[NIM_PROTO_MAX_SESSION_ID + 1]; /* ROAMING: "" before the first */
+    int64_t before;      /* ROAMING: the session's next id is below this */
+    int     sent;        /* ROAMING: messages of this session sent */
+} srv_sync;
 
 /* One WebSocket connection; lws allocates it zeroed as per-session data. */
 typedef struct srv_conn {
@@ -48,7 +68,14 @@ typedef struct srv_conn {
     int              close_code;           /* close once the queue drains */
     char             close_reason[96];
     unsigned         bad_frames, auth_failures;
+    srv_sync         sync;
 } srv_conn;
+
+/* Logged in and synced: live pushes go to it (during its sync the pages
+ * pick up what is stored meanwhile, and the sync's end sends the state). */
+static inline int srv_conn_live(const srv_conn *c) {
+    return c->logged_in && c->sync.stage == SRV_SYNC_OFF;
+}
 
 typedef struct {
     srv_db             *db;
@@ -71,16 +98,38 @@ int  srv_queue_raw(srv_conn *c, const char *json, size_t len);
 int  srv_queue_json(srv_conn *c, const cJSON *root);
 /* Sends the reply to request id (data is taken). */
 void srv_reply(srv_conn *c, int64_t id, const char *cmd, int code, const char *error, cJSON *data);
-/* Sends push `name` (data is taken) to every logged-in connection of account
- * except `except` (may be NULL). */
+/* Sends push `name` (data is taken) to every live connection (srv_conn_live)
+ * of account except `except` (may be NULL). */
 void srv_push_account(const char *account, const srv_conn *except, const char *name, cJSON *data);
-/* 1 when account has a logged-in connection other than except. */
-int  srv_account_online(const char *account, const srv_conn *except);
 /* Closes c with code/reason once everything queued before has been sent. */
 void srv_close_after_flush(srv_conn *c, int code, const char *reason);
-/* Queues `name` pushes carrying array items under data[key], split so each
+
+/* A push frame carrying an array, data[key], built from printed items, so
+ * it is measured exactly without printing it twice:
+ *   srv_frame_init; while (srv_frame_fits or it is empty) srv_frame_add;
+ *   srv_frame_queue (with more fields for data, or NULL); ...; srv_frame_free.
+ * A frame takes at least one item, so an item over the batch size still goes. */
+typedef struct {
+    char   *buf;
+    size_t  len, cap, head_len;
+    int     items;
+} srv_frame;
+int  srv_frame_init(srv_frame *f, const char *push, const char *key);
+int  srv_frame_fits(const srv_frame *f, size_t n);    /* 1 if n more bytes stay near SRV_BATCH_BYTES */
+int  srv_frame_add(srv_frame *f, const char *item, size_t n);
+/* Queues the frame when it holds items (extra: ",\"k\":v" fields added to
+ * data), then empties it for the next. 0, or -1 if it was not queued. */
+int  srv_frame_queue(srv_conn *c, srv_frame *f, const char *extra);
+void srv_frame_free(srv_frame *f);
+/* Queues `name` pushes carrying the items under data[key], split so each
  * frame stays near SRV_BATCH_BYTES. Takes items. Returns 0 or -1. */
 int  srv_queue_batched(srv_conn *c, const char *name, const char *key, cJSON *items);
+
+/* sync.c: the login sync of docs/protocol.md, sent in pages. start: right
+ * after the login reply; step: from WRITEABLE, while the sync is under way
+ * and the queue is below SRV_SYNC_LOW_WATER. */
+void srv_sync_start(srv_conn *c, int64_t cur_msgs, int64_t cur_state);
+void srv_sync_step(srv_conn *c);
 
 /* handlers.c: one complete text message from c. */
 void srv_handle_message(srv_conn *c, const char *buf, size_t len);

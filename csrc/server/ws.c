@@ -72,16 +72,9 @@ void srv_push_account(const char *account, const srv_conn *except, const char *n
     cJSON_Delete(p);
     if (!s) return;
     for (srv_conn *c = srv.conns; c; c = c->next)
-        if (c != except && c->logged_in && strcmp(c->account, account) == 0)
+        if (c != except && srv_conn_live(c) && strcmp(c->account, account) == 0)
             srv_queue_raw(c, s, len);
     nim_free(s);
-}
-
-int srv_account_online(const char *account, const srv_conn *except) {
-    for (srv_conn *c = srv.conns; c; c = c->next)
-        if (c != except && c->logged_in && !c->close_code && strcmp(c->account, account) == 0)
-            return 1;
-    return 0;
 }
 
 void srv_close_after_flush(srv_conn *c, int code, const char *reason) {
@@ -94,45 +87,78 @@ void srv_close_after_flush(srv_conn *c, int code, const char *reason) {
     lws_callback_on_writable(c->wsi);
 }
 
-int srv_queue_batched(srv_conn *c, const char *name, const char *key, cJSON *items) {
-    /* Items are printed once each and joined into frames by hand, so a frame
-     * is measured exactly without printing it twice. */
-    size_t head_len, cap = SRV_BATCH_BYTES + 1024, len = 0;
+enum { FRAME_TAIL = 3 }; /* "]}}" */
+
+int srv_frame_init(srv_frame *f, const char *push, const char *key) {
+    memset(f, 0, sizeof *f);
     char head[96];
-    int rc = 0, n_in_frame = 0;
-    head_len = (size_t)snprintf(head, sizeof head, "{\"push\":\"%s\",\"data\":{\"%s\":[", name, key);
-    char *frame = nim_malloc(cap);
-    if (!frame) { cJSON_Delete(items); return -1; }
-    memcpy(frame, head, head_len);
-    len = head_len;
-    for (cJSON *it = items ? items->child : NULL; it; it = it->next) {
-        char *s = cJSON_PrintUnformatted(it);
+    int n = snprintf(head, sizeof head, "{\"push\":\"%s\",\"data\":{\"%s\":[", push, key);
+    if (n < 0 || (size_t)n >= sizeof head) return -1;
+    f->cap = SRV_BATCH_BYTES + 1024;
+    if (!(f->buf = nim_malloc(f->cap))) return -1;
+    memcpy(f->buf, head, (size_t)n);
+    f->len = f->head_len = (size_t)n;
+    return 0;
+}
+
+int srv_frame_fits(const srv_frame *f, size_t n) {
+    return f->items == 0 || f->len + 1 + n + FRAME_TAIL <= SRV_BATCH_BYTES;
+}
+
+int srv_frame_add(srv_frame *f, const char *item, size_t n) {
+    size_t need = f->len + 1 + n + FRAME_TAIL + 1;
+    if (need > f->cap) {
+        char *bigger = nim_realloc(f->buf, need);
+        if (!bigger) return -1;
+        f->buf = bigger;
+        f->cap = need;
+    }
+    if (f->items > 0) f->buf[f->len++] = ',';
+    memcpy(f->buf + f->len, item, n);
+    f->len += n;
+    f->items++;
+    return 0;
+}
+
+int srv_frame_queue(srv_conn *c, srv_frame *f, const char *extra) {
+    if (f->items == 0) return 0;
+    size_t x = extra ? strlen(extra) : 0;
+    if (f->len + 1 + x + 2 > f->cap) {
+        char *bigger = nim_realloc(f->buf, f->len + 1 + x + 2);
+        if (!bigger) return -1;
+        f->buf = bigger;
+        f->cap = f->len + 1 + x + 2;
+    }
+    size_t len = f->len;
+    f->buf[len++] = ']';
+    if (x) memcpy(f->buf + len, extra, x);
+    len += x;
+    memcpy(f->buf + len, "}}", 2);
+    len += 2;
+    int rc = srv_queue_raw(c, f->buf, len);
+    f->len = f->head_len;
+    f->items = 0;
+    return rc;
+}
+
+void srv_frame_free(srv_frame *f) {
+    nim_free(f->buf);
+    f->buf = NULL;
+}
+
+int srv_queue_batched(srv_conn *c, const char *name, const char *key, cJSON *items) {
+    srv_frame f;
+    int rc = srv_frame_init(&f, name, key);
+    for (cJSON *it = items ? items->child : NULL; it && rc == 0; it = it->next) {
+        size_t n = 0;
+        char *s = nim_proto_print(it, 0, &n);
         if (!s) { rc = -1; break; }
-        size_t n = strlen(s);
-        if (n_in_frame > 0 && len + n + 4 > SRV_BATCH_BYTES) {
-            memcpy(frame + len, "]}}", 3);
-            if (srv_queue_raw(c, frame, len + 3) != 0) rc = -1;
-            len = head_len;
-            n_in_frame = 0;
-        }
-        if (len + n + 4 > cap) {
-            char *bigger = nim_realloc(frame, len + n + 4);
-            if (!bigger) { cJSON_free(s); rc = -1; break; }
-            frame = bigger;
-            cap = len + n + 4;
-        }
-        if (n_in_frame > 0) frame[len++] = ',';
-        memcpy(frame + len, s, n);
-        len += n;
-        n_in_frame++;
-        cJSON_free(s);
-        if (rc) break;
+        if (!srv_frame_fits(&f, n)) rc = srv_frame_queue(c, &f, NULL);
+        if (rc == 0) rc = srv_frame_add(&f, s, n);
+        nim_free(s);
     }
-    if (rc == 0 && n_in_frame > 0) {
-        memcpy(frame + len, "]}}", 3);
-        if (srv_queue_raw(c, frame, len + 3) != 0) rc = -1;
-    }
-    nim_free(frame);
+    if (rc == 0) rc = srv_frame_queue(c, &f, NULL);
+    srv_frame_free(&f);
     cJSON_Delete(items);
     return rc;
 }
@@ -224,10 +250,14 @@ static int callback_nim(struct lws *wsi, enum lws_callback_reasons reason, void 
                 nim_free(o);
                 if (n < (int)want) return -1;
             } while (c->out_head && ++sent < SRV_WRITES_PER_CALLBACK && !lws_send_pipe_choked(wsi));
-            if (c->out_head || c->close_code) lws_callback_on_writable(wsi);
-            break;
+        } else if (c->close_code) {
+            return close_now(wsi, c->close_code, c->close_reason);
         }
-        if (c->close_code) return close_now(wsi, c->close_code, c->close_reason);
+        /* The next page of a sync once the peer has taken the previous ones:
+         * a reader that stalls holds at most the low water mark. */
+        if (c->sync.stage != SRV_SYNC_OFF && !c->close_code && c->out_bytes < SRV_SYNC_LOW_WATER)
+            srv_sync_step(c);
+        if (c->out_head || c->close_code) lws_callback_on_writable(wsi);
         break;
     }
 

@@ -1,0 +1,60 @@
+/* nim-server storage: the login sync's pages (docs/protocol.md "Login and
+ * sync"). Each function reads one page through one prepared statement and
+ * resets it before returning, so no read transaction stays open between the
+ * event-loop passes a sync spans. Server event-loop thread only. */
+#include "server/db_private.h"
+#include <stdio.h>
+
+/* Steps statement i, handing each row to cb until it returns nonzero. */
+static int each_row(srv_db *db, int i, srv_db_row_cb cb, void *ud) {
+    sqlite3_stmt *s = db->st[i];
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        cJSON *m = db_row_msg(s);
+        if (!m) { sqlite3_reset(s); return NIM_CODE_SERVER; }
+        if (cb(ud, m, sqlite3_column_int64(s, 0), sqlite3_column_int(s, 10))) break;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return db_failed(db, i);
+    return NIM_CODE_OK;
+}
+
+int srv_db_sync_undelivered(srv_db *db, const char *account, int64_t after, int64_t upto,
+                            int limit, srv_db_row_cb cb, void *ud) {
+    sqlite3_stmt *s = db_stmt(db, S_SYNC_UNDELIVERED);
+    db_bind_text(s, 1, account);
+    sqlite3_bind_int64(s, 2, after);
+    sqlite3_bind_int64(s, 3, upto);
+    sqlite3_bind_int(s, 4, limit);
+    return each_row(db, S_SYNC_UNDELIVERED, cb, ud);
+}
+
+int srv_db_sync_after(srv_db *db, const char *account, int64_t after, int limit,
+                      srv_db_row_cb cb, void *ud) {
+    sqlite3_stmt *s = db_stmt(db, S_SYNC_AFTER);
+    db_bind_text(s, 1, account);
+    sqlite3_bind_int64(s, 2, after);
+    sqlite3_bind_int(s, 3, limit);
+    return each_row(db, S_SYNC_AFTER, cb, ud);
+}
+
+int srv_db_sync_session(srv_db *db, const char *account, const char *session_id, int64_t before,
+                        int limit, srv_db_row_cb cb, void *ud) {
+    sqlite3_stmt *s = db_stmt(db, S_SYNC_SESSION_DESC);
+    db_bind_text(s, 1, account);
+    db_bind_text(s, 2, session_id);
+    sqlite3_bind_int64(s, 3, before);
+    sqlite3_bind_int(s, 4, limit);
+    return each_row(db, S_SYNC_SESSION_DESC, cb, ud);
+}
+
+int srv_db_sync_next_session(srv_db *db, const char *account, const char *after,
+                             char *out, size_t outlen) {
+    sqlite3_stmt *s = db_stmt(db, S_SYNC_NEXT_SESSION);
+    db_bind_text(s, 1, account);
+    db_bind_text(s, 2, after);
+    int rc = db_one(db, S_SYNC_NEXT_SESSION);
+    if (rc == NIM_CODE_OK) snprintf(out, outlen, "%s", db_col_text(s, 0));
+    sqlite3_reset(s);
+    return rc;
+}
