@@ -1,6 +1,7 @@
 /* Field reads and writes on cJSON objects (see jfield.h). */
 #include "core/jfield.h"
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 const char *nim_jstr(const cJSON *o, const char *k) {
@@ -49,4 +50,31 @@ static int set(cJSON *o, const char *k, cJSON *s) {
 int nim_jset(cJSON *o, const char *k, const char *v) { return set(o, k, cJSON_CreateString(v)); }
 int nim_jset_static(cJSON *o, const char *k, const char *v) {
     return set(o, k, cJSON_CreateStringReference(v));
+}
+
+/* A type bit cJSON does not use (its printer looks at the low 8 bits only). */
+#define EXACT_INT (1 << 12)
+
+void nim_json_exact_ints_on(cJSON *tree) {
+    for (cJSON *it = tree; it; it = it->next) {
+        if (it->child) nim_json_exact_ints_on(it->child);
+        if (!cJSON_IsNumber(it)) continue;
+        double d = it->valuedouble;
+        if (!(fabs(d) >= 1e15 && fabs(d) < 9.2e18) || d != floor(d)) continue;
+        char *raw = cJSON_malloc(24);
+        if (!raw) continue;
+        snprintf(raw, 24, "%lld", (long long)d);
+        it->valuestring = raw;
+        it->type = cJSON_Raw | EXACT_INT;
+    }
+}
+
+void nim_json_exact_ints_off(cJSON *tree) {
+    for (cJSON *it = tree; it; it = it->next) {
+        if (it->child) nim_json_exact_ints_off(it->child);
+        if (!(it->type & EXACT_INT)) continue;
+        cJSON_free(it->valuestring);
+        it->valuestring = NULL;
+        it->type = cJSON_Number;
+    }
 }

@@ -25,4 +25,13 @@ int nim_jbool(const cJSON *o, const char *k, int dflt);
 int nim_jset(cJSON *o, const char *k, const char *v);
 int nim_jset_static(cJSON *o, const char *k, const char *v);
 
+/* Around a print of tree: cJSON 1.7.15 prints a number with 15 significant
+ * digits whenever those read back within a relative epsilon, so integers of
+ * 1e15 and more can come out wrong (9007199254740991 as ...990). _on turns
+ * every such integral number in tree into raw text of its exact value, _off
+ * turns them back into numbers (call it after every _on). An integer left
+ * as a number when memory runs out is printed as cJSON would. */
+void nim_json_exact_ints_on(cJSON *tree);
+void nim_json_exact_ints_off(cJSON *tree);
+
 #endif

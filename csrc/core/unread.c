@@ -111,10 +111,11 @@ int eng_ingest_tx(nim_engine *e, cJSON *msgs, int *skipped, unsigned char *fresh
         }
         /* print into the engine's reusable buffer: no allocation per message */
         char *json = e->pbuf;
-        if (!cJSON_PrintPreallocated(m, e->pbuf, (int)sizeof e->pbuf, 0)) {
+        nim_json_exact_ints_on(m->child);
+        if (!cJSON_PrintPreallocated(m, e->pbuf, (int)sizeof e->pbuf, 0))
             json = cJSON_PrintUnformatted(m);
-            if (!json) return -2;
-        }
+        nim_json_exact_ints_off(m->child);
+        if (!json) return -2;
         int rc = nim_store_insert_msg(e->store, key, sid, time, countable, json, &inserted, &rid);
         if (rc == 0 && fresh) fresh[i - 1] = (unsigned char)(inserted != 0);
         /* the id is well formed (normalize): apply_msg fails only for memory */

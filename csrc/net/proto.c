@@ -3,6 +3,7 @@
  * docs/protocol.md. Any thread; no state. */
 #include "net/proto.h"
 #include "core/alloc.h"
+#include "core/jfield.h"
 #include <string.h>
 #include <stdio.h>
 
@@ -100,19 +101,45 @@ int nim_proto_utf8_valid(const char *str, size_t len) {
 
 /* Scans the raw text once before cJSON sees it: nesting depth, NUL bytes
  * anywhere and raw control characters inside strings (JSON forbids them and
- * cJSON would accept them, a NUL silently cutting a string short). */
-static const char *scan_json(const char *buf, size_t len) {
-    int depth = 0, in_str = 0, esc = 0;
+ * cJSON would accept them, a NUL silently cutting a string short), and the
+ * escape \u0000, which cJSON decodes into a NUL that cuts the string short
+ * ("secret\u0000junk" would read as "secret"): refused, naming the field
+ * (the key the string is the value of, or an item of). */
+static __thread char scan_err[96];
+
+static const char *scan_json(const char *buf, size_t len, int *soft) {
+    *soft = 0;
+    int depth = 0, in_str = 0, esc = 0, nul = 0;
+    size_t start = 0, key = 0, key_len = 0;   /* the last key, raw */
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)buf[i];
         if (c == 0) return "NUL byte";
         if (in_str) {
-            if (esc) esc = 0;
-            else if (c == '\\') esc = 1;
-            else if (c == '"') in_str = 0;
-            else if (c < 0x20) return "control character in string";
+            if (esc) {
+                esc = 0;
+                if (c == 'u' && len - i > 4 && memcmp(buf + i + 1, "0000", 4) == 0) nul = 1;
+            } else if (c == '\\') {
+                esc = 1;
+            } else if (c == '"') {
+                in_str = 0;
+                size_t j = i + 1;
+                while (j < len && (buf[j] == ' ' || buf[j] == '\t' || buf[j] == '\r' || buf[j] == '\n')) j++;
+                int is_key = j < len && buf[j] == ':';
+                if (nul) {
+                    *soft = 1;   /* the frame still parses: its id can be answered */
+                    if (is_key || !key_len) return "a key contains U+0000 (not allowed)";
+                    snprintf(scan_err, sizeof scan_err, "%.*s: contains U+0000 (not allowed)",
+                             (int)(key_len > 40 ? 40 : key_len), buf + key);
+                    return scan_err;
+                }
+                if (is_key) { key = start; key_len = i - start; }
+            } else if (c < 0x20) {
+                return "control character in string";
+            }
         } else if (c == '"') {
             in_str = 1;
+            nul = 0;
+            start = i + 1;
         } else if (c == '[' || c == '{') {
             if (++depth > NIM_PROTO_MAX_DEPTH) return "nested too deeply";
         } else if (c == ']' || c == '}') {
@@ -151,7 +178,9 @@ int nim_proto_decode(const char *buf, size_t len, size_t max_len, nim_frame *f,
     if (len > max_len) { *err = "frame too large"; return NIM_CODE_BAD_FRAME; }
     if (len == 0) { *err = "empty frame"; return NIM_CODE_BAD_FRAME; }
     if (!nim_proto_utf8_valid(buf, len)) { *err = "invalid UTF-8"; return NIM_CODE_BAD_FRAME; }
-    if ((why = scan_json(buf, len)) != NULL) { *err = why; return NIM_CODE_BAD_FRAME; }
+    int soft = 0;
+    const char *refused = scan_json(buf, len, &soft);
+    if (refused && !soft) { *err = refused; return NIM_CODE_BAD_FRAME; }
 
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
@@ -169,6 +198,7 @@ int nim_proto_decode(const char *buf, size_t len, size_t max_len, nim_frame *f,
     int64_t v;
 
     if (id && is_int_value(id, 0, NIM_PROTO_MAX_INT, &v)) f->id = v;
+    if (refused) { why = refused; goto bad; }
     if (!absent(data) && !cJSON_IsObject(data)) { why = "data is not an object"; goto bad; }
     f->data = absent(data) ? NULL : data;
 
@@ -257,7 +287,14 @@ cJSON *nim_proto_push(const char *name, cJSON *data) {
 
 char *nim_proto_print(const cJSON *root, size_t headroom, size_t *len) {
     if (!root) return NULL;
-    char *s = cJSON_PrintUnformatted(root);
+    /* exact integers: the marks are undone before return, so root is as given */
+    cJSON *tree = (cJSON *)root;
+    cJSON *next = tree->next;
+    tree->next = NULL;                  /* print root only, not its siblings */
+    nim_json_exact_ints_on(tree);
+    char *s = cJSON_PrintUnformatted(tree);
+    nim_json_exact_ints_off(tree);
+    tree->next = next;
     if (!s) return NULL;
     size_t n = strlen(s);
     char *buf = nim_malloc(headroom + n + 1);

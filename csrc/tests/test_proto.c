@@ -175,6 +175,19 @@ static void test_decode(void) {
     rc = nim_proto_decode(nul, sizeof nul - 1, NIM_PROTO_MAX_REQUEST, &f, &err);
     test_cond("reject: NUL byte", rc == NIM_CODE_BAD_FRAME);
 
+    /* The escape \u0000 decodes to a NUL that would cut the string short. */
+    rc = decode_str("{\"id\":1,\"cmd\":\"login\",\"data\":{\"account\":\"a\",\"token\":\"secret\\u0000junk\"}}",
+                    NIM_PROTO_MAX_REQUEST, &f, &err);
+    test_cond("reject: \\u0000 in a value, naming its field",
+              rc == NIM_CODE_BAD_FRAME && err && strcmp(err, "token: contains U+0000 (not allowed)") == 0);
+    rc = decode_str("{\"id\":1,\"cmd\":\"m\",\"data\":{\"ids\":[\"k\\u0000A\"]}}", NIM_PROTO_MAX_REQUEST, &f, &err);
+    test_cond("reject: \\u0000 in an array item names the array", rc == NIM_CODE_BAD_FRAME && err && strncmp(err, "ids:", 4) == 0);
+    rc = decode_str("{\"id\":1,\"cmd\":\"m\",\"data\":{\"k\\u0000\":1}}", NIM_PROTO_MAX_REQUEST, &f, &err);
+    test_cond("reject: \\u0000 in a key", rc == NIM_CODE_BAD_FRAME);
+    rc = decode_str("{\"id\":1,\"cmd\":\"m\",\"data\":{\"t\":\"a\\\\u0000\",\"u\":\"\\u0001\"}}", NIM_PROTO_MAX_REQUEST, &f, &err);
+    test_cond("accept: an escaped backslash before u0000, and \\u0001", rc == NIM_CODE_OK);
+    nim_frame_free(&f);
+
     /* Every truncation of a valid frame fails cleanly. */
     const char *good = "{\"id\":12,\"cmd\":\"sendMsg\",\"data\":{\"scene\":\"p2p\",\"to\":\"bob\","
                        "\"type\":\"text\",\"text\":\"h\xc3\xa9llo\",\"list\":[1,[2,{\"a\":null}]]}}";
@@ -384,8 +397,32 @@ static void test_roundtrip(void) {
     cJSON_Delete(r);
 }
 
+/* Integers up to 2^53-1 print exactly (cJSON alone prints 9007199254740991
+ * as 9007199254740990), and printing leaves the tree as it was. */
+static void test_exact_ints(void) {
+    const double vals[] = { 9007199254740991.0, -9007199254740991.0, 1e15, 999999999999999.0,
+                            1700000000123.0, 0.5, 1e300 };
+    const char *want[] = { "9007199254740991", "-9007199254740991", "1000000000000000",
+                           "999999999999999", "1700000000123", "0.5", "1e+300" };
+    int ok = 1;
+    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+        cJSON *o = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(o, "a");
+        cJSON_AddItemToArray(arr, cJSON_CreateNumber(vals[i]));
+        size_t len = 0;
+        char *s = nim_proto_print(o, 0, &len);
+        char expect[64];
+        snprintf(expect, sizeof expect, "{\"a\":[%s]}", want[i]);
+        if (!s || strcmp(s, expect) != 0) { ok = 0; fprintf(stderr, "printed %s, want %s\n", s, expect); }
+        ok &= cJSON_IsNumber(arr->child) && arr->child->valuedouble == vals[i] && !arr->child->valuestring;
+        nim_free(s);
+        cJSON_Delete(o);
+    }
+    test_cond("print: integers to 2^53-1 exactly, other numbers as before, the tree untouched", ok);
+}
+
 int main(void) {
     test_sha256();
+    test_exact_ints();
     test_utf8();
     test_decode();
     test_fuzz();

@@ -278,6 +278,29 @@ static void t_login(void) {
     cli_free(&c);
 }
 
+/* "\u0000" would cut a string short after decoding: refused, naming the
+ * field; and integers to 2^53-1 come back exactly. */
+static void t_nul_and_exact(void) {
+    cli c;
+    cJSON *sync = NULL;
+    cli_open(&c, NIM_PROTO_SUBPROTOCOL);
+    cJSON *r = cli_call(&c, "login", "{\"account\":\"alice\",\"token\":\"secret\\u0000junk\","
+                        "\"deviceId\":\"nul\",\"version\":1}");
+    test_cond("NUL: a token with \\u0000 does not log in (400, naming the field)",
+              code_of(r) == 400 && strstr(str_of(r, "error"), "token") != NULL);
+    cJSON_Delete(r);
+    cli_free(&c);
+    cli_login(&c, "alice", "secret", "nul-a", "{\"msgs\":0,\"state\":9007199254740991}", &sync);
+    test_cond("exact: a cursor of 2^53-1 comes back exactly in syncDone",
+              int_of(obj_of(sync, "cursors"), "state") == 9007199254740991LL);
+    cJSON_Delete(sync);
+    r = send_text(&c, "p2p", "bob", "k\\u0000A", "x");
+    test_cond("NUL: an idClient with \\u0000 is refused, naming the field",
+              code_of(r) == 400 && strstr(str_of(r, "error"), "idClient") != NULL);
+    cJSON_Delete(r);
+    cli_free(&c);
+}
+
 static void t_p2p(void) {
     cli a1, a2, b1, b2, b3;
     cJSON *sync = NULL;
@@ -1321,6 +1344,7 @@ int main(int argc, char **argv) {
         test_cond("the server starts and prints its port", 0);
     } else {
         t_login();
+        t_nul_and_exact();
         t_p2p();
         t_read_pointers();
         t_receipts();
