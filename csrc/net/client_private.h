@@ -11,6 +11,7 @@
  *   sync.c      login and sync (the sync phase, net_sync_*), live messages
  *               stored in batches, read pointers, receipts, sticky tops
  *   outbox.c    the read-pointer outbox (kv "ack:<sid>")
+ *   check.c     the checks of every server frame before it is stored
  *
  * Threads: everything here runs on the engine thread (the lws service
  * thread), except nim_net_new/free and the wake hook (client.c). */
@@ -115,6 +116,8 @@ struct nim_net {
     int64_t recv_want;           /* the largest upTo to tell */
     int64_t recv_told;           /* the largest upTo the server answered 200 */
     int64_t recv_inflight;       /* the request's upTo while one is in flight, else 0 */
+    int64_t sync_max_id;         /* the largest idServer this sync brought */
+    int sync_idle;               /* sync frames in a row that stored nothing new */
     int acks_dirty;              /* the pointer outbox has something not yet
                                     sent on this link */
 };
@@ -167,6 +170,17 @@ void net_on_mark_reply(nim_net *n, int code);   /* answered, failed or timed out
 void net_sync_link_lost(nim_net *n);
 void net_flush_live(nim_net *n);         /* end of a pass, of the link, stop */
 cJSON *net_tops_for_app(const cJSON *list);
+
+/* check.c: each returns 1 when what the frame would store keeps the rules,
+ * else 0 with *why set (valid until the next check on this thread). */
+typedef enum { NET_STATE_POINTERS, NET_STATE_RECEIPTS, NET_STATE_TOPS } net_state_kind;
+/* A message, fully: proto.c's checks, and a p2p one is to or from me. */
+int net_check_msg(const nim_net *n, const cJSON *m, int64_t *id, const char **why);
+int net_check_msgs(const nim_net *n, const cJSON *arr, int64_t *max_id, const char **why);
+int net_check_states(const cJSON *arr, net_state_kind kind, const char **why);
+/* Refuses the frame: onerror, then the link is dropped (sync again). */
+void net_refuse(nim_net *n, const char *why);
+#define SYNC_MAX_IDLE_FRAMES 16     /* a sync that stores nothing new this long is cut */
 
 /* outbox.c */
 int net_acked_hook(nim_engine *e, void *ud, const char *sid, int64_t ack);

@@ -266,10 +266,28 @@ void net_command(nim_net *n, nim_cmd *c) {
 
 /* --------------------------------------------------------- replies */
 
-/* sendMsg's reply: the message as the server stored it, stored here too. */
+/* 1 when a[k] and b[k] are the same string. */
+static int same_str(const cJSON *a, const cJSON *b, const char *k) {
+    const char *x = nim_jstr(a, k), *y = nim_jstr(b, k);
+    return x && y && strcmp(x, y) == 0;
+}
+
+/* sendMsg's reply: the message as the server stored it, stored here too,
+ * once it is checked to be the message sent (p->msg, the sending copy; it
+ * is missing only when memory ran out). */
 static void on_sent(nim_net *n, pending *p, cJSON *data) {
     cJSON *m = cJSON_GetObjectItemCaseSensitive(data, "msg");
-    if (!cJSON_IsObject(m)) { reply_code(n, p->req, NIM_CODE_SERVER, "reply without msg"); return; }
+    const char *why = NULL;
+    /* the reply must be the message sent: mine, same idClient, same target */
+    if (!net_check_msg(n, m, NULL, &why) ||
+        strcmp(nim_jstr(m, "from"), n->account) != 0 ||
+        (p->msg && (!same_str(m, p->msg, "idClient") || !same_str(m, p->msg, "to") ||
+                    !same_str(m, p->msg, "scene")))) {
+        show_failed(n, p->msg);
+        reply_code(n, p->req, NIM_CODE_SERVER, "the server's reply is not the message sent");
+        net_refuse(n, why ? why : "a sendMsg reply for another message");
+        return;
+    }
     cJSON_DetachItemViaPointer(data, m);
     cJSON *arr = cJSON_CreateArray();
     if (!arr) { cJSON_Delete(m); return; }

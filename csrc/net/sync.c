@@ -14,6 +14,8 @@ enum { LIVE_BATCH = 256 };   /* live messages stored at the latest */
 /* The one writer of n->sync. */
 static void set_sync(nim_net *n, sync_phase to) {
     n->sync = to;
+    n->sync_max_id = 0;
+    n->sync_idle = 0;
     if (to == SYNC_RUNNING) nim_engine_sync_begin(n->e);
 }
 
@@ -158,16 +160,39 @@ static void emit_grouped(nim_net *n, const char *cbname, cJSON *msgs) {
  * carries one, in one transaction; then its ack, now that they are stored. */
 static void on_sync_msgs(nim_net *n, cJSON *data, int offline) {
     cJSON *msgs = cJSON_GetObjectItemCaseSensitive(data, "msgs");
-    if (!cJSON_IsArray(msgs)) return;
-    const cJSON *cur = cJSON_GetObjectItemCaseSensitive(data, "cursor");
-    nim_engine_cursor c = { KEY_MSGS, cJSON_IsNumber(cur) ? nim_jnum(data, "cursor") : 0 };
-    if (nim_engine_ingest(n->e, &(nim_ingest){ .msgs = msgs, .cursor = c.value > 0 ? &c : NULL }) < 0) {
+    const char *why = NULL;
+    int64_t max_id = 0, cursor = 0, ack = 0;
+    if (n->sync != SYNC_RUNNING) { net_refuse(n, "sync messages after syncDone"); return; }
+    if (!net_check_msgs(n, msgs, &max_id, &why)) { net_refuse(n, why); return; }
+    if (max_id > n->sync_max_id) n->sync_max_id = max_id;
+    /* the ack and the cursor cover what this sync brought, never more */
+    if (nim_proto_get_int(data, "cursor", 0, NIM_PROTO_MAX_INT, 0, &cursor, &why) != NIM_CODE_OK ||
+        nim_proto_get_id(data, "ack", 0, &ack, &why) != NIM_CODE_OK) {
+        net_refuse(n, why);
+        return;
+    }
+    if (cursor > n->sync_max_id || ack > n->sync_max_id) {
+        net_refuse(n, "a sync ack or cursor beyond the messages it brought");
+        return;
+    }
+    int count = cJSON_GetArraySize(msgs);
+    unsigned char *fresh = nim_calloc((size_t)count + 1, 1);
+    nim_engine_cursor c = { KEY_MSGS, cursor };
+    if (!fresh || nim_engine_ingest(n->e, &(nim_ingest){ .msgs = msgs, .fresh = fresh,
+                                                       .cursor = cursor > 0 ? &c : NULL }) < 0) {
+        nim_free(fresh);
         net_drop(n, 1006, "cannot store the synced messages");   /* retry later */
         return;
     }
+    int stored = 0;
+    for (int i = 0; i < count; i++) stored += fresh[i];
+    nim_free(fresh);
+    /* a server that sends the same messages over and over never ends its sync */
+    int progress = stored > 0 || c.value > n->cur_msgs || ack > n->recv_want;
+    n->sync_idle = progress ? 0 : n->sync_idle + 1;
     if (c.value > n->cur_msgs) n->cur_msgs = c.value;
-    int64_t ack = nim_jid(data, "ack");
     if (ack > 0) net_mark_received(n, ack);
+    if (n->sync_idle > SYNC_MAX_IDLE_FRAMES) { net_refuse(n, "the sync brings nothing new"); return; }
     unsigned want = offline ? NIM_NET_WANT_OFFLINE : NIM_NET_WANT_ROAMING;
     if (n->want & want) {
         cJSON_DetachItemViaPointer(data, msgs);
@@ -177,7 +202,15 @@ static void on_sync_msgs(nim_net *n, cJSON *data, int offline) {
 
 static void on_sync_done(nim_net *n, cJSON *data) {
     const cJSON *cur = cJSON_GetObjectItemCaseSensitive(data, "cursors");
-    int64_t cm = nim_jnum(cur, "msgs"), cs = nim_jnum(cur, "state");
+    const char *why = NULL;
+    int64_t cm = 0, cs = 0;
+    if (n->sync != SYNC_RUNNING) { net_refuse(n, "syncDone without a sync"); return; }
+    if (!cJSON_IsObject(cur) ||
+        nim_proto_get_int(cur, "msgs", 0, NIM_PROTO_MAX_INT, 1, &cm, &why) != NIM_CODE_OK ||
+        nim_proto_get_int(cur, "state", 0, NIM_PROTO_MAX_INT, 1, &cs, &why) != NIM_CODE_OK) {
+        net_refuse(n, why ? why : "cursors: missing");
+        return;
+    }
     nim_engine_cursor c1 = { KEY_MSGS, cm }, c2 = { KEY_STATE, cs };
     if (nim_engine_ingest(n->e, &(nim_ingest){ .cursor = &c1 }) == 0 && cm > n->cur_msgs) n->cur_msgs = cm;
     if (nim_engine_ingest(n->e, &(nim_ingest){ .cursor = &c2 }) == 0 && cs > n->cur_state) n->cur_state = cs;
@@ -234,7 +267,13 @@ void net_flush_live(nim_net *n) {
 
 static void on_live_msg(nim_net *n, cJSON *data) {
     cJSON *m = cJSON_GetObjectItemCaseSensitive(data, "msg");
-    if (!cJSON_IsObject(m)) return;
+    const char *why = NULL;
+    if (n->state != CONN_READY) { net_refuse(n, "a live message during the sync"); return; }
+    if (!net_check_msg(n, m, NULL, &why)) {
+        net_flush_live(n);              /* the ones before it were fine */
+        net_refuse(n, why);
+        return;
+    }
     if (!n->live && !(n->live = cJSON_CreateArray())) {
         net_drop(n, 1006, "cannot store a received message");
         return;
@@ -263,6 +302,8 @@ static void state_lost(nim_net *n, const char *what) {
 
 static void on_pointers(nim_net *n, cJSON *data, int live) {
     const cJSON *ptrs = cJSON_GetObjectItemCaseSensitive(data, "pointers");
+    const char *why = NULL;
+    if (!net_check_states(ptrs, NET_STATE_POINTERS, &why)) { net_refuse(n, why); return; }
     nim_engine_cursor c = { KEY_STATE, max_ver(ptrs) };
     if (!n->sync_unread) {
         if (live) nim_engine_ingest(n->e, &(nim_ingest){ .cursor = &c });
@@ -273,6 +314,8 @@ static void on_pointers(nim_net *n, cJSON *data, int live) {
 
 static void on_receipts(nim_net *n, cJSON *data, int live) {
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(data, "receipts");
+    const char *why = NULL;
+    if (!net_check_states(r, NET_STATE_RECEIPTS, &why)) { net_refuse(n, why); return; }
     nim_engine_cursor c = { KEY_STATE, max_ver(r) };
     if (nim_engine_apply_receipts(n->e, r, live ? &c : NULL) < 0) state_lost(n, "receipts");
 }
@@ -293,8 +336,10 @@ cJSON *net_tops_for_app(const cJSON *list) {
 }
 
 static void on_tops(nim_net *n, cJSON *data) {
-    if (!n->sync_top) return;
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(data, "sessions");
+    const char *why = NULL;
+    if (!net_check_states(list, NET_STATE_TOPS, &why)) { net_refuse(n, why); return; }
+    if (!n->sync_top) return;
     if (nim_engine_apply_tops(n->e, list, 1) < 0) { state_lost(n, "sticky top sessions"); return; }
     if (n->want & NIM_NET_WANT_TOPS) net_callback(n, "onStickTopSessions", net_tops_for_app(list));
 }
@@ -302,7 +347,12 @@ static void on_tops(nim_net *n, cJSON *data) {
 static void on_top_push(nim_net *n, cJSON *data) {
     const char *op = nim_jstr(data, "op");
     cJSON *s = cJSON_GetObjectItemCaseSensitive(data, "session");
-    if (!op || !cJSON_IsObject(s)) return;
+    const char *why = NULL;
+    if (!op || !cJSON_IsObject(s)) { net_refuse(n, "stickTop: no op or session"); return; }
+    cJSON *one = cJSON_CreateArray();
+    int ok = one && cJSON_AddItemReferenceToArray(one, s) && net_check_states(one, NET_STATE_TOPS, &why);
+    cJSON_Delete(one);
+    if (!ok) { net_refuse(n, why ? why : "out of memory"); return; }
     cJSON *arr = cJSON_CreateArray(), *item = cJSON_Duplicate(s, 1);
     if (!arr || !item || !cJSON_AddBoolToObject(item, "isTop", strcmp(op, "delete") != 0)) {
         cJSON_Delete(arr);

@@ -183,8 +183,12 @@ void srv_sync_start(srv_conn *c, int64_t cur_msgs, int64_t cur_state) {
         return;
     }
     memset(s, 0, sizeof *s);
-    s->cur_msgs = cur_msgs;
-    s->cur_state = cur_state;
+    /* A cursor beyond anything this server issued (its database was
+     * replaced, or the client stored garbage) counts as none: the device
+     * syncs as a new one instead of skipping everything for ever. */
+    s->cur_msgs = cur_msgs > max_msg ? 0 : cur_msgs;
+    s->cur_state = cur_state > max_ver ? 0 : cur_state;
+    cur_msgs = s->cur_msgs;
     /* A device that synced before gets everything after its cursor; one
      * that never did, the latest of each session up to now and then all
      * that comes after. */
