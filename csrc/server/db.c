@@ -41,6 +41,9 @@ static const char *const sql_text[S__COUNT] = {
     [S_INBOX_INSERT] = "INSERT INTO inbox(account, msg_id, session_id, delivered) VALUES(?1, ?2, ?3, ?4) "
                        "ON CONFLICT DO NOTHING",
     [S_MSG_HEAD] = "SELECT scene, from_account, to_target, time FROM msgs WHERE id = ?1",
+    /* times never decrease with ids: the newest message is the latest time */
+    [S_SESSION_LAST_TIME] = "SELECT m.time FROM inbox i INDEXED BY inbox_session JOIN msgs m ON m.id = i.msg_id "
+                            "WHERE i.account = ?1 AND i.session_id = ?2 ORDER BY i.msg_id DESC LIMIT 1",
     /* The login sync's pages (db_sync.c): keyset on the message id, each
      * from its index (named: without statistics the planner would take the
      * primary key and scan the account's history), never a scan. */
@@ -410,6 +413,17 @@ int srv_db_insert_inbox(srv_db *db, const char *account, int64_t msg_id,
     db_bind_text(s, 3, session_id);
     sqlite3_bind_int(s, 4, delivered ? 1 : 0);
     return db_run(db, S_INBOX_INSERT);
+}
+
+int srv_db_session_last_time(srv_db *db, const char *account, const char *session_id, int64_t *time) {
+    sqlite3_stmt *s = db_stmt(db, S_SESSION_LAST_TIME);
+    db_bind_text(s, 1, account);
+    db_bind_text(s, 2, session_id);
+    *time = 0;
+    int rc = db_one(db, S_SESSION_LAST_TIME);
+    if (rc == NIM_CODE_OK) *time = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return rc == NIM_CODE_NOT_FOUND ? NIM_CODE_OK : rc;
 }
 
 int srv_db_msg_head(srv_db *db, int64_t id, srv_msg_head *h) {

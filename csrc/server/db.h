@@ -64,6 +64,8 @@ typedef struct {
     int64_t   time;
 } srv_msg_head;
 int srv_db_msg_head(srv_db *db, int64_t id, srv_msg_head *h);
+/* The time of account's latest message in the session (0 if none). */
+int srv_db_session_last_time(srv_db *db, const char *account, const char *session_id, int64_t *time);
 
 /* The login sync's pages (db_sync.c), each read from an index with a
  * keyset, never a scan of the account's history. Each calls cb for every

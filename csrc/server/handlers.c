@@ -109,7 +109,8 @@ static void h_update_read(const req *r) {
     int rc;
     CHECK(nim_proto_get_array(r->data, "pointers", NIM_PROTO_MAX_BATCH, 1, &list, &n, &err));
     if (n == 0) { srv_answer(r, NIM_CODE_PARAM, "pointers: empty", NULL); return; }
-    for (const cJSON *it = list->child; it; it = it->next) {
+    int index = 0;
+    for (const cJSON *it = list->child; it; it = it->next, index++) {
         const char *sid = NULL;
         int64_t ack;
         if (!cJSON_IsObject(it)) { srv_answer(r, NIM_CODE_PARAM, "pointers: every item must be an object", NULL); return; }
@@ -117,6 +118,20 @@ static void h_update_read(const req *r) {
         CHECK(nim_proto_get_int(it, "ack", 0, NIM_PROTO_MAX_INT, 1, &ack, &err));
         if (nim_proto_parse_session_id(sid, &target) == NIM_SCENE_NONE) {
             srv_answer(r, NIM_CODE_PARAM, "sessionId: not p2p-<account> or team-<id>", NULL);
+            return;
+        }
+        /* A pointer past every message of the session would hide the ones
+         * still to come on every device, for ever. */
+        int64_t last = 0;
+        if ((rc = srv_db_session_last_time(srv.db, r->c->account, sid, &last)) != NIM_CODE_OK) {
+            srv_answer(r, rc, NULL, NULL);
+            return;
+        }
+        if (ack > last + SRV_POINTER_SKEW_MS) {
+            char why[128];
+            snprintf(why, sizeof why, "pointers[%d].ack: after the session's latest message time (+%d ms)",
+                     index, SRV_POINTER_SKEW_MS);
+            srv_answer(r, NIM_CODE_PARAM, why, NULL);
             return;
         }
     }

@@ -17,6 +17,7 @@ struct lws_context;
 #define SRV_MAX_BAD_FRAMES     16   /* malformed frames per connection, then close 1008 */
 #define SRV_MAX_AUTH_FAILURES  5    /* failed logins per connection, then close 1008 */
 #define SRV_LOGIN_TIMEOUT_S    30   /* a connection must log in within this */
+#define SRV_POINTER_SKEW_MS    300000 /* a read pointer may pass its session's latest message time by this */
 #define SRV_BATCH_BYTES        (256 * 1024) /* sync pushes are split near this size */
 #define SRV_WRITES_PER_CALLBACK 64  /* frames written per WRITEABLE, at most */
 #define SRV_GROUP_MAX          256  /* sendMsg requests sharing one commit, then flush */

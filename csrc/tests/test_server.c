@@ -470,6 +470,18 @@ static void t_read_pointers(void) {
     test_cond("read pointers: a no-op is not pushed", cli_none(&a2, "readPointers"));
     test_cond("read pointers: bad session id gets 414",
               cli_call_code(&a1, "updateReadPointers", "{\"pointers\":[{\"sessionId\":\"bob\",\"ack\":1}]}") == 414);
+    r = cli_call(&a1, "updateReadPointers",
+                 "{\"pointers\":[{\"sessionId\":\"team-7\",\"ack\":6},{\"sessionId\":\"p2p-bob\",\"ack\":9007199254740991}]}");
+    test_cond("read pointers: one past the session's latest message (+ skew) gets 414, naming it",
+              code_of(r) == 414 && strstr(str_of(r, "error"), "pointers[1].ack") != NULL);
+    cJSON_Delete(r);
+    r = cli_call(&a1, "updateReadPointers", "{\"pointers\":[{\"sessionId\":\"p2p-nobody\",\"ack\":300001}]}");
+    test_cond("read pointers: a session without messages allows only the skew", code_of(r) == 414);
+    cJSON_Delete(r);
+    r = cli_call(&a1, "updateReadPointers", "{\"pointers\":[{\"sessionId\":\"team-7\",\"ack\":5}]}");
+    test_cond("read pointers: nothing of a refused request was stored (team-7 kept 5, not 6)",
+              code_of(r) == 200 && int_of(cJSON_GetArrayItem(obj_of(obj_of(r, "data"), "pointers"), 0), "ack") == 5);
+    cJSON_Delete(r);
     test_cond("read pointers: fractional ack gets 414",
               cli_call_code(&a1, "updateReadPointers", "{\"pointers\":[{\"sessionId\":\"p2p-bob\",\"ack\":1.5}]}") == 414);
     test_cond("read pointers: empty list gets 414", cli_call_code(&a1, "updateReadPointers", "{\"pointers\":[]}") == 414);
