@@ -39,8 +39,7 @@ int net_check_msgs(const nim_net *n, const cJSON *arr, int64_t *max_id, const ch
     return 1;
 }
 
-/* One readPointers / msgReceipts / sticky-top item. */
-static int check_state_item(const cJSON *it, net_state_kind kind, const char **why) {
+int net_check_state(const cJSON *it, net_state_kind kind, const char **why) {
     const char *sid = NULL, *target = NULL, *err = NULL, *s = NULL;
     int64_t v = 0;
     if (!cJSON_IsObject(it)) return bad(why, "an item is not an object%s%s", "", "");
@@ -73,7 +72,7 @@ static int check_state_item(const cJSON *it, net_state_kind kind, const char **w
 int net_check_states(const cJSON *arr, net_state_kind kind, const char **why) {
     if (!cJSON_IsArray(arr)) return bad(why, "not an array of items%s%s", "", "");
     for (const cJSON *it = arr->child; it; it = it->next)
-        if (!check_state_item(it, kind, why)) return 0;
+        if (!net_check_state(it, kind, why)) return 0;
     return 1;
 }
 

@@ -177,6 +177,8 @@ typedef enum { NET_STATE_POINTERS, NET_STATE_RECEIPTS, NET_STATE_TOPS } net_stat
 /* A message, fully: proto.c's checks, and a p2p one is to or from me. */
 int net_check_msg(const nim_net *n, const cJSON *m, int64_t *id, const char **why);
 int net_check_msgs(const nim_net *n, const cJSON *arr, int64_t *max_id, const char **why);
+/* One readPointers / msgReceipts / sticky-top item, or an array of them. */
+int net_check_state(const cJSON *item, net_state_kind kind, const char **why);
 int net_check_states(const cJSON *arr, net_state_kind kind, const char **why);
 /* Refuses the frame: onerror, then the link is dropped (sync again). */
 void net_refuse(nim_net *n, const char *why);

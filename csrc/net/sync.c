@@ -349,10 +349,7 @@ static void on_top_push(nim_net *n, cJSON *data) {
     cJSON *s = cJSON_GetObjectItemCaseSensitive(data, "session");
     const char *why = NULL;
     if (!op || !cJSON_IsObject(s)) { net_refuse(n, "stickTop: no op or session"); return; }
-    cJSON *one = cJSON_CreateArray();
-    int ok = one && cJSON_AddItemReferenceToArray(one, s) && net_check_states(one, NET_STATE_TOPS, &why);
-    cJSON_Delete(one);
-    if (!ok) { net_refuse(n, why ? why : "out of memory"); return; }
+    if (!net_check_state(s, NET_STATE_TOPS, &why)) { net_refuse(n, why); return; }
     cJSON *arr = cJSON_CreateArray(), *item = cJSON_Duplicate(s, 1);
     if (!arr || !item || !cJSON_AddBoolToObject(item, "isTop", strcmp(op, "delete") != 0)) {
         cJSON_Delete(arr);
