@@ -238,6 +238,48 @@ describe("network sessions #net", function()
       err = N.call(a1, "deleteStickTopSession", { id = "p2p-bob" })
       assert.equals(404, err.code)
     end)
+
+    it("a list bigger than one frame arrives whole at login; past 100 the server says 419", function()
+      local a1 = N.open(srv, "alice", { db = false })
+      local custom = string.rep("\1", 1024)   -- escaped to 6 KiB each: 600 KiB of list
+      for i = 1, 100 do
+        assert.is_nil((N.call(a1, "addStickTopSession", { id = "p2p-t" .. i, topCustom = custom })))
+      end
+      local err = N.call(a1, "addStickTopSession", { id = "p2p-t101" })
+      assert.equals(419, err.code)
+      assert.matches("at most 100 sticky%-top sessions", err.message)
+      local _, r2 = N.open(srv, "alice", { db = false, syncStickTopSessions = true })
+      assert.equals(1, #r2.tops)                -- one callback, with every page of it
+      assert.equals(100, #r2.tops[1])
+      local tops = 0
+      for _, s in ipairs(r2.sessions[1]) do if s.isTop and s.topCustom == custom then tops = tops + 1 end end
+      assert.equals(100, tops)
+    end)
+  end)
+
+  describe("per-account caps", function()
+    it("a read pointer past the server's cap stays on this device, and onerror says why", function()
+      local small = N.start({ "alice", "bob", "carol" }, { args = { "--max-state", "1,10,10" } })
+      local a = N.open(small, "alice", { db = false })
+      local c = N.open(small, "carol", { db = false })
+      local b, rb = N.open(small, "bob", { db = false, syncSessionUnread = true })
+      N.send(a, "bob", "from alice")
+      N.send(c, "bob", "from carol")
+      N.wait(function() return N.session(b, "p2p-carol") ~= nil end, 10, "bob has both")
+      assert.is_nil((N.callp(b, "resetSessionUnread", "p2p-alice")))
+      assert.is_nil((N.callp(b, "resetSessionUnread", "p2p-carol")))
+      N.wait(function() return #rb.errors > 0 end, 10, "the second pointer refused")
+      assert.equals(419, rb.errors[1].code)
+      assert.equals("updateReadPointers", rb.errors[1].event)
+      assert.matches("at most 1 sessions with a read pointer", rb.errors[1].message)
+      assert.equals(0, N.session(b, "p2p-carol").unread)          -- still read here
+      local _, r2 = N.open(small, "bob", { db = false, syncSessionUnread = true })
+      local unread = {}
+      for _, s in ipairs(r2.sessions[1]) do unread[s.id] = s.unread end
+      assert.same({ ["p2p-alice"] = 0, ["p2p-carol"] = 1 }, unread)
+      N.close_all()
+      small:cleanup()
+    end)
   end)
 
   describe("teams", function()

@@ -213,7 +213,7 @@ void eng_save_group(nim_engine *e, nim_cmd **cs, size_t n) {
             cs[i]->req = 0;
             continue;
         }
-        int rc = eng_ingest_tx(e, msgs, NULL, NULL);
+        int rc = eng_ingest_tx(e, msgs, 0, NULL, NULL);
         if (rc == -2) {   /* memory: nothing stored, a clear No_Memory each */
             for (size_t j = 0; j < n; j++)
                 if (cs[j]->req) nim_engine_reply(e, cs[j]->req, NIM_ERR_NO_MEMORY, "out of memory", NULL);

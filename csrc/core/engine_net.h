@@ -59,6 +59,9 @@ typedef struct nim_ingest {
     cJSON *msgs;                       /* array of messages (not taken) */
     const nim_engine_cursor *cursor;   /* raised in the same transaction */
     int *skipped;                      /* out: invalid messages (missing fields) */
+    int history;                       /* fetched history: stored for getLocalMsgs
+                                          only; no session, unread or pointer
+                                          changes, never counted as unread */
     unsigned char *fresh;              /* out, one byte per message: 1 when
                                           stored now, 0 for a duplicate or an
                                           invalid one */

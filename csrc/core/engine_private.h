@@ -148,7 +148,7 @@ void eng_try_resync(nim_engine *e);
 int eng_reset_unread(nim_engine *e, sess *s);
 /* Stores msgs inside the open transaction. -1 on a store failure, -2 when
  * memory ran out (the caller rolls back). */
-int eng_ingest_tx(nim_engine *e, cJSON *msgs, int *skipped, unsigned char *fresh);
+int eng_ingest_tx(nim_engine *e, cJSON *msgs, int history, int *skipped, unsigned char *fresh);
 
 /* commands.c */
 /* Runs one command and answers it. */

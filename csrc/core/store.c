@@ -77,14 +77,16 @@ static const char *const SQL[Q_MAX] = {
                    " ORDER BY updateTime ASC, id ASC LIMIT ?3",
     [Q_PAGE_ASC_AFTER] = "SELECT id FROM sessions WHERE deleted = 0 AND (updateTime, id) > (?1, ?2)"
                          " ORDER BY updateTime ASC, id ASC LIMIT ?3",
+    /* ties in time go by server id (its digits: by length, then by text),
+     * so a page fetched later (history) sorts among what was stored before */
     [Q_MSGS_SID_DESC] = "SELECT json FROM msgs WHERE sid = ?1 AND time >= ?2 AND time <= ?3"
-                        " ORDER BY time DESC, rid DESC LIMIT ?4",
+                        " ORDER BY time DESC, length(key) DESC, key DESC, rid DESC LIMIT ?4",
     [Q_MSGS_SID_ASC] = "SELECT json FROM msgs WHERE sid = ?1 AND time >= ?2 AND time <= ?3"
-                       " ORDER BY time ASC, rid ASC LIMIT ?4",
+                       " ORDER BY time ASC, length(key) ASC, key ASC, rid ASC LIMIT ?4",
     [Q_MSGS_ALL_DESC] = "SELECT json FROM msgs WHERE time >= ?2 AND time <= ?3"
-                        " ORDER BY time DESC, rid DESC LIMIT ?4",
+                        " ORDER BY time DESC, length(key) DESC, key DESC, rid DESC LIMIT ?4",
     [Q_MSGS_ALL_ASC] = "SELECT json FROM msgs WHERE time >= ?2 AND time <= ?3"
-                       " ORDER BY time ASC, rid ASC LIMIT ?4",
+                       " ORDER BY time ASC, length(key) ASC, key ASC, rid ASC LIMIT ?4",
     [Q_COUNT_ALL] = "SELECT count(*) FROM msgs WHERE sid = ?1 AND countable = 1",
     [Q_KV_GET] = "SELECT v FROM kv WHERE k = ?1",
     [Q_KV_SET] = "INSERT INTO kv(k, v) VALUES(?1, ?2) ON CONFLICT(k) DO UPDATE SET v = ?2",

@@ -92,9 +92,10 @@ static int normalize(nim_engine *e, cJSON *msg, char *sid, size_t sidsz, char *k
     return 0;
 }
 
-/* Engine thread. Stores msgs inside the open transaction. -1 on a store
- * failure, -2 when memory ran out (the caller rolls back and reloads). */
-int eng_ingest_tx(nim_engine *e, cJSON *msgs, int *skipped, unsigned char *fresh) {
+/* Engine thread. Stores msgs inside the open transaction (history: stored
+ * only, as never countable, sessions untouched). -1 on a store failure, -2
+ * when memory ran out (the caller rolls back and reloads). */
+int eng_ingest_tx(nim_engine *e, cJSON *msgs, int history, int *skipped, unsigned char *fresh) {
     char sid[1024], key[1024];
     cJSON *m;
     size_t i = 0;
@@ -109,6 +110,7 @@ int eng_ingest_tx(nim_engine *e, cJSON *msgs, int *skipped, unsigned char *fresh
             if (skipped) (*skipped)++;
             continue;
         }
+        if (history) countable = 0;   /* a recount never finds it unread */
         /* print into the engine's reusable buffer: no allocation per message */
         char *json = e->pbuf;
         nim_json_exact_ints_on(m->child);
@@ -119,7 +121,7 @@ int eng_ingest_tx(nim_engine *e, cJSON *msgs, int *skipped, unsigned char *fresh
         int rc = nim_store_insert_msg(e->store, key, sid, time, countable, json, &inserted, &rid);
         if (rc == 0 && fresh) fresh[i - 1] = (unsigned char)(inserted != 0);
         /* the id is well formed (normalize): apply_msg fails only for memory */
-        if (rc == 0 && inserted && apply_msg(e, sid, time, countable, json, rid) < 0) rc = -2;
+        if (rc == 0 && inserted && !history && apply_msg(e, sid, time, countable, json, rid) < 0) rc = -2;
         if (json != e->pbuf) cJSON_free(json);
         if (rc < 0) return rc;
     }
@@ -139,7 +141,7 @@ int nim_engine_ingest(nim_engine *e, const nim_ingest *in) {
     if (in->skipped) *in->skipped = 0;
     if (e->broken) return -1;
     if (eng_begin(e) < 0) return -1;
-    if ((in->msgs && eng_ingest_tx(e, in->msgs, in->skipped, in->fresh) < 0) ||
+    if ((in->msgs && eng_ingest_tx(e, in->msgs, in->history, in->skipped, in->fresh) < 0) ||
         raise_cursor(e, in->cursor) < 0) {
         eng_abandon(e);
         return -1;

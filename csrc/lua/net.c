@@ -49,6 +49,7 @@ void *nim_lua_net_new(lua_State *L, int net, int cbs, const char *account,
         cfg.sync_unread = opt_flag(L, net, "syncSessionUnread", 0);
         cfg.sync_top = opt_flag(L, net, "syncStickTopSessions", 0);
         cfg.request_timeout_ms = opt_ms(L, net, "requestTimeout", 0);
+        cfg.sync_timeout_ms = opt_ms(L, net, "syncTimeout", 0);
         cfg.heartbeat_ms = opt_ms(L, net, "heartbeatInterval", 0);
         cfg.reconnect_min_ms = opt_ms(L, net, "reconnectDelay", 0);
         cfg.reconnect_max_ms = opt_ms(L, net, "maxReconnectDelay", 0);

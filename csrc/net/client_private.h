@@ -70,6 +70,15 @@ typedef struct pending {
                                     RQ_ACKS: the pointers sent */
 } pending;
 
+/* An app request held until the sync ends (getHistoryMsgs: a page fetched
+ * during the sync could store, as history, a message the sync must count). */
+typedef struct held_cmd {
+    struct held_cmd *next;
+    int cmd;
+    uint64_t req;
+    cJSON *args;
+} held_cmd;
+
 struct nim_net {
     /* config (immutable after new) */
     char *server, *account, *token, *device;
@@ -77,7 +86,7 @@ struct nim_net {
     int port, local;
     int need_reconnect, sync_unread, sync_top;
     unsigned want;
-    int req_timeout, heartbeat;
+    int req_timeout, heartbeat, sync_timeout;
     uint32_t retry_steps[MAX_RETRY_STEPS];
     lws_retry_bo_t retry;        /* the reconnect backoff (over retry_steps) */
 
@@ -86,7 +95,8 @@ struct nim_net {
     struct lws_context *ctx;
 
     /* engine thread only from here */
-    lws_sorted_usec_list_t sul_reconnect, sul_connect, sul_heartbeat, sul_deadline, sul_wait, sul_retry;
+    lws_sorted_usec_list_t sul_reconnect, sul_connect, sul_heartbeat, sul_deadline, sul_wait, sul_retry,
+                           sul_sync;
     struct lws *wsi;
     conn_state state;            /* written by net_set_state only */
     sync_phase sync;             /* written by sync.c's set_sync only */
@@ -104,6 +114,7 @@ struct nim_net {
     char *rx;
     size_t rx_len, rx_cap;
     pending *pend, *pend_tail;   /* in flight, oldest first (replies come in order) */
+    held_cmd *held, *held_tail;  /* waiting for the sync to end, oldest first */
     int64_t next_id;
     uint64_t idc_counter;
     char idc_prefix[24];
@@ -118,6 +129,8 @@ struct nim_net {
     int64_t recv_inflight;       /* the request's upTo while one is in flight, else 0 */
     int64_t sync_max_id;         /* the largest idServer this sync brought */
     int sync_idle;               /* sync frames in a row that stored nothing new */
+    cJSON *sync_tops;            /* the sync's stickTopSessions items so far (NULL:
+                                    none came), applied whole at syncDone */
     int acks_dirty;              /* the pointer outbox has something not yet
                                     sent on this link */
 };
@@ -157,6 +170,7 @@ void net_fail_all(nim_net *n, const char *code, const char *why);   /* the link 
 void net_free_requests(nim_net *n);      /* at stop: nothing is answered */
 void net_out_free(nim_net *n);           /* the frames not yet written */
 void net_command(nim_net *n, nim_cmd *c);
+void net_release_held(nim_net *n);       /* the sync ended: send what waited */
 
 /* sync.c */
 void net_send_login(nim_net *n);         /* link up: the login, then CONN_LOGIN */

@@ -24,6 +24,7 @@ static const nim_command COMMANDS[] = {
     { "deleteStickTop",        NIM_NETCMD_DELETE_TOP,      NIM_WIRE_DELETE_STICK_TOP },
     { "getStickTop",           NIM_NETCMD_GET_TOPS,        NIM_WIRE_GET_STICK_TOP },
     { "createTeam",            NIM_NETCMD_CREATE_TEAM,     NIM_WIRE_CREATE_TEAM },
+    { "getHistoryMsgs",        NIM_NETCMD_GET_HISTORY,     NIM_WIRE_GET_HISTORY },
     { "disconnect",            NIM_NETCMD_DISCONNECT,      NIM_WIRE_UNKNOWN },
     { "connect",               NIM_NETCMD_CONNECT,         NIM_WIRE_UNKNOWN },
 };

@@ -19,6 +19,7 @@ enum {
     NIM_NETCMD_DELETE_TOP,             /* {sessionId} -> {session=} */
     NIM_NETCMD_GET_TOPS,               /* {} -> {sessions=} */
     NIM_NETCMD_CREATE_TEAM,            /* {name, accounts} -> {team=} */
+    NIM_NETCMD_GET_HISTORY,            /* {scene, to, beginTime?, endTime?, lastMsgId?, limit?, reverse?} -> {msgs=} */
     NIM_NETCMD_DISCONNECT,             /* {} -> close, no reconnect until CONNECT */
     NIM_NETCMD_CONNECT                 /* {} -> connect now (after a disconnect or a give-up) */
 };

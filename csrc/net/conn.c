@@ -142,6 +142,7 @@ void net_conn_stop(nim_net *n) {
     lws_sul_cancel(&n->sul_deadline);
     lws_sul_cancel(&n->sul_wait);
     lws_sul_cancel(&n->sul_retry);
+    lws_sul_cancel(&n->sul_sync);
 }
 
 void net_pass_over(lws_sorted_usec_list_t *sul) { (void)sul; }

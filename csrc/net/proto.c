@@ -22,6 +22,7 @@ static const char *const cmd_names[NIM_WIRE__COUNT] = {
     [NIM_WIRE_DELETE_STICK_TOP] = "deleteStickTop",
     [NIM_WIRE_GET_STICK_TOP]    = "getStickTop",
     [NIM_WIRE_CREATE_TEAM]      = "createTeam",
+    [NIM_WIRE_GET_HISTORY]      = "getHistoryMsgs",
 };
 
 static const char *const push_names[NIM_PUSH__COUNT] = {
@@ -71,6 +72,7 @@ const char *nim_proto_code_text(int code) {
     case NIM_CODE_UNKNOWN_CMD:   return "unknown command";
     case NIM_CODE_LOGGED_IN:     return "already logged in";
     case NIM_CODE_PARAM:         return "bad parameter";
+    case NIM_CODE_LIMIT:         return "limit reached";
     case NIM_CODE_VERSION:       return "protocol version not supported";
     case NIM_CODE_SERVER:        return "server error";
     default:                     return "error";

@@ -32,6 +32,7 @@
 #define NIM_PROTO_MAX_TEAM_NAME  128
 #define NIM_PROTO_MAX_BATCH      1000           /* ids / pointers per request */
 #define NIM_PROTO_MAX_TEAM_SIZE  200
+#define NIM_PROTO_MAX_HISTORY    100            /* getHistoryMsgs limit */
 
 /* Reply codes (one per reply; 200 is success). */
 enum {
@@ -44,6 +45,7 @@ enum {
     NIM_CODE_UNKNOWN_CMD   = 405,  /* well-formed request, unknown cmd */
     NIM_CODE_LOGGED_IN     = 409,  /* login on a connection that is already logged in */
     NIM_CODE_PARAM         = 414,  /* a field missing, of the wrong type or out of bounds */
+    NIM_CODE_LIMIT         = 419,  /* a per-account limit reached (sticky tops, sessions with state) */
     NIM_CODE_VERSION       = 426,  /* protocol version not supported */
     NIM_CODE_SERVER        = 500   /* storage failure */
 };
@@ -74,6 +76,7 @@ typedef enum {
     NIM_WIRE_DELETE_STICK_TOP,
     NIM_WIRE_GET_STICK_TOP,
     NIM_WIRE_CREATE_TEAM,
+    NIM_WIRE_GET_HISTORY,
     NIM_WIRE__COUNT
 } nim_wire_cmd;
 

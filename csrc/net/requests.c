@@ -134,8 +134,8 @@ static void update_with(nim_net *n, const cJSON *msg) {
 }
 
 /* sendMsg failed: the session shows its message as "fail". */
-static void show_failed(nim_net *n, cJSON *msg) {
-    if (!msg) return;
+static void show_failed(nim_net *n, int cmd, cJSON *msg) {
+    if (cmd != NIM_NETCMD_SEND_MSG || !msg) return;
     nim_jset(msg, "status", "fail");
     update_with(n, msg);
 }
@@ -155,7 +155,7 @@ static void reply_code(nim_net *n, uint64_t req, int code, const char *error) {
 /* A request that the server will not answer. Frees p. */
 static void fail_pending(nim_net *n, pending *p, const char *code, const char *why) {
     if (p->kind == RQ_APP) {
-        show_failed(n, p->msg);
+        show_failed(n, p->cmd, p->msg);
         nim_engine_reply(n->e, p->req, code, why, NULL);
     }
     if (p->kind == RQ_ACKS) net_acks_answered(n, p, 0);   /* still in the outbox */
@@ -163,11 +163,28 @@ static void fail_pending(nim_net *n, pending *p, const char *code, const char *w
     pending_free(p);
 }
 
+/* The oldest held request, unlinked, or NULL. */
+static held_cmd *pop_held(nim_net *n) {
+    held_cmd *h = n->held;
+    if (h && !(n->held = h->next)) n->held_tail = NULL;
+    return h;
+}
+
 void net_fail_all(nim_net *n, const char *code, const char *why) {
     for (pending *p; (p = pop_pending(n));) fail_pending(n, p, code, why);
+    for (held_cmd *h; (h = pop_held(n));) {
+        nim_engine_reply(n->e, h->req, code, why, NULL);
+        cJSON_Delete(h->args);
+        nim_free(h);
+    }
 }
 
 void net_free_requests(nim_net *n) {
+    for (held_cmd *h; (h = pop_held(n));) {
+        if (n->e) nim_engine_reply(n->e, h->req, NIM_ERR_CLOSED, "the instance was destroyed", NULL);
+        cJSON_Delete(h->args);
+        nim_free(h);
+    }
     for (pending *p; (p = pop_pending(n));) {
         if (p->kind == RQ_APP && n->e) nim_engine_reply(n->e, p->req, NIM_ERR_CLOSED, "the instance was destroyed", NULL);
         pending_free(p);
@@ -218,6 +235,40 @@ static cJSON *sending_copy(nim_net *n, cJSON *a) {
     return m;
 }
 
+/* getHistoryMsgs waits for the end of the sync (held_cmd). */
+static void hold(nim_net *n, nim_cmd *c) {
+    held_cmd *h = nim_calloc(1, sizeof *h);
+    if (!h) { nim_engine_reply(n->e, c->req, NIM_ERR_NO_MEMORY, "out of memory", NULL); return; }
+    h->cmd = c->type;
+    h->req = c->req;
+    h->args = c->args;
+    c->args = NULL;
+    if (n->held_tail) n->held_tail->next = h; else n->held = h;
+    n->held_tail = h;
+}
+
+void net_release_held(nim_net *n) {
+    for (held_cmd *h; n->sync == SYNC_NONE && (h = pop_held(n));) {
+        nim_cmd c = { .type = h->cmd, .req = h->req, .args = h->args };
+        nim_free(h);
+        net_command(n, &c);
+        cJSON_Delete(c.args);   /* NULL when taken */
+    }
+}
+
+/* getHistoryMsgs' state across its pages: {args: the app's query, msgs: []}. */
+static cJSON *history_state(const cJSON *args) {
+    cJSON *st = cJSON_CreateObject(), *a = cJSON_Duplicate(args, 1), *m = cJSON_CreateArray();
+    if (st && a && m && cJSON_AddItemToObject(st, "args", a)) {
+        a = NULL;
+        if (cJSON_AddItemToObject(st, "msgs", m)) return st;
+    }
+    cJSON_Delete(st);
+    cJSON_Delete(a);
+    cJSON_Delete(m);
+    return NULL;
+}
+
 /* connect / disconnect: the link itself, answered at once. */
 static void link_command(nim_net *n, nim_cmd *c) {
     if (c->type == NIM_NETCMD_DISCONNECT) {
@@ -254,11 +305,23 @@ void net_command(nim_net *n, nim_cmd *c) {
         nim_engine_reply(n->e, c->req, NIM_ERR_BAD_ARGS, "unknown command", NULL);
         return;
     }
-    cJSON *data = c->args, *msg = c->type == NIM_NETCMD_SEND_MSG ? sending_copy(n, data) : NULL;
+    if (c->type == NIM_NETCMD_GET_HISTORY && n->sync != SYNC_NONE) {
+        hold(n, c);
+        return;
+    }
+    cJSON *data = c->args, *msg = NULL, *kept = NULL;
     c->args = NULL;   /* taken by the request */
-    if (msg) update_with(n, msg);
-    if (!net_request(n, RQ_APP, c->type, c->req, row->wire, data, msg ? cJSON_Duplicate(msg, 1) : NULL)) {
-        show_failed(n, msg);
+    if (c->type == NIM_NETCMD_SEND_MSG && (msg = sending_copy(n, data))) {
+        update_with(n, msg);
+        kept = cJSON_Duplicate(msg, 1);
+    }
+    if (c->type == NIM_NETCMD_GET_HISTORY && !(kept = history_state(data))) {
+        cJSON_Delete(data);
+        nim_engine_reply(n->e, c->req, NIM_ERR_NO_MEMORY, "out of memory", NULL);
+        return;
+    }
+    if (!net_request(n, RQ_APP, c->type, c->req, row->wire, data, kept)) {
+        show_failed(n, c->type, msg);
         nim_engine_reply(n->e, c->req, NIM_ERR_BAD_ARGS, "request over 65536 bytes (or out of memory)", NULL);
     }
     cJSON_Delete(msg);
@@ -283,7 +346,7 @@ static void on_sent(nim_net *n, pending *p, cJSON *data) {
         strcmp(nim_jstr(m, "from"), n->account) != 0 ||
         (p->msg && (!same_str(m, p->msg, "idClient") || !same_str(m, p->msg, "to") ||
                     !same_str(m, p->msg, "scene")))) {
-        show_failed(n, p->msg);
+        show_failed(n, p->cmd, p->msg);
         reply_code(n, p->req, NIM_CODE_SERVER, "the server's reply is not the message sent");
         net_refuse(n, why ? why : "a sendMsg reply for another message");
         return;
@@ -322,16 +385,101 @@ static void on_top_changed(nim_net *n, pending *p, cJSON *data) {
     if (cJSON_IsObject(s) && nim_jstr(s, "sessionId")) cJSON_AddStringToObject(s, "id", nim_jstr(s, "sessionId"));
 }
 
+/* 1 when page (a getHistoryMsgs reply's msgs) answers the query q for at
+ * most want messages: each a valid message of q's session, within its times,
+ * in the order asked and past lastMsgId; else 0 and *why. */
+static int history_ok(const nim_net *n, const cJSON *q, const cJSON *page, int64_t want, int more,
+                      const char **why) {
+    const char *scene = nim_jstr(q, "scene"), *to = nim_jstr(q, "to");
+    int64_t begin = nim_jnum(q, "beginTime"), end = nim_jnum(q, "endTime");
+    int reverse = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(q, "reverse"));
+    int64_t prev = 0;
+    const char *err = NULL;
+    if (nim_proto_get_id(q, "lastMsgId", 0, &prev, &err) != NIM_CODE_OK) prev = 0;
+    if (!cJSON_IsArray(page)) { *why = "getHistoryMsgs: msgs is not an array"; return 0; }
+    int count = cJSON_GetArraySize(page);
+    if (count > want) { *why = "getHistoryMsgs: more messages than the limit asked"; return 0; }
+    if (more && count == 0) { *why = "getHistoryMsgs: more, with no messages"; return 0; }
+    for (const cJSON *m = page->child; m; m = m->next) {
+        int64_t id = 0, t = nim_jnum(m, "time");
+        if (!net_check_msg(n, m, &id, why)) return 0;
+        const char *from = nim_jstr(m, "from"), *mto = nim_jstr(m, "to");
+        int mine = strcmp(from, n->account) == 0;
+        int in_session = strcmp(nim_jstr(m, "scene"), scene) == 0 &&
+            (strcmp(scene, "team") == 0 ? strcmp(mto, to) == 0
+                                        : strcmp(mine ? mto : from, to) == 0);
+        if (!in_session) { *why = "getHistoryMsgs: a message of another session"; return 0; }
+        if (t < begin || (end > 0 && t > end)) { *why = "getHistoryMsgs: a message outside the times asked"; return 0; }
+        if (prev > 0 && (reverse ? id <= prev : id >= prev)) {
+            *why = "getHistoryMsgs: messages out of order";
+            return 0;
+        }
+        prev = id;
+    }
+    return 1;
+}
+
+/* getHistoryMsgs' reply: the page checked and stored as history, gathered
+ * in p->msg ({args, msgs}); while the server has more and the app's limit is
+ * not reached, the next page is asked for the same app request. */
+static void on_history(nim_net *n, pending *p, cJSON *data) {
+    cJSON *st = p->msg, *q = cJSON_GetObjectItemCaseSensitive(st, "args");
+    cJSON *acc = cJSON_GetObjectItemCaseSensitive(st, "msgs");
+    cJSON *page = cJSON_GetObjectItemCaseSensitive(data, "msgs");
+    int more = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(data, "more"));
+    int64_t limit = nim_jnum(q, "limit");
+    if (limit <= 0) limit = NIM_PROTO_MAX_HISTORY;
+    int64_t have = cJSON_GetArraySize(acc);
+    const char *why = NULL;
+    if (!history_ok(n, q, page, limit - have, more, &why)) {
+        reply_code(n, p->req, NIM_CODE_SERVER, "the server's history reply breaks the protocol");
+        net_refuse(n, why);
+        return;
+    }
+    if (nim_engine_ingest(n->e, &(nim_ingest){ .msgs = page, .history = 1 }) < 0) {
+        nim_engine_reply(n->e, p->req, NIM_ERR_DB, "history could not be stored", NULL);
+        return;
+    }
+    const char *last = NULL;
+    for (cJSON *m; (m = page->child);) {
+        cJSON_AddItemToArray(acc, cJSON_DetachItemViaPointer(page, m));
+        last = nim_jstr(m, "idServer");
+        have++;
+    }
+    if (more && have < limit && last) {
+        cJSON *next = cJSON_Duplicate(q, 1);
+        if (next && nim_jset(next, "lastMsgId", last) == 0) {
+            cJSON_DeleteItemFromObjectCaseSensitive(next, "limit");
+            if (cJSON_AddNumberToObject(next, "limit", (double)(limit - have))) {
+                p->msg = NULL;   /* the state goes on with the next page */
+                if (net_request(n, RQ_APP, p->cmd, p->req, NIM_WIRE_GET_HISTORY, next, st)) return;
+                nim_engine_reply(n->e, p->req, NIM_ERR_NO_MEMORY, "out of memory", NULL);
+                return;
+            }
+        }
+        cJSON_Delete(next);
+        nim_engine_reply(n->e, p->req, NIM_ERR_NO_MEMORY, "out of memory", NULL);
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    if (!o) { nim_engine_reply(n->e, p->req, NIM_ERR_NO_MEMORY, "out of memory", NULL); return; }
+    cJSON_AddItemToObject(o, "msgs", cJSON_DetachItemViaPointer(st, acc));
+    nim_engine_reply(n->e, p->req, NULL, NULL, o);
+}
+
 /* The server's answer to an app request. */
 static void on_app_reply(nim_net *n, pending *p, nim_frame *f) {
     if (f->code != NIM_CODE_OK) {
-        show_failed(n, p->msg);
+        show_failed(n, p->cmd, p->msg);
         reply_code(n, p->req, f->code, f->error);
         return;
     }
     switch (p->cmd) {
     case NIM_NETCMD_SEND_MSG:
         on_sent(n, p, f->data);
+        return;
+    case NIM_NETCMD_GET_HISTORY:
+        on_history(n, p, f->data);
         return;
     case NIM_NETCMD_ADD_TOP: case NIM_NETCMD_UPDATE_TOP: case NIM_NETCMD_DELETE_TOP:
         on_top_changed(n, p, f->data);
@@ -358,7 +506,14 @@ void net_on_response(nim_net *n, nim_frame *f) {
     case RQ_LOGIN: net_on_login_reply(n, f); break;
     case RQ_APP: on_app_reply(n, p, f); break;
     case RQ_MARK: net_on_mark_reply(n, f->code); break;
-    case RQ_ACKS: net_acks_answered(n, p, f->code); break;
+    case RQ_ACKS:
+        /* refused for good (a cap, a bound): this device keeps its unread
+         * state, the app hears why the others will not */
+        if (f->code >= 400 && f->code < 500)
+            net_report_error(n, NULL, f->code, f->error ? f->error : nim_proto_code_text(f->code),
+                             "updateReadPointers");
+        net_acks_answered(n, p, f->code);
+        break;
     case RQ_PING: break;   /* its arrival is the news (last_rx) */
     }
     pending_free(p);

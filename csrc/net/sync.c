@@ -10,12 +10,31 @@
 #include <string.h>
 
 enum { LIVE_BATCH = 256 };   /* live messages stored at the latest */
+enum { SYNC_MAX_TOPS = 10000 }; /* sticky tops one sync may bring (the server keeps 100) */
 
 /* The one writer of n->sync. */
+static void state_lost(nim_net *n, const char *what);
+
+/* A sync still running after syncTimeout is cut, like a frame that breaks a
+ * rule: what it stored stays (each page with its cursor and ack), and the
+ * login is tried again after the backoff, which grows until a sync ends. */
+static void on_sync_timeout(lws_sorted_usec_list_t *sul) {
+    nim_net *n = lws_container_of(sul, nim_net, sul_sync);
+    if (n->sync != SYNC_RUNNING || !n->wsi) return;
+    char why[96];
+    snprintf(why, sizeof why, "the login sync did not end within syncTimeout (%d ms)", n->sync_timeout);
+    net_report_error(n, NIM_ERR_TIMEOUT, 0, why, "sync");
+    net_drop(n, 1006, why);
+}
+
 static void set_sync(nim_net *n, sync_phase to) {
     n->sync = to;
     n->sync_max_id = 0;
     n->sync_idle = 0;
+    cJSON_Delete(n->sync_tops);
+    n->sync_tops = NULL;
+    if (to == SYNC_RUNNING) net_schedule_ms(n, &n->sul_sync, on_sync_timeout, n->sync_timeout);
+    else lws_sul_cancel(&n->sul_sync);
     if (to == SYNC_RUNNING) nim_engine_sync_begin(n->e);
 }
 
@@ -28,6 +47,7 @@ static void finish_sync(nim_net *n) {
     n->ever_synced = 1;
     n->acks_dirty = 1;        /* what the outbox kept (offline, a crash) goes now */
     net_flush_acks(n);
+    net_release_held(n);
 }
 
 void net_sync_link_lost(nim_net *n) {
@@ -211,6 +231,11 @@ static void on_sync_done(nim_net *n, cJSON *data) {
         net_refuse(n, why ? why : "cursors: missing");
         return;
     }
+    /* the complete sticky-top list, from every page of it */
+    if (n->sync_tops) {
+        if (nim_engine_apply_tops(n->e, n->sync_tops, 1) < 0) { state_lost(n, "sticky top sessions"); return; }
+        if (n->want & NIM_NET_WANT_TOPS) net_callback(n, "onStickTopSessions", net_tops_for_app(n->sync_tops));
+    }
     nim_engine_cursor c1 = { KEY_MSGS, cm }, c2 = { KEY_STATE, cs };
     if (nim_engine_ingest(n->e, &(nim_ingest){ .cursor = &c1 }) == 0 && cm > n->cur_msgs) n->cur_msgs = cm;
     if (nim_engine_ingest(n->e, &(nim_ingest){ .cursor = &c2 }) == 0 && cs > n->cur_state) n->cur_state = cs;
@@ -335,13 +360,20 @@ cJSON *net_tops_for_app(const cJSON *list) {
     return out;
 }
 
+/* stickTopSessions: one page of the sync's complete list, kept until
+ * syncDone applies the whole (a page alone would drop the others' tops). */
 static void on_tops(nim_net *n, cJSON *data) {
-    const cJSON *list = cJSON_GetObjectItemCaseSensitive(data, "sessions");
+    cJSON *list = cJSON_GetObjectItemCaseSensitive(data, "sessions");
     const char *why = NULL;
     if (!net_check_states(list, NET_STATE_TOPS, &why)) { net_refuse(n, why); return; }
+    if (n->sync != SYNC_RUNNING) { net_refuse(n, "stickTopSessions after the sync"); return; }
     if (!n->sync_top) return;
-    if (nim_engine_apply_tops(n->e, list, 1) < 0) { state_lost(n, "sticky top sessions"); return; }
-    if (n->want & NIM_NET_WANT_TOPS) net_callback(n, "onStickTopSessions", net_tops_for_app(list));
+    if (!n->sync_tops && !(n->sync_tops = cJSON_CreateArray())) { state_lost(n, "sticky top sessions"); return; }
+    if (cJSON_GetArraySize(n->sync_tops) + cJSON_GetArraySize(list) > SYNC_MAX_TOPS) {
+        net_refuse(n, "stickTopSessions: more sticky tops than any account has");
+        return;
+    }
+    for (cJSON *it; (it = list->child);) cJSON_AddItemToArray(n->sync_tops, cJSON_DetachItemViaPointer(list, it));
 }
 
 static void on_top_push(nim_net *n, cJSON *data) {

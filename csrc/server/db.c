@@ -63,12 +63,31 @@ static const char *const sql_text[S__COUNT] = {
                   "WHERE i.account = ?1 AND i.session_id = ?2 AND i.delivered = 1 AND i.msg_id < ?3 "
                   "AND i.msg_id > coalesce((SELECT mark FROM deleted_sessions d WHERE d.account = ?1 "
                   "AND d.session_id = ?2), 0) ORDER BY i.msg_id DESC LIMIT ?4",
+    /* History: times to id bounds through msgs_time, then the session's
+     * rows between them through inbox_session (db_sync.c). */
+    [S_ID_FROM_TIME] = "SELECT id FROM msgs INDEXED BY msgs_time WHERE time >= ?1 ORDER BY time, id LIMIT 1",
+    [S_ID_UNTIL_TIME] = "SELECT id FROM msgs INDEXED BY msgs_time WHERE time <= ?1 "
+                  "ORDER BY time DESC, id DESC LIMIT 1",
+    [S_HISTORY_DESC] = "SELECT " MSG_COLS ", i.delivered FROM inbox i INDEXED BY inbox_session "
+                  "JOIN msgs m ON m.id = i.msg_id "
+                  "WHERE i.account = ?1 AND i.session_id = ?2 AND i.msg_id > ?3 AND i.msg_id < ?4 "
+                  "AND m.time >= ?5 AND m.time <= ?6 "
+                  "AND i.msg_id > coalesce((SELECT mark FROM deleted_sessions d WHERE d.account = ?1 "
+                  "AND d.session_id = ?2), 0) ORDER BY i.msg_id DESC LIMIT ?7",
+    [S_HISTORY_ASC] = "SELECT " MSG_COLS ", i.delivered FROM inbox i INDEXED BY inbox_session "
+                  "JOIN msgs m ON m.id = i.msg_id "
+                  "WHERE i.account = ?1 AND i.session_id = ?2 AND i.msg_id > ?3 AND i.msg_id < ?4 "
+                  "AND m.time >= ?5 AND m.time <= ?6 "
+                  "AND i.msg_id > coalesce((SELECT mark FROM deleted_sessions d WHERE d.account = ?1 "
+                  "AND d.session_id = ?2), 0) ORDER BY i.msg_id LIMIT ?7",
     [S_MARK_ONE]  = "UPDATE inbox SET delivered = 1 WHERE account = ?1 AND msg_id = ?2 AND delivered = 0",
     [S_MARK_UPTO] = "UPDATE inbox SET delivered = 1 WHERE account = ?1 AND msg_id <= ?2 AND delivered = 0",
     [S_PTR_GET] = "SELECT ack FROM read_pointers WHERE account = ?1 AND session_id = ?2",
     [S_PTR_SET] = "INSERT INTO read_pointers(account, session_id, ack, ver) VALUES(?1, ?2, ?3, ?4) "
                   "ON CONFLICT(account, session_id) DO UPDATE SET ack = excluded.ack, ver = excluded.ver",
-    [S_PTR_SINCE] = "SELECT session_id, ack, ver FROM read_pointers WHERE account = ?1 AND ver > ?2 ORDER BY ver",
+    [S_PTR_SINCE] = "SELECT session_id, ack, ver FROM read_pointers WHERE account = ?1 AND ver > ?2 "
+                    "ORDER BY ver LIMIT ?3",
+    [S_PTR_COUNT] = "SELECT count(*) FROM read_pointers WHERE account = ?1",
     [S_DEL_SESSION] = "INSERT INTO deleted_sessions(account, session_id, mark, time) VALUES(?1, ?2, ?3, ?4) "
                       "ON CONFLICT(account, session_id) DO UPDATE SET mark = max(mark, excluded.mark), "
                       "time = excluded.time",
@@ -76,7 +95,10 @@ static const char *const sql_text[S__COUNT] = {
     [S_RCPT_SET] = "INSERT INTO receipts(reader, peer, time, msg_id, ver) VALUES(?1, ?2, ?3, ?4, ?5) "
                    "ON CONFLICT(peer, reader) DO UPDATE SET time = excluded.time, msg_id = excluded.msg_id, "
                    "ver = excluded.ver",
-    [S_RCPT_SINCE] = "SELECT reader, time, msg_id, ver FROM receipts WHERE peer = ?1 AND ver > ?2 ORDER BY ver",
+    [S_RCPT_SINCE] = "SELECT reader, time, msg_id, ver FROM receipts WHERE peer = ?1 AND ver > ?2 "
+                     "ORDER BY ver LIMIT ?3",
+    [S_RCPT_COUNT] = "SELECT count(*) FROM receipts WHERE reader = ?1",
+    [S_STICK_COUNT] = "SELECT count(*) FROM stick_top WHERE account = ?1",
     [S_STICK_GET] = "SELECT session_id, top_custom, create_time, update_time FROM stick_top "
                     "WHERE account = ?1 AND session_id = ?2",
     [S_STICK_PUT] = "INSERT INTO stick_top(account, session_id, top_custom, create_time, update_time) "
@@ -134,8 +156,16 @@ static const char schema_v2[] =
     "CREATE INDEX inbox_session ON inbox(account, session_id, msg_id);"
     "PRAGMA user_version = 2;";
 
+/* Version 3: messages by time, so a history query turns its time bounds
+ * into id bounds with two seeks; receipts by reader. */
+static const char schema_v3[] =
+    "CREATE INDEX msgs_time ON msgs(time);"
+    /* and a reader's receipts, counted against SRV_MAX_RECEIPTS */
+    "CREATE INDEX receipts_reader ON receipts(reader);"
+    "PRAGMA user_version = 3;";
+
 /* Each migration takes the schema from its index to the next version. */
-static const char *const migrations[] = { schema_v1, schema_v2 };
+static const char *const migrations[] = { schema_v1, schema_v2, schema_v3 };
 
 
 const char *srv_db_errmsg(srv_db *db) { return sqlite3_errmsg(db->h); }
@@ -147,8 +177,19 @@ sqlite3_stmt *db_stmt(srv_db *db, int i) {
 }
 
 int db_failed(srv_db *db, int i) {
-    fprintf(stderr, "nim-server: sqlite: %s: %s\n", sql_text[i], sqlite3_errmsg(db->h));
+    int code = sqlite3_errcode(db->h);
+    int storage = code == SQLITE_FULL || code == SQLITE_READONLY || code == SQLITE_IOERR;
+    /* a full disk fails every write: say so once, not once per request */
+    if (!storage || !db->cannot_write)
+        fprintf(stderr, "nim-server: sqlite: %s: %s%s\n", sql_text[i], sqlite3_errmsg(db->h),
+                storage ? " (writes fail until there is space again; reads and logins go on)" : "");
+    if (storage) db->cannot_write = 1;
     return NIM_CODE_SERVER;
+}
+
+const char *srv_db_storage_error(srv_db *db) {
+    return db && db->cannot_write
+        ? "server storage is full or read-only: nothing was stored; try again later" : NULL;
 }
 
 /* Runs a statement that returns no rows (or whose rows are ignored). */
@@ -237,7 +278,15 @@ void srv_db_close(srv_db *db) {
 
 int srv_db_begin(srv_db *db) { db_stmt(db, S_BEGIN); return db_run(db, S_BEGIN); }
 int srv_db_begin_read(srv_db *db) { db_stmt(db, S_BEGIN_READ); return db_run(db, S_BEGIN_READ); }
-int srv_db_commit(srv_db *db) { db_stmt(db, S_COMMIT); return db_run(db, S_COMMIT); }
+int srv_db_commit(srv_db *db) {
+    db_stmt(db, S_COMMIT);
+    int rc = db_run(db, S_COMMIT);
+    if (rc == NIM_CODE_OK && db->cannot_write) {
+        db->cannot_write = 0;
+        fprintf(stderr, "nim-server: storage writable again\n");
+    }
+    return rc;
+}
 void srv_db_rollback(srv_db *db) {
     if (!sqlite3_get_autocommit(db->h)) { db_stmt(db, S_ROLLBACK); db_run(db, S_ROLLBACK); }
 }

@@ -10,7 +10,7 @@
 #include <cjson/cJSON.h>
 #include "net/proto.h"
 
-#define SRV_DB_SCHEMA_VERSION 2
+#define SRV_DB_SCHEMA_VERSION 3
 #define SRV_PBKDF2_ITERATIONS 4096
 
 typedef struct srv_db srv_db;
@@ -21,6 +21,9 @@ srv_db *srv_db_open(const char *path, char *err, size_t errlen);
 void    srv_db_close(srv_db *db);
 const char *srv_db_errmsg(srv_db *db);
 
+/* After a failed write: a reason for the client when the storage itself
+ * refused it (disk full, read-only), else NULL. Cleared by a commit. */
+const char *srv_db_storage_error(srv_db *db);
 int srv_db_begin(srv_db *db);       /* a write transaction */
 int srv_db_begin_read(srv_db *db);  /* a read snapshot; end it with rollback */
 int srv_db_commit(srv_db *db);
@@ -87,6 +90,19 @@ int srv_db_sync_session(srv_db *db, const char *account, const char *session_id,
  * of all), copied to out: NIM_CODE_OK, or NIM_CODE_NOT_FOUND past the last. */
 int srv_db_sync_next_session(srv_db *db, const char *account, const char *after,
                              char *out, size_t outlen);
+/* History (db_sync.c): account's messages of one session with
+ * begin_time <= time <= end_time and after < id < before, newest first
+ * (oldest first when asc), at most limit, through cb as above; leaves out
+ * messages at or below the session's deletion mark. Times are turned into id
+ * bounds first (times never decrease with ids), so a page costs the same
+ * however deep in the history it lies. */
+typedef struct {
+    int64_t begin_time, end_time;   /* inclusive */
+    int64_t after, before;          /* exclusive ids */
+    int     asc, limit;
+} srv_history_query;
+int srv_db_history(srv_db *db, const char *account, const char *session_id,
+                   const srv_history_query *q, srv_db_row_cb cb, void *ud);
 /* Marks account's copies delivered; adds the number of rows changed to *n. */
 int srv_db_mark_received(srv_db *db, const char *account, int64_t msg_id, int64_t *n);
 int srv_db_mark_received_upto(srv_db *db, const char *account, int64_t upto, int64_t *n);
@@ -95,8 +111,9 @@ int srv_db_mark_received_upto(srv_db *db, const char *account, int64_t upto, int
 int srv_db_read_ptr_get(srv_db *db, const char *account, const char *session_id, int64_t *ack);
 int srv_db_read_ptr_set(srv_db *db, const char *account, const char *session_id, int64_t ack,
                         int64_t ver);
-/* Appends {sessionId, ack, ver} objects with ver > since. */
-int srv_db_read_ptrs_since(srv_db *db, const char *account, int64_t since, cJSON *arr);
+/* Appends {sessionId, ack, ver} objects with ver > since, oldest ver
+ * first, at most limit. */
+int srv_db_read_ptrs_since(srv_db *db, const char *account, int64_t since, int limit, cJSON *arr);
 
 int srv_db_delete_session(srv_db *db, const char *account, const char *session_id,
                           int64_t mark, int64_t now);
@@ -107,7 +124,11 @@ int srv_db_receipt_set(srv_db *db, const char *reader, const char *peer, int64_t
                        int64_t msg_id, int64_t ver);
 /* Appends {sessionId: "p2p-<reader>", time, idServer, ver} for receipts on
  * peer's messages with ver > since. */
-int srv_db_receipts_since(srv_db *db, const char *peer, int64_t since, cJSON *arr);
+int srv_db_receipts_since(srv_db *db, const char *peer, int64_t since, int limit, cJSON *arr);
+/* Rows an account holds, for the per-account caps (server.h SRV_MAX_*):
+ * its read pointers, the receipts it sent, its sticky tops. */
+typedef enum { SRV_ROWS_POINTERS, SRV_ROWS_RECEIPTS, SRV_ROWS_TOPS } srv_rows;
+int srv_db_count_rows(srv_db *db, srv_rows what, const char *account, int64_t *n);
 
 /* Sticky top. get: NIM_CODE_OK with *out = {sessionId, topCustom, createTime,
  * updateTime} or NIM_CODE_NOT_FOUND. */

@@ -36,10 +36,11 @@ int srv_db_read_ptr_set(srv_db *db, const char *account, const char *session_id,
     return db_run(db, S_PTR_SET);
 }
 
-int srv_db_read_ptrs_since(srv_db *db, const char *account, int64_t since, cJSON *arr) {
+int srv_db_read_ptrs_since(srv_db *db, const char *account, int64_t since, int limit, cJSON *arr) {
     sqlite3_stmt *s = db_stmt(db, S_PTR_SINCE);
     db_bind_text(s, 1, account);
     sqlite3_bind_int64(s, 2, since);
+    sqlite3_bind_int(s, 3, limit);
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         cJSON *o = cJSON_CreateObject();
@@ -81,10 +82,11 @@ int srv_db_receipt_set(srv_db *db, const char *reader, const char *peer, int64_t
     return db_run(db, S_RCPT_SET);
 }
 
-int srv_db_receipts_since(srv_db *db, const char *peer, int64_t since, cJSON *arr) {
+int srv_db_receipts_since(srv_db *db, const char *peer, int64_t since, int limit, cJSON *arr) {
     sqlite3_stmt *s = db_stmt(db, S_RCPT_SINCE);
     db_bind_text(s, 1, peer);
     sqlite3_bind_int64(s, 2, since);
+    sqlite3_bind_int(s, 3, limit);
     int rc;
     char sid[NIM_PROTO_MAX_SESSION_ID + 1], idbuf[24];
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -217,4 +219,14 @@ int srv_db_team_is_member(srv_db *db, int64_t team_id, const char *account) {
     rc = db_one(db, S_TEAM_IS_MEMBER);
     sqlite3_reset(s);
     return rc == NIM_CODE_NOT_FOUND ? NIM_CODE_FORBIDDEN : rc;
+}
+
+int srv_db_count_rows(srv_db *db, srv_rows what, const char *account, int64_t *n) {
+    int i = what == SRV_ROWS_POINTERS ? S_PTR_COUNT : what == SRV_ROWS_RECEIPTS ? S_RCPT_COUNT : S_STICK_COUNT;
+    sqlite3_stmt *s = db_stmt(db, i);
+    db_bind_text(s, 1, account);
+    int rc = db_one(db, i);
+    if (rc == NIM_CODE_OK) *n = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return rc == NIM_CODE_OK ? rc : NIM_CODE_SERVER;
 }

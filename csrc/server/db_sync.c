@@ -1,5 +1,5 @@
-/* nim-server storage: the login sync's pages (docs/protocol.md "Login and
- * sync"). Each function reads one page through one prepared statement and
+/* nim-server storage: pages of messages, for the login sync (docs/protocol.md
+ * "Login and sync") and for history ("getHistoryMsgs"). Each function reads one page through one prepared statement and
  * resets it before returning, so no read transaction stays open between the
  * event-loop passes a sync spans. Server event-loop thread only. */
 #include "server/db_private.h"
@@ -57,4 +57,39 @@ int srv_db_sync_next_session(srv_db *db, const char *account, const char *after,
     if (rc == NIM_CODE_OK) snprintf(out, outlen, "%s", db_col_text(s, 0));
     sqlite3_reset(s);
     return rc;
+}
+
+/* The id of the first message at or after time (first) or the last one at
+ * or before it; NIM_CODE_NOT_FOUND when there is none. */
+static int id_at_time(srv_db *db, int i, int64_t time, int64_t *id) {
+    sqlite3_stmt *s = db_stmt(db, i);
+    sqlite3_bind_int64(s, 1, time);
+    int rc = db_one(db, i);
+    if (rc == NIM_CODE_OK) *id = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return rc;
+}
+
+int srv_db_history(srv_db *db, const char *account, const char *session_id,
+                   const srv_history_query *q, srv_db_row_cb cb, void *ud) {
+    int64_t after = q->after, before = q->before, id;
+    int rc = id_at_time(db, S_ID_FROM_TIME, q->begin_time, &id);
+    if (rc == NIM_CODE_NOT_FOUND) return NIM_CODE_OK;          /* nothing that late */
+    if (rc != NIM_CODE_OK) return rc;
+    if (id - 1 > after) after = id - 1;
+    rc = id_at_time(db, S_ID_UNTIL_TIME, q->end_time, &id);
+    if (rc == NIM_CODE_NOT_FOUND) return NIM_CODE_OK;          /* nothing that early */
+    if (rc != NIM_CODE_OK) return rc;
+    if (id + 1 < before) before = id + 1;
+    if (after + 1 >= before) return NIM_CODE_OK;
+    int i = q->asc ? S_HISTORY_ASC : S_HISTORY_DESC;
+    sqlite3_stmt *s = db_stmt(db, i);
+    db_bind_text(s, 1, account);
+    db_bind_text(s, 2, session_id);
+    sqlite3_bind_int64(s, 3, after);
+    sqlite3_bind_int64(s, 4, before);
+    sqlite3_bind_int64(s, 5, q->begin_time);
+    sqlite3_bind_int64(s, 6, q->end_time);
+    sqlite3_bind_int(s, 7, q->limit);
+    return each_row(db, i, cb, ud);
 }

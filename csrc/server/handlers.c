@@ -2,8 +2,8 @@
  * Each runs on the event-loop thread, checks every field before acting, acts
  * only on the connection's own account, answers exactly once with a code,
  * and stores before it answers (an acknowledged change survives a crash).
- * Messages (sendMsg and its group commit, markMsgsReceived, sendMsgReceipt)
- * are in messages.c. */
+ * Messages (sendMsg and its group commit, markMsgsReceived, sendMsgReceipt,
+ * getHistoryMsgs) are in messages.c. */
 #include "server/handlers.h"
 #include "core/alloc.h"
 #include <libwebsockets.h>
@@ -52,7 +52,9 @@ static void h_login(const req *r) {
 
     int64_t now = srv_now_ms();
     rc = srv_db_check_login(srv.db, account, token, srv.open_registration, now);
-    if (rc == NIM_CODE_OK) rc = srv_db_touch_device(srv.db, account, device, now);
+    /* the device's last login is only a note: a full disk must not stop logins */
+    if (rc == NIM_CODE_OK && srv_db_touch_device(srv.db, account, device, now) != NIM_CODE_OK)
+        fprintf(stderr, "nim-server: %s/%s logged in; its login time was not stored\n", account, device);
     if (rc != NIM_CODE_OK) {
         srv_answer(r, rc, NULL, NULL);
         if (rc == NIM_CODE_AUTH && ++c->auth_failures >= SRV_MAX_AUTH_FAILURES)
@@ -90,6 +92,23 @@ static void h_login(const req *r) {
     srv_sync_start(c, cur_msgs, cur_state);   /* its pages follow the reply */
 }
 
+int srv_check_cap(const req *r, srv_rows what, int64_t adding) {
+    static const char *const names[] = {
+        [SRV_ROWS_POINTERS] = "sessions with a read pointer",
+        [SRV_ROWS_RECEIPTS] = "peers sent a receipt",
+        [SRV_ROWS_TOPS]     = "sticky-top sessions",
+    };
+    int64_t n = 0;
+    int rc = srv_db_count_rows(srv.db, what, r->c->account, &n);
+    if (rc != NIM_CODE_OK) { srv_answer(r, rc, NULL, NULL); return rc; }
+    if (n + adding <= srv.caps[what]) return NIM_CODE_OK;
+    char why[128];
+    snprintf(why, sizeof why, "limit reached: at most %lld %s per account (this one has %lld)",
+             (long long)srv.caps[what], names[what], (long long)n);
+    srv_answer(r, NIM_CODE_LIMIT, why, NULL);
+    return NIM_CODE_LIMIT;
+}
+
 static void h_ping(const req *r) {
     cJSON *d = cJSON_CreateObject();
     if (d) cJSON_AddNumberToObject(d, "serverTime", (double)srv_now_ms());
@@ -110,9 +129,10 @@ static void h_update_read(const req *r) {
     CHECK(nim_proto_get_array(r->data, "pointers", NIM_PROTO_MAX_BATCH, 1, &list, &n, &err));
     if (n == 0) { srv_answer(r, NIM_CODE_PARAM, "pointers: empty", NULL); return; }
     int index = 0;
+    int64_t fresh = 0;   /* sessions without a pointer yet */
     for (const cJSON *it = list->child; it; it = it->next, index++) {
         const char *sid = NULL;
-        int64_t ack;
+        int64_t ack, cur = 0;
         if (!cJSON_IsObject(it)) { srv_answer(r, NIM_CODE_PARAM, "pointers: every item must be an object", NULL); return; }
         CHECK(nim_proto_get_str(it, "sessionId", 1, NIM_PROTO_MAX_SESSION_ID, 1, &sid, &err));
         CHECK(nim_proto_get_int(it, "ack", 0, NIM_PROTO_MAX_INT, 1, &ack, &err));
@@ -134,7 +154,13 @@ static void h_update_read(const req *r) {
             srv_answer(r, NIM_CODE_PARAM, why, NULL);
             return;
         }
+        if ((rc = srv_db_read_ptr_get(srv.db, r->c->account, sid, &cur)) != NIM_CODE_OK) {
+            srv_answer(r, rc, NULL, NULL);
+            return;
+        }
+        fresh += cur == 0;
     }
+    if (fresh > 0 && (rc = srv_check_cap(r, SRV_ROWS_POINTERS, fresh)) != NIM_CODE_OK) return;
     cJSON *all = cJSON_CreateArray(), *changed = cJSON_CreateArray();
     rc = (all && changed) ? srv_db_begin(srv.db) : NIM_CODE_SERVER;
     for (const cJSON *it = list->child; it && rc == NIM_CODE_OK; it = it->next) {
@@ -228,6 +254,8 @@ static void h_stick_top(const req *r, nim_wire_cmd cmd) {
     }
     rc = srv_db_stick_get(srv.db, r->c->account, sid, &cur);
     if (rc == NIM_CODE_SERVER) { srv_answer(r, rc, NULL, NULL); return; }
+    if (rc == NIM_CODE_NOT_FOUND && cmd == NIM_WIRE_ADD_STICK_TOP &&
+        srv_check_cap(r, SRV_ROWS_TOPS, 1) != NIM_CODE_OK) return;
     if (cmd != NIM_WIRE_ADD_STICK_TOP && rc == NIM_CODE_NOT_FOUND) {
         srv_answer(r, NIM_CODE_NOT_FOUND, "sessionId: not a sticky-top session", NULL);
         return;
@@ -382,6 +410,7 @@ void srv_handle_message(srv_conn *c, const char *buf, size_t len) {
         case NIM_WIRE_DELETE_STICK_TOP: h_stick_top(&r, cmd); break;
         case NIM_WIRE_GET_STICK_TOP:    h_get_stick_top(&r); break;
         case NIM_WIRE_CREATE_TEAM:      h_create_team(&r); break;
+        case NIM_WIRE_GET_HISTORY:      srv_h_get_history(&r); break;
         default:                       srv_answer(&r, NIM_CODE_UNKNOWN_CMD, NULL, NULL); break;
         }
     }

@@ -19,10 +19,15 @@ void srv_answer_ok(const req *r, cJSON *data);
 /* Field checks inside a handler: on failure answer with the getter's reason. */
 #define CHECK(call) do { if ((rc = (call)) != NIM_CODE_OK) { srv_answer(r, rc, err, NULL); return; } } while (0)
 
+/* Answers 419 (and returns it) when account would hold more than its cap
+ * of what with adding more rows; NIM_CODE_OK otherwise (500 answered too). */
+int srv_check_cap(const req *r, srv_rows what, int64_t adding);
+
 /* messages.c */
 void srv_h_send_msg(const req *r);
 void srv_h_mark_received(const req *r);
 void srv_h_send_receipt(const req *r);
+void srv_h_get_history(const req *r);
 /* The connection is gone: its grouped replies have nowhere to go. */
 void srv_group_forget(const srv_conn *c);
 

@@ -1,6 +1,7 @@
 /* nim-server: the reference server of the nim protocol (docs/protocol.md).
  *
- *   nim-server --listen HOST:PORT --db PATH [--open-registration] [--idle SECONDS] [--verbose]
+ *   nim-server --listen HOST:PORT --db PATH [--open-registration] [--idle SECONDS]
+ *              [--max-state POINTERS,RECEIPTS,TOPS] [--verbose]
  *   nim-server --db PATH adduser ACCOUNT TOKEN
  *
  * PORT 0 picks a free port; the real one is printed in the single line
@@ -29,9 +30,13 @@ static void on_signal(int sig) {
 
 static void usage(FILE *to) {
     fprintf(to,
-        "usage: nim-server --listen HOST:PORT --db PATH [--open-registration] [--idle SECONDS] [--verbose]\n"
+        "usage: nim-server --listen HOST:PORT --db PATH [--open-registration] [--idle SECONDS]\n"
+        "                  [--max-state POINTERS,RECEIPTS,TOPS] [--verbose]\n"
         "       nim-server --db PATH adduser ACCOUNT TOKEN\n"
-        "PORT 0 picks a free port; the server prints \"listening on HOST:PORT\" when ready.\n");
+        "PORT 0 picks a free port; the server prints \"listening on HOST:PORT\" when ready.\n"
+        "--max-state: per-account caps on sessions with a read pointer, peers sent a\n"
+        "receipt, sticky-top sessions (default %d,%d,%d; tops at most %d).\n",
+        SRV_MAX_POINTERS, SRV_MAX_RECEIPTS, SRV_MAX_TOPS, SRV_MAX_TOPS);
 }
 
 /* Splits "127.0.0.1:8787", "[::1]:8787" or "localhost:0" into host and port. */
@@ -81,12 +86,15 @@ static int cmd_adduser(const char *dbpath, const char *account, const char *toke
 int main(int argc, char **argv) {
     const char *listen = NULL, *dbpath = NULL;
     int open_reg = 0, verbose = 0, idle = 120, i;
+    long caps[3] = { SRV_MAX_POINTERS, SRV_MAX_RECEIPTS, SRV_MAX_TOPS };
+    const char *max_state = NULL;
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) listen = argv[++i];
         else if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) dbpath = argv[++i];
         else if (strcmp(argv[i], "--open-registration") == 0) open_reg = 1;
         else if (strcmp(argv[i], "--verbose") == 0) verbose = 1;
         else if (strcmp(argv[i], "--idle") == 0 && i + 1 < argc) idle = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--max-state") == 0 && i + 1 < argc) max_state = argv[++i];
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) { usage(stdout); return 0; }
         else break;
     }
@@ -95,6 +103,12 @@ int main(int argc, char **argv) {
         return cmd_adduser(dbpath, argv[i + 1], argv[i + 2]);
     }
     if (i < argc || !listen || !dbpath || idle < 0) { usage(stderr); return 2; }
+    if (max_state && (sscanf(max_state, "%ld,%ld,%ld", &caps[0], &caps[1], &caps[2]) != 3 ||
+                      caps[0] < 0 || caps[1] < 0 || caps[2] < 0 || caps[2] > SRV_MAX_TOPS)) {
+        fprintf(stderr, "nim-server: --max-state wants POINTERS,RECEIPTS,TOPS (TOPS at most %d), got %s\n",
+                SRV_MAX_TOPS, max_state);
+        return 2;
+    }
 
     char host[256];
     int port;
@@ -108,6 +122,7 @@ int main(int argc, char **argv) {
     if (!srv.db) { fprintf(stderr, "nim-server: %s\n", err); return 1; }
     srv.open_registration = open_reg;
     srv.idle_timeout_s = idle;
+    for (int k = 0; k < 3; k++) srv.caps[k] = caps[k];
     srv.last_msg_time = srv_db_last_msg_time(srv.db);
 
     lws_set_log_level(verbose ? (LLL_ERR | LLL_WARN | LLL_NOTICE) : LLL_ERR, NULL);

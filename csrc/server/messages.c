@@ -1,5 +1,5 @@
 /* nim-server messages: sendMsg and its group commit, markMsgsReceived,
- * sendMsgReceipt (the other handlers are in handlers.c). sendMsg answers
+ * sendMsgReceipt, getHistoryMsgs (the other handlers are in handlers.c). sendMsg answers
  * through the group commit: its reply and pushes are held until the
  * transaction holding the message is committed. */
 #include "server/handlers.h"
@@ -275,8 +275,12 @@ void srv_h_send_receipt(const req *r) {
     if (h.scene != NIM_SCENE_P2P) { srv_answer(r, NIM_CODE_PARAM, "receipts are for p2p messages only", NULL); return; }
     /* Only the receiver of a message may say it was read. */
     if (strcmp(h.to, r->c->account) != 0) { srv_answer(r, NIM_CODE_FORBIDDEN, "not a message sent to you", NULL); return; }
-    rc = srv_db_begin(srv.db);
-    if (rc == NIM_CODE_OK) rc = srv_db_receipt_get(srv.db, r->c->account, h.from, &cur);
+    if ((rc = srv_db_receipt_get(srv.db, r->c->account, h.from, &cur)) != NIM_CODE_OK) {
+        srv_answer(r, rc, NULL, NULL);
+        return;
+    }
+    if (cur == 0 && srv_check_cap(r, SRV_ROWS_RECEIPTS, 1) != NIM_CODE_OK) return;
+    rc = srv_db_begin(srv.db);   /* one thread: cur is still the stored time */
     int moved = rc == NIM_CODE_OK && h.time > cur;
     if (moved) {
         rc = srv_db_next_ver(srv.db, &ver);
@@ -312,6 +316,72 @@ void srv_h_send_receipt(const req *r) {
             cJSON_Delete(o);
         }
     }
+}
+
+/* getHistoryMsgs: the reply being filled (srv_db_row_cb). */
+typedef struct {
+    cJSON *msgs;
+    int    n, limit, more, failed;
+    size_t bytes;
+} history_page;
+
+static int take_history(void *ud, cJSON *msg, int64_t id, int delivered) {
+    history_page *h = ud;
+    (void)id; (void)delivered;
+    size_t len = 0;
+    char *s = h->n < h->limit ? nim_proto_print(msg, 0, &len) : NULL;
+    nim_free(s);
+    /* a row past the limit, or past the byte budget: there is more */
+    if (h->n >= h->limit || (h->n > 0 && h->bytes + len > SRV_HISTORY_BYTES)) {
+        cJSON_Delete(msg);
+        h->more = 1;
+        return 1;
+    }
+    if (!s) { cJSON_Delete(msg); h->failed = 1; return 1; }
+    cJSON_AddItemToArray(h->msgs, msg);
+    h->n++;
+    h->bytes += len;
+    return 0;
+}
+
+void srv_h_get_history(const req *r) {
+    const char *scene_s = NULL, *to = NULL, *err = NULL;
+    int64_t begin = 0, end = 0, last = 0, limit = NIM_PROTO_MAX_HISTORY;
+    int reverse = 0, rc;
+    CHECK(nim_proto_get_str(r->data, "scene", 1, 8, 1, &scene_s, &err));
+    CHECK(nim_proto_get_str(r->data, "to", 1, NIM_PROTO_MAX_ACCOUNT, 1, &to, &err));
+    CHECK(nim_proto_get_int(r->data, "beginTime", 0, NIM_PROTO_MAX_INT, 0, &begin, &err));
+    CHECK(nim_proto_get_int(r->data, "endTime", 0, NIM_PROTO_MAX_INT, 0, &end, &err));
+    CHECK(nim_proto_get_id(r->data, "lastMsgId", 0, &last, &err));
+    CHECK(nim_proto_get_int(r->data, "limit", 1, NIM_PROTO_MAX_HISTORY, 0, &limit, &err));
+    CHECK(nim_proto_get_bool(r->data, "reverse", 0, &reverse, &err));
+    nim_scene scene = nim_proto_scene_from_name(scene_s);
+    if (scene == NIM_SCENE_NONE) { srv_answer(r, NIM_CODE_PARAM, "scene: not p2p or team", NULL); return; }
+    if (scene == NIM_SCENE_P2P ? !nim_proto_valid_account(to) : !nim_proto_valid_team_id(to)) {
+        srv_answer(r, NIM_CODE_PARAM, scene == NIM_SCENE_P2P ? "to: not a valid account name"
+                                                           : "to: not a team id", NULL);
+        return;
+    }
+    if (end == 0) end = NIM_PROTO_MAX_INT;                 /* no upper bound */
+    if (begin > end) { srv_answer(r, NIM_CODE_PARAM, "beginTime: after endTime", NULL); return; }
+    /* lastMsgId pages on from the last message of the previous reply */
+    srv_history_query q = { .begin_time = begin, .end_time = end, .after = 0,
+                            .before = NIM_PROTO_MAX_INT, .asc = reverse, .limit = (int)limit + 1 };
+    if (last > 0) { if (reverse) q.after = last; else q.before = last; }
+    char sid[NIM_PROTO_MAX_SESSION_ID + 1];
+    session_id(sid, sizeof sid, scene, to);
+    srv_group_flush();   /* read only what is committed: the group may roll back */
+    history_page h = { .msgs = cJSON_CreateArray(), .limit = (int)limit };
+    cJSON *d = cJSON_CreateObject();
+    rc = h.msgs && d ? srv_db_history(srv.db, r->c->account, sid, &q, take_history, &h) : NIM_CODE_SERVER;
+    if (rc != NIM_CODE_OK || h.failed || !cJSON_AddBoolToObject(d, "more", h.more) ||
+        !cJSON_AddItemToObject(d, "msgs", h.msgs)) {
+        cJSON_Delete(h.msgs);
+        cJSON_Delete(d);
+        srv_answer(r, NIM_CODE_SERVER, NULL, NULL);
+        return;
+    }
+    srv_answer_ok(r, d);
 }
 
 void srv_group_forget(const srv_conn *c) {

@@ -18,6 +18,13 @@ struct lws_context;
 #define SRV_MAX_AUTH_FAILURES  5    /* failed logins per connection, then close 1008 */
 #define SRV_LOGIN_TIMEOUT_S    30   /* a connection must log in within this */
 #define SRV_POINTER_SKEW_MS    300000 /* a read pointer may pass its session's latest message time by this */
+/* Per-account caps (419 beyond them; defaults of --max-state), so the state
+ * a login sync sends stays bounded: sessions with a read pointer, peers a reader sent receipts to,
+ * sticky-top sessions (the list is one getStickTop reply: 100 of the
+ * largest, 1 KiB of topCustom escaped up to 6 KiB, stay within the frame). */
+#define SRV_MAX_POINTERS       100000
+#define SRV_MAX_RECEIPTS       100000
+#define SRV_MAX_TOPS           100
 #define SRV_BATCH_BYTES        (256 * 1024) /* sync pushes are split near this size */
 #define SRV_WRITES_PER_CALLBACK 64  /* frames written per WRITEABLE, at most */
 #define SRV_GROUP_MAX          256  /* sendMsg requests sharing one commit, then flush */
@@ -29,6 +36,10 @@ struct lws_context;
 #define SRV_SYNC_LOW_WATER     (512u * 1024)
 #define SRV_SYNC_QUERIES       256  /* statements per page at most (empty sessions) */
 #define SRV_ROAMING_PER_SESSION 100 /* a device's first sync: the latest of each session */
+#define SRV_SYNC_STATE_ROWS    2000 /* read pointers or receipts per sync page */
+/* A getHistoryMsgs reply holds messages up to this many bytes (and always
+ * one): with the largest message it stays within NIM_PROTO_MAX_FRAME. */
+#define SRV_HISTORY_BYTES      SRV_BATCH_BYTES
 
 typedef struct srv_out {
     struct srv_out *next;
@@ -42,7 +53,7 @@ typedef enum {
     SRV_SYNC_OFF,       /* no sync under way: the connection gets live pushes */
     SRV_SYNC_OFFLINE,   /* undelivered messages with id <= bound */
     SRV_SYNC_ROAMING,   /* the latest of each session, delivered, id <= bound */
-    SRV_SYNC_AFTER      /* every message with id > bound; then the state, syncDone */
+    SRV_SYNC_AFTER      /* every message with id > bound, then pages of state; syncDone */
 } srv_sync_stage;
 
 typedef struct {
@@ -53,6 +64,7 @@ typedef struct {
     char    session[NIM_PROTO_MAX_SESSION_ID + 1]; /* ROAMING: "" before the first */
     int64_t before;      /* ROAMING: the session's next id is below this */
     int     sent;        /* ROAMING: messages of this session sent */
+    int64_t ptr_key, rcpt_key;             /* AFTER: the last ver of each sent */
 } srv_sync;
 
 /* One WebSocket connection; lws allocates it zeroed as per-session data. */
@@ -84,6 +96,7 @@ typedef struct {
     srv_conn           *conns;
     int                 open_registration;
     int                 idle_timeout_s;
+    int64_t             caps[3];        /* per srv_rows: --max-state, default SRV_MAX_* */
     int64_t             last_msg_time;  /* message times never go backwards */
 } srv_state;
 

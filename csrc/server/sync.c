@@ -8,9 +8,11 @@
  * Every page reads with a keyset (srv_conn.sync), and begins by flushing the
  * group commit, so it sees every message acknowledged before it; messages
  * stored during the sync have ids above the bound and reach the connection
- * through the AFTER stage (it gets no live pushes until syncDone). The last
- * AFTER page, the state and syncDone go out in one step, so nothing stored
- * in between is missed. Event-loop thread only. */
+ * through the AFTER stage (it gets no live pushes until syncDone). Once the
+ * AFTER pages have caught up, each step also sends a page of read pointers
+ * and of receipts (keyset on ver); the step whose messages and state are
+ * all below a page sends the sticky tops and syncDone too, so nothing
+ * stored in between is missed. Event-loop thread only. */
 #include "server/server.h"
 #include "core/alloc.h"
 #include <libwebsockets.h>
@@ -143,36 +145,53 @@ static int queue_push(srv_conn *c, nim_push push, const char *key, cJSON *items)
     return rc;
 }
 
-/* The end of the sync: read pointers and receipts changed since the
- * client's state cursor, the full sticky-top list, syncDone. */
-static int finish(srv_conn *c) {
+/* The ver of arr's last item (they come in ver order), or dflt when empty. */
+static int64_t last_ver(const cJSON *arr, int64_t dflt) {
+    const cJSON *it = arr && arr->child ? arr->child->prev : NULL;   /* cJSON: head->prev is the tail */
+    const cJSON *v = it ? cJSON_GetObjectItemCaseSensitive(it, "ver") : NULL;
+    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : dflt;
+}
+
+/* The state after the messages: read pointers and receipts changed since
+ * the client's state cursor, a page of each per step (keyset on ver). The
+ * step that finds both below a page ends the sync with the sticky-top list
+ * and syncDone, in the same step as the last message page, so nothing
+ * stored in between is missed. 1: the sync ended; 0: more state follows
+ * (the next step reads messages again first); -1: failure. */
+static int state_step(srv_conn *c) {
     srv_sync *s = &c->sync;
     int64_t max_msg = 0, max_ver = 0;
-    cJSON *ptrs = cJSON_CreateArray(), *rcpts = cJSON_CreateArray(), *tops = cJSON_CreateArray();
-    int ok = ptrs && rcpts && tops && srv_db_begin_read(srv.db) == NIM_CODE_OK;
+    cJSON *ptrs = cJSON_CreateArray(), *rcpts = cJSON_CreateArray(), *tops = NULL;
+    int ok = ptrs && rcpts && srv_db_begin_read(srv.db) == NIM_CODE_OK, more = 0;
     if (ok) {
         ok = srv_db_cursors(srv.db, &max_msg, &max_ver) == NIM_CODE_OK &&
-             srv_db_read_ptrs_since(srv.db, c->account, s->cur_state, ptrs) == NIM_CODE_OK &&
-             srv_db_receipts_since(srv.db, c->account, s->cur_state, rcpts) == NIM_CODE_OK &&
-             srv_db_stick_list(srv.db, c->account, tops) == NIM_CODE_OK;
+             srv_db_read_ptrs_since(srv.db, c->account, s->ptr_key, SRV_SYNC_STATE_ROWS, ptrs) == NIM_CODE_OK &&
+             srv_db_receipts_since(srv.db, c->account, s->rcpt_key, SRV_SYNC_STATE_ROWS, rcpts) == NIM_CODE_OK;
+        more = ok && (cJSON_GetArraySize(ptrs) >= SRV_SYNC_STATE_ROWS ||
+                      cJSON_GetArraySize(rcpts) >= SRV_SYNC_STATE_ROWS);
+        /* the full sticky-top list, always, so a client can drop stale entries */
+        if (ok && !more) ok = (tops = cJSON_CreateArray()) && srv_db_stick_list(srv.db, c->account, tops) == NIM_CODE_OK;
         srv_db_rollback(srv.db);
     }
     if (!ok) {
         cJSON_Delete(ptrs); cJSON_Delete(rcpts); cJSON_Delete(tops);
         return -1;
     }
-    /* Never move a cursor backwards (a client may hold a newer one). */
-    if (max_msg < s->cur_msgs) max_msg = s->cur_msgs;
-    if (max_ver < s->cur_state) max_ver = s->cur_state;
+    s->ptr_key = last_ver(ptrs, s->ptr_key);
+    s->rcpt_key = last_ver(rcpts, s->rcpt_key);
     int rc = srv_queue_batched(c, nim_proto_push_name(NIM_PUSH_READ_POINTERS), "pointers", ptrs);
     if (rc == 0) rc = srv_queue_batched(c, nim_proto_push_name(NIM_PUSH_RECEIPTS), "receipts", rcpts);
     else cJSON_Delete(rcpts);
-    /* The full sticky-top list, always, so a client can drop stale entries. */
-    if (rc == 0) rc = queue_push(c, NIM_PUSH_STICK_TOP_SESSIONS, "sessions", tops);
-    else cJSON_Delete(tops);
+    if (rc != 0 || more) { cJSON_Delete(tops); return rc ? -1 : 0; }
+    /* Never move a cursor backwards (a client may hold a newer one). */
+    if (max_msg < s->cur_msgs) max_msg = s->cur_msgs;
+    if (max_ver < s->cur_state) max_ver = s->cur_state;
+    /* one frame even when empty: the client replaces its list with it */
+    rc = tops->child ? srv_queue_batched(c, nim_proto_push_name(NIM_PUSH_STICK_TOP_SESSIONS), "sessions", tops)
+                     : queue_push(c, NIM_PUSH_STICK_TOP_SESSIONS, "sessions", tops);
     if (rc == 0) rc = queue_push(c, NIM_PUSH_SYNC_DONE, "cursors", cursors_obj(max_msg, max_ver));
     s->stage = SRV_SYNC_OFF;   /* live pushes from here on */
-    return rc;
+    return rc ? -1 : 1;
 }
 
 void srv_sync_start(srv_conn *c, int64_t cur_msgs, int64_t cur_state) {
@@ -188,6 +207,7 @@ void srv_sync_start(srv_conn *c, int64_t cur_msgs, int64_t cur_state) {
      * syncs as a new one instead of skipping everything for ever. */
     s->cur_msgs = cur_msgs > max_msg ? 0 : cur_msgs;
     s->cur_state = cur_state > max_ver ? 0 : cur_state;
+    s->ptr_key = s->rcpt_key = s->cur_state;
     cur_msgs = s->cur_msgs;
     /* A device that synced before gets everything after its cursor; one
      * that never did, the latest of each session up to now and then all
@@ -242,7 +262,7 @@ void srv_sync_step(srv_conn *c) {
         if (page_queue(c, extra) != 0) rc = NIM_CODE_SERVER;
     }
     page_clear();
-    if (rc == NIM_CODE_OK && done && finish(c) != 0) rc = NIM_CODE_SERVER;
+    if (rc == NIM_CODE_OK && done && state_step(c) < 0) rc = NIM_CODE_SERVER;
     if (rc != NIM_CODE_OK) {
         s->stage = SRV_SYNC_OFF;
         srv_close_after_flush(c, NIM_CLOSE_SERVER_ERROR, "sync failed");

@@ -51,6 +51,7 @@ int srv_queue_json(srv_conn *c, const cJSON *root) {
 }
 
 void srv_reply(srv_conn *c, int64_t id, const char *cmd, int code, const char *error, cJSON *data) {
+    if (code == NIM_CODE_SERVER && !error) error = srv_db_storage_error(srv.db);
     cJSON *r = nim_proto_response(id, cmd, code, error, data);
     if (!r) {
         /* Out of memory building the reply: the client still gets a code. */

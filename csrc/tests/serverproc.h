@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,6 +25,7 @@ static char g_dir[64];
 static char g_db[PATH_MAX];
 static pid_t g_pid = -1;
 static int g_port;
+static long g_fsize_limit;   /* > 0: the server may not write files past this (a full disk) */
 
 /* Starts nim-server and waits for its "listening on" line. 0 on success. */
 static inline int server_start3(const char *extra, const char *extra2, const char *extra3) {
@@ -35,6 +37,12 @@ static inline int server_start3(const char *extra, const char *extra2, const cha
         dup2(out[1], 1);
         close(out[0]);
         close(out[1]);
+        if (g_fsize_limit > 0) {
+            /* writes past the limit fail with EFBIG (SQLite: SQLITE_FULL), as on a full disk */
+            struct rlimit rl = { (rlim_t)g_fsize_limit, RLIM_INFINITY };   /* the test may raise it */
+            signal(SIGXFSZ, SIG_IGN);
+            setrlimit(RLIMIT_FSIZE, &rl);
+        }
         execl(g_server, g_server, "--listen", "127.0.0.1:0", "--db", g_db, extra, extra2, extra3, (char *)NULL);
         _exit(127);
     }

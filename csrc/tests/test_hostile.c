@@ -32,6 +32,7 @@ static struct {
     const char *const *script;    /* frames sent after the login reply, NULL-ended */
     int repeat;                   /* times the script is sent (a sync that never ends) */
     const char *send_reply;       /* the sendMsg reply's msg, or NULL: echo */
+    const char *history_reply;    /* the getHistoryMsgs reply's data, or NULL: {} */
     int logins;
     char cursors[2][128];         /* the cursors of the first two logins */
     int port, stop;
@@ -70,6 +71,10 @@ static void on_request(struct lws *wsi, conn *c, const char *text) {
         queue(wsi, c, buf);
         for (int k = 0; k < hs.repeat; k++)
             for (const char *const *f = hs.script; f && *f; f++) queue(wsi, c, *f);
+    } else if (cmd && strcmp(cmd, "getHistoryMsgs") == 0 && hs.history_reply) {
+        snprintf(buf, sizeof buf, "{\"id\":%lld,\"cmd\":\"getHistoryMsgs\",\"code\":200,\"data\":%s}",
+                 id, hs.history_reply);
+        queue(wsi, c, buf);
     } else if (cmd && strcmp(cmd, "sendMsg") == 0 && hs.send_reply) {
         snprintf(buf, sizeof buf, "{\"id\":%lld,\"cmd\":\"sendMsg\",\"code\":200,\"data\":{\"msg\":%s}}",
                  id, hs.send_reply);
@@ -148,6 +153,7 @@ typedef struct {
     nim_engine *e;
     nim_net *net;
     int errors;            /* onerror events about a frame */
+    int timeouts;          /* onerror events about the sync's time bound */
     char last_error[256];
     uint64_t next_req;
 } client;
@@ -156,6 +162,10 @@ static void seen(void *ud, nim_event *ev) {
     client *c = ud;
     if (ev->type == NIM_EV_ERROR && ev->what && strcmp(ev->what, "frame") == 0) {
         c->errors++;
+        snprintf(c->last_error, sizeof c->last_error, "%s", ev->message ? ev->message : "");
+    }
+    if (ev->type == NIM_EV_ERROR && ev->what && strcmp(ev->what, "sync") == 0) {
+        c->timeouts++;
         snprintf(c->last_error, sizeof c->last_error, "%s", ev->message ? ev->message : "");
     }
     nim_event_free(ev);
@@ -173,6 +183,8 @@ static int logins(void) {
     return n;
 }
 
+static int g_sync_timeout_ms;   /* 0: the default */
+
 static int client_start(client *c, const char *db) {
     memset(c, 0, sizeof *c);
     c->next_req = 1;
@@ -180,7 +192,8 @@ static int client_start(client *c, const char *db) {
     snprintf(url, sizeof url, "ws://127.0.0.1:%d", hs.port);
     nim_net_config nc = { .server = url, .account = "me", .token = "secret", .need_reconnect = 1,
                           .want = NIM_NET_WANT_MSG | NIM_NET_WANT_ROAMING | NIM_NET_WANT_OFFLINE,
-                          .reconnect_min_ms = 5, .reconnect_max_ms = 40, .request_timeout_ms = 60000 };
+                          .reconnect_min_ms = 5, .reconnect_max_ms = 40, .request_timeout_ms = 60000,
+                          .sync_timeout_ms = g_sync_timeout_ms };
     const char *err = NULL;
     c->net = nim_net_new(&nc, &err);
     if (!c->net) return -1;
@@ -238,6 +251,56 @@ static void scenario(const char *name, const char *const *script, int repeat, in
     }
 }
 
+/* One app request (cmd with args) whose reply breaks a rule: send_reply is
+ * the sendMsg reply's msg, history_reply the getHistoryMsgs reply's data.
+ * The request must fail, the frame be reported, nothing stored in sid. */
+static void app_reply(const char *name, int cmd, const char *args, const char *send_reply,
+                      const char *history_reply, const char *sid) {
+    static const char *const synced[] = {
+        "{\"push\":\"stickTopSessions\",\"data\":{\"sessions\":[]}}",
+        "{\"push\":\"syncDone\",\"data\":{\"cursors\":{\"msgs\":0,\"state\":0}}}", NULL };
+    static int seq;
+    char db[64], what[160], q[128];
+    pthread_mutex_lock(&hs.lock);
+    hs.script = synced;
+    hs.repeat = 1;
+    hs.logins = 0;
+    hs.send_reply = send_reply;
+    hs.history_reply = history_reply;
+    pthread_mutex_unlock(&hs.lock);
+    client c;
+    snprintf(db, sizeof db, "/tmp/nim-hostile-%d-app%d.db", (int)getpid(), ++seq);
+    int ok = client_start(&c, db) == 0 && WAIT_FOR(&c, logins() >= 1, T_MS);
+    int refused = 0;
+    nim_event *ev = NULL;
+    for (int tries = 0; ok && tries < 50; tries++) {   /* until the login is through */
+        ev = test_request(c.e, c.next_req++, cmd, args, T_MS, seen, &c, &refused);
+        if (!ev || !ev->code || c.errors > 0) break;
+        nim_event_free(ev);
+        ev = NULL;
+        test_pump(c.e, 20, 0, seen, &c);
+    }
+    snprintf(what, sizeof what, "%s: the request fails", name);
+    test_cond(what, ev && (ev->code || ev->numcode));
+    if (ev) nim_event_free(ev);
+    snprintf(what, sizeof what, "%s: refused and reported", name);
+    test_cond(what, WAIT_FOR(&c, c.errors > 0, T_MS));
+    if (getenv("NIM_HOSTILE_VERBOSE")) fprintf(stderr, "%s: %s\n", name, c.last_error);
+    int n = -1, rf = 0;
+    snprintf(q, sizeof q, "{\"sessionId\":\"%s\",\"limit\":10}", sid);
+    ev = test_request(c.e, c.next_req++, NIM_CMD_GET_MSGS, q, T_MS, seen, &c, &rf);
+    if (ev && !ev->code) n = cJSON_GetArraySize(cJSON_GetObjectItem(ev->data, "msgs"));
+    if (ev) nim_event_free(ev);
+    snprintf(what, sizeof what, "%s: nothing stored", name);
+    test_cond(what, n == 0);
+    client_stop(&c);
+    for (const char *sfx = ""; sfx; sfx = *sfx ? NULL : "-wal") {
+        char p[80];
+        snprintf(p, sizeof p, "%s%s", db, sfx);
+        unlink(p);
+    }
+}
+
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     pthread_t t;
@@ -280,42 +343,53 @@ int main(void) {
         "{\"push\":\"roamingMsgs\",\"data\":{\"msgs\":[" MSG("5", "eve", "me", "1700000000000") "]}}", NULL };
     scenario("a sync that never ends", endless, 40, 1);
 
-    /* a sendMsg reply that is not the message sent (another conversation) */
-    static const char *const synced[] = {
-        "{\"push\":\"stickTopSessions\",\"data\":{\"sessions\":[]}}",
-        "{\"push\":\"syncDone\",\"data\":{\"cursors\":{\"msgs\":0,\"state\":0}}}", NULL };
+    /* a sync that stops short of syncDone (the link stays up: pings are
+     * answered) is cut after syncTimeout; what it stored stays, and the
+     * next login carries the cursor of its stored page */
+    static const char *const stuck[] = {
+        "{\"push\":\"offlineMsgs\",\"data\":{\"msgs\":[" MSG("5", "eve", "me", "1700000000000") "],"
+        "\"ack\":\"5\",\"cursor\":5}}", NULL };
     pthread_mutex_lock(&hs.lock);
-    hs.script = synced;
+    hs.script = stuck;
     hs.repeat = 1;
     hs.logins = 0;
-    hs.send_reply = MSG("9", "me", "carol", "1700000000000");
     pthread_mutex_unlock(&hs.lock);
-    client c;
-    char db[64];
-    snprintf(db, sizeof db, "/tmp/nim-hostile-%d-send.db", (int)getpid());
-    int ok = client_start(&c, db) == 0 && WAIT_FOR(&c, logins() >= 1, T_MS);
-    int refused = 0;
-    nim_event *ev = NULL;
-    for (int tries = 0; ok && tries < 50; tries++) {   /* until the login is through */
-        ev = test_request(c.e, c.next_req++, NIM_NETCMD_SEND_MSG,
-                          "{\"scene\":\"p2p\",\"to\":\"bob\",\"type\":\"text\",\"text\":\"hi\"}",
-                          T_MS, seen, &c, &refused);
-        if (!ev || !ev->code || c.errors > 0) break;
-        nim_event_free(ev);
-        ev = NULL;
-        test_pump(c.e, 20, 0, seen, &c);
+    g_sync_timeout_ms = 300;
+    {
+        client c;
+        char db[64];
+        snprintf(db, sizeof db, "/tmp/nim-hostile-%d-stuck.db", (int)getpid());
+        int64_t t0 = test_now_ms();
+        int ok = client_start(&c, db) == 0 && WAIT_FOR(&c, c.timeouts > 0, T_MS);
+        int64_t took = test_now_ms() - t0;
+        test_cond("a sync that never ends: cut after syncTimeout, reported as a timeout",
+                  ok && took >= 300 && strstr(c.last_error, "syncTimeout") != NULL);
+        ok = ok && WAIT_FOR(&c, logins() >= 2, T_MS);
+        test_cond("a sync that never ends: logged in again, with the cursor of the page it stored",
+                  ok && strstr(hs.cursors[1], "\"msgs\":5") != NULL && stored(&c) == 1);
+        client_stop(&c);
+        unlink(db);
     }
-    test_cond("a sendMsg reply for another conversation: the send fails", ev && (ev->code || ev->numcode));
-    if (ev) nim_event_free(ev);
-    test_cond("a sendMsg reply for another conversation: refused and reported", WAIT_FOR(&c, c.errors > 0, T_MS));
-    int n = -1, rf = 0;
-    ev = test_request(c.e, c.next_req++, NIM_CMD_GET_MSGS, "{\"sessionId\":\"p2p-carol\",\"limit\":10}",
-                      T_MS, seen, &c, &rf);
-    if (ev && !ev->code) n = cJSON_GetArraySize(cJSON_GetObjectItem(ev->data, "msgs"));
-    if (ev) nim_event_free(ev);
-    test_cond("a sendMsg reply for another conversation: nothing stored in it", n == 0);
-    client_stop(&c);
-    unlink(db);
+    g_sync_timeout_ms = 0;
+
+    /* app replies that break a rule: the request fails, nothing stored */
+    app_reply("a sendMsg reply for another conversation", NIM_NETCMD_SEND_MSG,
+              "{\"scene\":\"p2p\",\"to\":\"bob\",\"type\":\"text\",\"text\":\"hi\"}",
+              MSG("9", "me", "carol", "1700000000000"), NULL, "p2p-carol");
+    app_reply("a history page of another session", NIM_NETCMD_GET_HISTORY,
+              "{\"scene\":\"p2p\",\"to\":\"bob\",\"limit\":10}", NULL,
+              "{\"msgs\":[" MSG("9", "me", "carol", "1700000000000") "],\"more\":false}", "p2p-carol");
+    app_reply("a history page out of order", NIM_NETCMD_GET_HISTORY,
+              "{\"scene\":\"p2p\",\"to\":\"bob\",\"limit\":10}", NULL,
+              "{\"msgs\":[" MSG("8", "bob", "me", "1700000000000") "," MSG("9", "bob", "me", "1700000000000")
+              "],\"more\":false}", "p2p-bob");
+    app_reply("a history page over the limit asked", NIM_NETCMD_GET_HISTORY,
+              "{\"scene\":\"p2p\",\"to\":\"bob\",\"limit\":1}", NULL,
+              "{\"msgs\":[" MSG("9", "bob", "me", "1700000000000") "," MSG("8", "bob", "me", "1700000000000")
+              "],\"more\":false}", "p2p-bob");
+    app_reply("a history reply with more and no messages (an endless paging)", NIM_NETCMD_GET_HISTORY,
+              "{\"scene\":\"p2p\",\"to\":\"bob\",\"limit\":10}", NULL, "{\"msgs\":[],\"more\":true}",
+              "p2p-bob");
 
     hs.stop = 1;
     lws_cancel_service(hs.ctx);

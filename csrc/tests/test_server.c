@@ -14,6 +14,8 @@
 #include "net/proto.h"
 #include <cjson/cJSON.h>
 #include <fcntl.h>
+#include <stdarg.h>
+#include <time.h>
 #include <limits.h>
 #include <signal.h>
 #include <netinet/in.h>
@@ -72,9 +74,12 @@ static void cli_free(cli *c) {
     c->stash = NULL;
 }
 
+static size_t g_biggest_frame;   /* the longest frame any cli_read got */
+
 static cJSON *cli_read(cli *c, int ms) {
     char *s = ws_recv(&c->ws, ms);
     if (!s) return NULL;
+    if (strlen(s) > g_biggest_frame) g_biggest_frame = strlen(s);
     cJSON *j = cJSON_Parse(s);
     if (!j) fprintf(stderr, "test_server: server sent non-JSON: %.200s\n", s);
     free(s);
@@ -100,6 +105,17 @@ static cJSON *cli_call(cli *c, const char *cmd, const char *data) {
         if (cJSON_GetObjectItemCaseSensitive(f, "code") && int_of(f, "id") == id) return f;
         cJSON_AddItemToArray(c->stash, f);
     }
+}
+
+/* Checks that cmd with data is answered code with an error containing want. */
+static void r_code_msg(cli *c, const char *cmd, const char *data, int code, const char *want) {
+    cJSON *r = cli_call(c, cmd, data);
+    const char *err = str_of(r, "error");
+    char what[200];
+    snprintf(what, sizeof what, "%s: %d \"%s\"", cmd, code, want);
+    test_cond(what, code_of(r) == code && strstr(err, want) != NULL);
+    if (code_of(r) != code || !strstr(err, want)) fprintf(stderr, "  got %d %s\n", code_of(r), err);
+    cJSON_Delete(r);
 }
 
 static int cli_call_code(cli *c, const char *cmd, const char *data) {
@@ -991,6 +1007,337 @@ static void send_burst(cli *c, const char *to, const char *prefix, int n, int ba
     }
 }
 
+/* getHistoryMsgs for account c, as text; returns the reply (NULL on timeout). */
+static cJSON *history(cli *c, const char *fmt, ...) {
+    char data[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(data, sizeof data, fmt, ap);
+    va_end(ap);
+    return cli_call(c, "getHistoryMsgs", data);
+}
+
+/* 1 when every message of r's msgs has an id below (desc) or above (asc)
+ * the one before it, starting from *prev (0: none); *prev becomes the last. */
+static int ids_ordered(const cJSON *r, int desc, int64_t *prev) {
+    const cJSON *msgs = obj_of(obj_of(r, "data"), "msgs");
+    for (const cJSON *m = msgs ? msgs->child : NULL; m; m = m->next) {
+        int64_t id = atoll(str_of(m, "idServer"));
+        if (*prev && (desc ? id >= *prev : id <= *prev)) return 0;
+        *prev = id;
+    }
+    return 1;
+}
+
+static int more_of(const cJSON *r) { return cJSON_IsTrue(obj_of(obj_of(r, "data"), "more")); }
+
+/* History: keyset pages of one session from the account's own copies, in
+ * the order asked, within the times asked, bounded in bytes, honouring the
+ * deletion mark, refusing bad queries. */
+static void t_history(void) {
+    enum { N = 300, BIG = 40 };
+    cli h, i, o;
+    cJSON *rep[N], *r;
+    cli_login(&h, "hank", "secret", "hist-h", NULL, NULL);
+    send_burst(&h, "ivy", "hist", 100, -1, -1, 0, rep);
+    for (int k = 0; k < 100; k++) cJSON_Delete(rep[k]);
+    send_burst(&h, "ivy", "hist2", 100, -1, -1, 0, rep);
+    for (int k = 0; k < 100; k++) cJSON_Delete(rep[k]);
+    send_burst(&h, "ivy", "hist3", 100, -1, -1, 0, rep);
+    for (int k = 0; k < 100; k++) cJSON_Delete(rep[k]);
+
+    /* newest first, keyset on lastMsgId: 100 + 100 + 100, then no more */
+    int64_t prev = 0, oldest_time = 0;
+    int pages_ok = 1, total = 0, mores = 0;
+    char last[24] = "";
+    for (int page = 0; page < 3; page++) {
+        r = page == 0 ? history(&h, "{\"scene\":\"p2p\",\"to\":\"ivy\"}")
+                      : history(&h, "{\"scene\":\"p2p\",\"to\":\"ivy\",\"lastMsgId\":\"%s\"}", last);
+        const cJSON *msgs = obj_of(obj_of(r, "data"), "msgs");
+        pages_ok &= code_of(r) == 200 && ids_ordered(r, 1, &prev);
+        total += cJSON_GetArraySize(msgs);
+        mores += more_of(r);
+        const cJSON *tail = msgs ? cJSON_GetArrayItem(msgs, cJSON_GetArraySize(msgs) - 1) : NULL;
+        if (tail) {
+            snprintf(last, sizeof last, "%s", str_of(tail, "idServer"));
+            oldest_time = int_of(tail, "time");
+        }
+        cJSON_Delete(r);
+    }
+    test_cond("history: three pages of 100, newest first, the last without more",
+              pages_ok && total == N && mores == 2);
+    r = history(&h, "{\"scene\":\"p2p\",\"to\":\"ivy\",\"lastMsgId\":\"%s\"}", last);
+    test_cond("history: past the first message, an empty page",
+              code_of(r) == 200 && cJSON_GetArraySize(obj_of(obj_of(r, "data"), "msgs")) == 0 && !more_of(r));
+    cJSON_Delete(r);
+
+    /* reverse: oldest first from beginTime */
+    prev = 0;
+    r = history(&h, "{\"scene\":\"p2p\",\"to\":\"ivy\",\"reverse\":true,\"limit\":10}");
+    const cJSON *first = cJSON_GetArrayItem(obj_of(obj_of(r, "data"), "msgs"), 0);
+    test_cond("history: reverse gives the oldest first, ascending",
+              code_of(r) == 200 && ids_ordered(r, 0, &prev) && first &&
+              strcmp(str_of(first, "text"), "burst 0") == 0 && strcmp(str_of(first, "idClient"), "hist-0") == 0 &&
+              cJSON_GetArraySize(obj_of(obj_of(r, "data"), "msgs")) == 10 && more_of(r));
+    cJSON_Delete(r);
+
+    /* times: endTime at the oldest message's time gives only that time */
+    r = history(&h, "{\"scene\":\"p2p\",\"to\":\"ivy\",\"endTime\":%lld}", (long long)oldest_time);
+    const cJSON *msgs = obj_of(obj_of(r, "data"), "msgs");
+    int in_range = code_of(r) == 200 && cJSON_GetArraySize(msgs) >= 1;
+    for (const cJSON *m = msgs ? msgs->child : NULL; m; m = m->next) in_range &= int_of(m, "time") <= oldest_time;
+    test_cond("history: endTime is an inclusive upper bound", in_range);
+    cJSON_Delete(r);
+    long long far = ((long long)time(NULL) + 86400) * 1000;   /* tomorrow */
+    r = history(&h, "{\"scene\":\"p2p\",\"to\":\"ivy\",\"beginTime\":%lld,\"endTime\":%lld}", far, far + 1);
+    test_cond("history: a window after every message is empty",
+              code_of(r) == 200 && cJSON_GetArraySize(obj_of(obj_of(r, "data"), "msgs")) == 0);
+    cJSON_Delete(r);
+
+    /* the other side sees its own copies; an outsider sees none */
+    cli_login(&i, "ivy", "secret", "hist-i", NULL, NULL);
+    r = history(&i, "{\"scene\":\"p2p\",\"to\":\"hank\",\"limit\":100}");
+    test_cond("history: the recipient reads the same session from her side",
+              code_of(r) == 200 && cJSON_GetArraySize(obj_of(obj_of(r, "data"), "msgs")) == 100 && more_of(r));
+    cJSON_Delete(r);
+    cli_login(&o, "carol", "secret", "hist-o", NULL, NULL);
+    r = history(&o, "{\"scene\":\"p2p\",\"to\":\"ivy\"}");
+    test_cond("history: an outsider gets nothing of another pair's session",
+              code_of(r) == 200 && cJSON_GetArraySize(obj_of(obj_of(r, "data"), "msgs")) == 0);
+    cJSON_Delete(r);
+    r = cli_call(&h, "createTeam", "{\"name\":\"pair\",\"accounts\":[\"ivy\"]}");
+    char team[24];
+    snprintf(team, sizeof team, "%s", str_of(obj_of(obj_of(r, "data"), "team"), "teamId"));
+    cJSON_Delete(r);
+    cJSON_Delete(send_text(&h, "team", team, "hist-team", "team message"));
+    r = history(&i, "{\"scene\":\"team\",\"to\":\"%s\"}", team);
+    test_cond("history: a member reads the team's messages",
+              code_of(r) == 200 && cJSON_GetArraySize(obj_of(obj_of(r, "data"), "msgs")) == 1);
+    cJSON_Delete(r);
+    r = history(&o, "{\"scene\":\"team\",\"to\":\"%s\"}", team);
+    test_cond("history: a team carol is not in gives her nothing",
+              code_of(r) == 200 && cJSON_GetArraySize(obj_of(obj_of(r, "data"), "msgs")) == 0);
+    cJSON_Delete(r);
+
+    /* big messages: the reply stops near its byte budget, within the frame limit */
+    cJSON *big[BIG];
+    send_burst(&h, "carol", "histbig", BIG, -1, -1, 15000, big);
+    for (int k = 0; k < BIG; k++) cJSON_Delete(big[k]);
+    r = history(&h, "{\"scene\":\"p2p\",\"to\":\"carol\",\"limit\":%d}", BIG);
+    char *printed = cJSON_PrintUnformatted(r);
+    int n = cJSON_GetArraySize(obj_of(obj_of(r, "data"), "msgs"));
+    test_cond("history: 40 x 15 KB come back in part, with more, in a frame within the limit",
+              code_of(r) == 200 && n >= 1 && n < BIG && more_of(r) && printed &&
+              strlen(printed) <= NIM_PROTO_MAX_FRAME);
+    free(printed);
+    cJSON_Delete(r);
+
+    /* the deletion mark: hank's deleted session has no history for him */
+    test_cond("history: hank deletes p2p-ivy",
+              cli_call_code(&h, "deleteSessions", "{\"sessions\":[\"p2p-ivy\"]}") == 200);
+    r = history(&h, "{\"scene\":\"p2p\",\"to\":\"ivy\"}");
+    test_cond("history: nothing at or below the deletion mark",
+              code_of(r) == 200 && cJSON_GetArraySize(obj_of(obj_of(r, "data"), "msgs")) == 0);
+    cJSON_Delete(r);
+    r = history(&i, "{\"scene\":\"p2p\",\"to\":\"hank\",\"limit\":1}");
+    test_cond("history: ivy's side is untouched by hank's delete",
+              code_of(r) == 200 && cJSON_GetArraySize(obj_of(obj_of(r, "data"), "msgs")) == 1);
+    cJSON_Delete(r);
+
+    /* bad queries */
+    const char *bad[] = {
+        "{\"to\":\"ivy\"}", "{\"scene\":\"x\",\"to\":\"ivy\"}", "{\"scene\":\"p2p\",\"to\":\"\"}",
+        "{\"scene\":\"p2p\",\"to\":\"bad name\"}", "{\"scene\":\"team\",\"to\":\"x1\"}",
+        "{\"scene\":\"p2p\",\"to\":\"ivy\",\"limit\":0}", "{\"scene\":\"p2p\",\"to\":\"ivy\",\"limit\":101}",
+        "{\"scene\":\"p2p\",\"to\":\"ivy\",\"beginTime\":5,\"endTime\":4}",
+        "{\"scene\":\"p2p\",\"to\":\"ivy\",\"beginTime\":-1}",
+        "{\"scene\":\"p2p\",\"to\":\"ivy\",\"lastMsgId\":\"abc\"}",
+        "{\"scene\":\"p2p\",\"to\":\"ivy\",\"lastMsgId\":12}",
+        "{\"scene\":\"p2p\",\"to\":\"ivy\",\"reverse\":1}",
+    };
+    int all414 = 1;
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        int code = cli_call_code(&h, "getHistoryMsgs", bad[k]);
+        if (code != 414) { fprintf(stderr, "history: %s -> %d\n", bad[k], code); all414 = 0; }
+    }
+    test_cond("history: every bad query gets 414", all414);
+    cli_free(&h);
+    cli_free(&i);
+    cli_free(&o);
+}
+
+/* Sends n read pointers for sessions p2p-<prefix><i> (no messages: ack 1 is
+ * within the skew) in requests of 1000; returns the codes ORed != 200. */
+static int many_pointers(cli *c, const char *prefix, int from, int n) {
+    int bad = 0;
+    char *buf = malloc(64 * 1000 + 64);
+    for (int k = from; k < from + n; k += 1000) {
+        size_t len = (size_t)sprintf(buf, "{\"pointers\":[");
+        for (int j = k; j < k + 1000 && j < from + n; j++)
+            len += (size_t)sprintf(buf + len, "%s{\"sessionId\":\"p2p-%s%d\",\"ack\":1}", j > k ? "," : "", prefix, j);
+        sprintf(buf + len, "]}");
+        bad |= cli_call_code(c, "updateReadPointers", buf) != 200;
+    }
+    free(buf);
+    return bad;
+}
+
+/* Read pointers and sticky tops come in pages, every frame within the
+ * limit, and all of them arrive. */
+static void t_state_pages(void) {
+    enum { PTRS = 4500, TOPS = 100 };
+    cli k, k2;
+    cJSON *sync = NULL;
+    cli_login(&k, "kate", "secret", "state-k", NULL, NULL);
+    test_cond("state: 4500 read pointers stored", many_pointers(&k, "peer", 0, PTRS) == 0);
+    /* 100 sticky tops whose topCustom escapes to 6 KiB each: 600 KiB of list */
+    char *custom = malloc(6 * 1024 + 1), *data = malloc(7 * 1024 + 128);
+    for (int i = 0; i < 1024; i++) memcpy(custom + i * 6, "\\u0001", 6);
+    custom[6 * 1024] = 0;
+    int tops_ok = 1;
+    for (int i = 0; i < TOPS; i++) {
+        sprintf(data, "{\"sessionId\":\"p2p-top%d\",\"topCustom\":\"%s\"}", i, custom);
+        tops_ok &= cli_call_code(&k, "addStickTop", data) == 200;
+    }
+    test_cond("state: 100 sticky tops of 6 KiB stored", tops_ok);
+    sprintf(data, "{\"sessionId\":\"p2p-top%d\"}", TOPS);
+    r_code_msg(&k, "addStickTop", data, 419, "at most 100 sticky-top sessions");
+    sprintf(data, "{\"sessionId\":\"p2p-top0\",\"topCustom\":\"again\"}");
+    test_cond("state: at the cap, an existing top can still change",
+              cli_call_code(&k, "updateStickTop", data) == 200 && cli_call_code(&k, "addStickTop", data) == 200);
+    free(custom);
+    free(data);
+    cJSON *r = cli_call(&k, "getStickTop", "{}");
+    char *printed = cJSON_PrintUnformatted(r);
+    test_cond("state: getStickTop answers all 100 in a reply within the frame limit",
+              code_of(r) == 200 && cJSON_GetArraySize(obj_of(obj_of(r, "data"), "sessions")) == TOPS &&
+              printed && strlen(printed) <= NIM_PROTO_MAX_FRAME);
+    free(printed);
+    cJSON_Delete(r);
+
+    cli_login(&k2, "kate", "secret", "state-k2", NULL, &sync);
+    int ptr_frames = 0, top_frames = 0;
+    for (const cJSON *o = obj_of(sync, "order")->child; o; o = o->next) {
+        ptr_frames += strcmp(o->valuestring, "readPointers") == 0;
+        top_frames += strcmp(o->valuestring, "stickTopSessions") == 0;
+    }
+    test_cond("state: a new device gets all 4500 pointers, in more than two pages",
+              arr_len(sync, "readPointers") == PTRS && ptr_frames >= 3);
+    test_cond("state: and all 100 sticky tops, in more than one frame",
+              arr_len(sync, "stickTopSessions") == TOPS && top_frames >= 2);
+    test_cond("state: every frame of the sync within the frame limit", g_biggest_frame <= NIM_PROTO_MAX_FRAME);
+    char *cur = cursors_text(sync);
+    cJSON_Delete(sync);
+    cli_free(&k2);
+    cli_login(&k2, "kate", "secret", "state-k2", cur, &sync);
+    test_cond("state: with its cursor, the next login gets no pointer again",
+              arr_len(sync, "readPointers") == 0 && arr_len(sync, "stickTopSessions") == TOPS);
+    cJSON_Delete(sync);
+    free(cur);
+    cli_free(&k2);
+    cli_free(&k);
+}
+
+/* The per-account caps (--max-state), each answered with 419 naming it. */
+static void t_state_caps(void) {
+    cli l, a;
+    test_cond("caps: the server restarts with --max-state 1500,1,2",
+              server_start3("--max-state", "1500,1,2", NULL) == 0);
+    cli_login(&l, "lena", "secret", "caps-l", NULL, NULL);
+    test_cond("caps: 1500 pointers fit", many_pointers(&l, "p", 0, 1500) == 0);
+    test_cond("caps: an existing session's pointer still moves",
+              cli_call_code(&l, "updateReadPointers", "{\"pointers\":[{\"sessionId\":\"p2p-p7\",\"ack\":2}]}") == 200);
+    r_code_msg(&l, "updateReadPointers", "{\"pointers\":[{\"sessionId\":\"p2p-p7\",\"ack\":3},"
+               "{\"sessionId\":\"p2p-new\",\"ack\":1}]}", 419, "at most 1500 sessions with a read pointer");
+    cJSON *r = cli_call(&l, "updateReadPointers", "{\"pointers\":[{\"sessionId\":\"p2p-p7\",\"ack\":2}]}");
+    test_cond("caps: a refused request stores none of its items",
+              code_of(r) == 200 && int_of(cJSON_GetArrayItem(obj_of(obj_of(r, "data"), "pointers"), 0), "ack") == 2);
+    cJSON_Delete(r);
+    cli_login(&a, "alice", "secret", "caps-a", NULL, NULL);
+    cJSON *m1 = send_text(&a, "p2p", "lena", "caps-1", "one");
+    cJSON_Delete(send_text(&l, "p2p", "lena", "caps-self", "to myself"));
+    char data[128];
+    snprintf(data, sizeof data, "{\"idServer\":\"%s\"}", str_of(obj_of(obj_of(m1, "data"), "msg"), "idServer"));
+    test_cond("caps: the first receipt fits", cli_call_code(&l, "sendMsgReceipt", data) == 200);
+    cJSON *m2 = send_text(&a, "p2p", "lena", "caps-2", "two");
+    snprintf(data, sizeof data, "{\"idServer\":\"%s\"}", str_of(obj_of(obj_of(m2, "data"), "msg"), "idServer"));
+    test_cond("caps: a later receipt to the same peer still moves", cli_call_code(&l, "sendMsgReceipt", data) == 200);
+    cJSON_Delete(m1);
+    cJSON_Delete(m2);
+    cli b;
+    cli_login(&b, "bob", "secret", "caps-b", NULL, NULL);
+    cJSON *m3 = send_text(&b, "p2p", "lena", "caps-3", "three");
+    snprintf(data, sizeof data, "{\"idServer\":\"%s\"}", str_of(obj_of(obj_of(m3, "data"), "msg"), "idServer"));
+    r_code_msg(&l, "sendMsgReceipt", data, 419, "at most 1 peers sent a receipt");
+    cJSON_Delete(m3);
+    cli_call_code(&l, "addStickTop", "{\"sessionId\":\"p2p-alice\"}");
+    cli_call_code(&l, "addStickTop", "{\"sessionId\":\"p2p-bob\"}");
+    r_code_msg(&l, "addStickTop", "{\"sessionId\":\"p2p-carol\"}", 419, "at most 2 sticky-top sessions");
+    test_cond("caps: after a delete there is room again",
+              cli_call_code(&l, "deleteStickTop", "{\"sessionId\":\"p2p-bob\"}") == 200 &&
+              cli_call_code(&l, "addStickTop", "{\"sessionId\":\"p2p-carol\"}") == 200);
+    cli_free(&l);
+    cli_free(&a);
+    cli_free(&b);
+    test_cond("caps: --max-state with tops over 100 is refused at start",
+              server_stop(SIGTERM) == 0 && server_start3("--max-state", "1,1,101", NULL) != 0);
+}
+
+/* A full disk: logins and syncs go on, writes answer a clear 500 and store
+ * nothing, nothing acknowledged is lost, and once there is space again the
+ * server stores again by itself. */
+static void t_disk_full(void) {
+    enum { TEXT = 15000, MAX = 400 };
+    cli a, b;
+    cJSON *sync = NULL;
+    snprintf(g_db, sizeof g_db, "%s/full.db", g_dir);
+    test_cond("disk full: a fresh database with two accounts",
+              adduser("mona", "secret") == 0 && adduser("nick", "secret") == 0);
+    g_fsize_limit = 2 * 1024 * 1024;
+    test_cond("disk full: the server starts with 2 MB of space", server_start(NULL) == 0);
+    g_fsize_limit = 0;
+    cli_login(&a, "mona", "secret", "full-a", NULL, NULL);
+    char *buf = malloc(TEXT + 512), *fill = malloc(TEXT + 1);
+    memset(fill, 'z', TEXT);
+    fill[TEXT] = 0;
+    int acked = 0, refused = 0;
+    char error[200] = "";
+    for (int i = 0; i < MAX && !refused; i++) {
+        snprintf(buf, TEXT + 512, "{\"scene\":\"p2p\",\"to\":\"nick\",\"type\":\"text\",\"idClient\":\"full-%d\","
+                 "\"text\":\"%d %s\"}", i, i, fill);
+        cJSON *r = cli_call(&a, "sendMsg", buf);
+        if (code_of(r) == 200) acked++;
+        else if (code_of(r) == 500) { refused = 1; snprintf(error, sizeof error, "%s", str_of(r, "error")); }
+        cJSON_Delete(r);
+    }
+    test_cond("disk full: sends are acknowledged until the space runs out", acked > 10 && refused);
+    test_cond("disk full: then refused with a clear reason", strstr(error, "storage is full") != NULL);
+    if (!strstr(error, "storage is full")) fprintf(stderr, "  got: %s\n", error);
+    test_cond("disk full: a new device still logs in and syncs every acknowledged message",
+              cli_login(&b, "nick", "secret", "full-b", NULL, &sync) == 200 &&
+              arr_len(sync, "offlineMsgs") == acked);
+    cJSON_Delete(sync);
+    cJSON *h = cli_call(&b, "getHistoryMsgs", "{\"scene\":\"p2p\",\"to\":\"mona\",\"limit\":5}");
+    test_cond("disk full: reads answer (history)",
+              code_of(h) == 200 && cJSON_GetArraySize(obj_of(obj_of(h, "data"), "msgs")) == 5);
+    cJSON_Delete(h);
+    struct rlimit unlimited = { RLIM_INFINITY, RLIM_INFINITY };
+    test_cond("disk full: space returns", prlimit(g_pid, RLIMIT_FSIZE, &unlimited, NULL) == 0);
+    snprintf(buf, TEXT + 512, "{\"scene\":\"p2p\",\"to\":\"nick\",\"type\":\"text\",\"idClient\":\"full-after\","
+             "\"text\":\"after\"}");
+    test_cond("disk full: the server stores again by itself", cli_call_code(&a, "sendMsg", buf) == 200);
+    cli_free(&b);
+    cli_login(&b, "nick", "secret", "full-b2", NULL, &sync);
+    test_cond("disk full: everything acknowledged is there, once",
+              arr_len(sync, "offlineMsgs") == acked + 1 && find_by(obj_of(sync, "offlineMsgs"), "idClient", "full-after"));
+    cJSON_Delete(sync);
+    free(buf);
+    free(fill);
+    cli_free(&a);
+    cli_free(&b);
+    server_stop(SIGTERM);
+}
+
 /* A backlog far bigger than the output queue comes whole in one login, in
  * pages, the connection never cut for it; acknowledged, it is no longer
  * offline. */
@@ -1303,19 +1650,21 @@ static void t_schema(void) {
     cli c;
     cJSON *sync = NULL;
     test_cond("schema: made a version 1 database",
-              db_exec_version("DROP INDEX inbox_session; PRAGMA user_version = 1") == 1);
+              db_exec_version("DROP INDEX inbox_session; DROP INDEX msgs_time; DROP INDEX receipts_reader; "
+                              "PRAGMA user_version = 1") == 1);
     test_cond("schema: the server starts on it", server_start(NULL) == 0);
     cli_login(&c, "frank", "secret", "schema-f", NULL, &sync);
     test_cond("schema: its messages are all there", arr_len(sync, "roamingMsgs") == 100);
     cJSON_Delete(sync);
     cli_free(&c);
     server_stop(SIGTERM);
-    test_cond("schema: migrated to version 2, with the index",
-              db_exec_version(NULL) == 2 &&
-              db_exec_version("SELECT * FROM inbox INDEXED BY inbox_session LIMIT 1") == 2);
-    db_exec_version("PRAGMA user_version = 3");
+    test_cond("schema: migrated to version 3, with the indexes",
+              db_exec_version(NULL) == 3 &&
+              db_exec_version("SELECT * FROM inbox INDEXED BY inbox_session LIMIT 1") == 3 &&
+              db_exec_version("SELECT * FROM msgs INDEXED BY msgs_time LIMIT 1") == 3);
+    db_exec_version("PRAGMA user_version = 4");
     test_cond("schema: a newer database is refused", server_start(NULL) != 0);
-    db_exec_version("PRAGMA user_version = 2");
+    db_exec_version("PRAGMA user_version = 3");
 }
 
 static void t_open_registration(void) {
@@ -1347,7 +1696,7 @@ int main(int argc, char **argv) {
         return test_report();
     }
 
-    const char *users[] = { "alice", "bob", "carol", "dave", "erin", "frank", "gina" };
+    const char *users[] = { "alice", "bob", "carol", "dave", "erin", "frank", "gina", "hank", "ivy", "kate", "lena" };
     int ok = 1;
     for (size_t i = 0; i < sizeof users / sizeof users[0]; i++) ok &= adduser(users[i], "secret") == 0;
     test_cond("adduser registers accounts", ok);
@@ -1366,6 +1715,8 @@ int main(int argc, char **argv) {
         t_teams();
         t_hostile();
         t_lws_client();
+        t_history();
+        t_state_pages();
         t_big_offline();
         t_stalled_recipient();
         t_burst();
@@ -1373,7 +1724,9 @@ int main(int argc, char **argv) {
         test_cond("SIGTERM: the server exits cleanly with status 0", server_stop(SIGTERM) == 0);
         t_open_registration();
         test_cond("SIGINT: the server exits cleanly with status 0", server_stop(SIGINT) == 0);
+        t_state_caps();
         t_schema();
+        t_disk_full();
     }
     server_teardown("test_server");
     return test_report();

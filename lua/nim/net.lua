@@ -92,6 +92,33 @@ return {
     return { name = name, accounts = list }
   end },
 
+  -- nim:getHistoryMsgs{scene=, to=, beginTime=0, endTime=0 (no bound), lastMsgId=?,
+  --   limit=100, reverse=false, done=} -> done(err, {msgs = {...}}): the server's
+  -- messages of one session, newest first (oldest first when reverse), stored
+  -- locally; they never change a session's unread.
+  getHistoryMsgs = { kind = "opts", cmd = "getHistoryMsgs", args = function(F, opts)
+    local args = {
+      scene = check.wire_scene(F, "scene", opts.scene),
+      to = check.str(F, opts, "to", true, 64),
+      beginTime = check.int(F, opts, "beginTime", 0, 0),
+      endTime = check.int(F, opts, "endTime", 0, 0),
+      limit = check.int(F, opts, "limit", 100, 1),
+      reverse = check.bool(F, opts, "reverse", false),
+    }
+    if args.limit > 100 then argerror(F, "limit", "at most 100 expected, got " .. args.limit) end
+    if args.endTime > 0 and args.beginTime > args.endTime then
+      argerror(F, "beginTime", "not after endTime expected (" .. args.beginTime .. " > " .. args.endTime .. ")")
+    end
+    local last = opts.lastMsgId
+    if last ~= nil then
+      if type(last) ~= "string" or #last > 16 or not last:match("^[1-9]%d*$") then
+        argerror(F, "lastMsgId", "an idServer string expected, got " .. (type(last) == "string" and "'" .. last .. "'" or type(last)))
+      end
+      args.lastMsgId = last
+    end
+    return args
+  end },
+
   -- nim:disconnect([done]): closes the connection and stops reconnecting.
   disconnect = { kind = "none", cmd = "disconnect" },
   -- nim:connect([done]): connects again after disconnect() or a give-up.

@@ -20,7 +20,7 @@ M.CALLBACKS = {
 local OPTIONS = {
   account = true, token = true, server = true, db = true, dataDir = true, deviceId = true,
   syncSessionUnread = true, syncStickTopSessions = true, needReconnect = true,
-  requestTimeout = true, heartbeatInterval = true, reconnectDelay = true, maxReconnectDelay = true,
+  requestTimeout = true, syncTimeout = true, heartbeatInterval = true, reconnectDelay = true, maxReconnectDelay = true,
 }
 for _, k in ipairs(M.CALLBACKS) do OPTIONS[k] = true end
 
@@ -75,7 +75,8 @@ local function net_options(opts)
     server = opts.server, token = opts.token, deviceId = opts.deviceId,
     needReconnect = opts.needReconnect, syncSessionUnread = opts.syncSessionUnread,
     syncStickTopSessions = opts.syncStickTopSessions,
-    requestTimeout = opts.requestTimeout, heartbeatInterval = opts.heartbeatInterval,
+    requestTimeout = opts.requestTimeout, syncTimeout = opts.syncTimeout,
+    heartbeatInterval = opts.heartbeatInterval,
     reconnectDelay = opts.reconnectDelay, maxReconnectDelay = opts.maxReconnectDelay,
   }
 end
