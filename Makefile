@@ -6,6 +6,7 @@
 #   make bench      benchmarks, each figure beside its peer's
 #   make asan       C tests and specs under AddressSanitizer + UBSan
 #   make valgrind   specs under valgrind memcheck
+#   make soak       the fault-injection soak, long (SOAK_SECONDS=300, SOAK_SEED=n repeats a run)
 #
 # Sources are found by directory, so adding a file needs no Makefile edit:
 #   csrc/core/*.c   engine without Lua (linked into the module, the server and C tests)
@@ -54,16 +55,22 @@ SERVER     = $(if $(SERVER_SRC),$(BUILD)/nim-server)
 export LUA_PATH  := ./lua/?.lua;./lua/?/init.lua;./spec/?.lua;;
 export LUA_CPATH := ./$(BUILD)/?.so;;
 
-.PHONY: all deps test test-c test-lua bench demo asan valgrind install clean rockspec
+.PHONY: all deps test test-c test-lua bench demo asan valgrind install clean rockspec soak
 
 EMBED_HOST = $(BUILD)/embed-host
+FAULTPROXY = $(BUILD)/faultproxy
 
-all: $(MODULE) $(SERVER) $(TEST_BIN) $(EMBED_HOST)
+all: $(MODULE) $(SERVER) $(TEST_BIN) $(EMBED_HOST) $(FAULTPROXY)
 
 # examples/embed: a C host that embeds Lua 5.4 like a game engine (links liblua5.4).
 $(EMBED_HOST): examples/embed/host.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LUA_CFLAGS) $(LDFLAGS) -o $@ $< $(shell $(PKG_CONFIG) --libs lua5.4) -lm -ldl
+
+# csrc/tools/faultproxy.c: a fault-injection TCP proxy for soak tests (no libraries).
+$(FAULTPROXY): csrc/tools/faultproxy.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
 # Header dependencies come from the compiler (-MMD): each object and test
 # binary has a .d file next to it listing the headers it included.
@@ -111,9 +118,10 @@ test-c: $(TEST_BIN) $(SERVER)
 	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t; done
 
 # BUSTED_ARGS narrows a run, e.g. make test-lua BUSTED_ARGS='--tags=merge'
-test-lua: $(MODULE) $(SERVER) $(EMBED_HOST)
+test-lua: $(MODULE) $(SERVER) $(EMBED_HOST) $(FAULTPROXY)
 	@mkdir -p $(BUILD)
-	@{ NIM_SERVER=./$(BUILD)/nim-server NIM_EMBED_HOST=./$(BUILD)/embed-host $(RUN_ENV) $(BUSTED) $(BUSTED_ARGS) spec; \
+	@{ NIM_SERVER=./$(BUILD)/nim-server NIM_EMBED_HOST=./$(BUILD)/embed-host NIM_FAULTPROXY=./$(FAULTPROXY) \
+	   $(RUN_ENV) $(BUSTED) $(BUSTED_ARGS) spec; \
 	   echo $$? > $(BUILD)/busted.rc; } | tee $(BUILD)/busted.log
 	@awk '/^[0-9]+ successes? \/ [0-9]+ failures? \/ [0-9]+ errors? \/ [0-9]+ pending/ \
 	  { line = sprintf("specs: %d passed, %d failed, %d skipped", $$1, $$4 + $$7, $$10) } \
@@ -125,6 +133,13 @@ bench: deps
 	$(LUA) bench/merge_bench.lua
 	@for b in $(filter-out bench/merge_bench.lua,$(wildcard bench/*_bench.lua)); do \
 	  NIM_SERVER=./$(BUILD)/nim-server NIM_EMBED_HOST=./$(BUILD)/embed-host $(LUA) $$b || exit 1; done
+
+# The soak of spec/soak_spec.lua, for SOAK_SECONDS (make test runs it for 12).
+SOAK_SECONDS ?= 300
+soak: deps
+	$(MAKE) all
+	NIM_SERVER=./$(BUILD)/nim-server NIM_FAULTPROXY=./$(FAULTPROXY) SOAK_SHORT_SECONDS=$(SOAK_SECONDS) SOAK_SEED=$(SOAK_SEED) \
+	  $(BUSTED) --pattern=soak_spec spec
 
 # The tour: starts nim-server on a free loopback port with a temporary
 # database, registers alice, bob and carol, walks through the API, stops it.
