@@ -7,6 +7,7 @@
 #include "core/alloc.h"
 #include <sqlite3.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -221,6 +222,37 @@ const char *db_col_text(sqlite3_stmt *s, int i) {
     return (const char *)sqlite3_column_text(s, i);
 }
 
+/* The file (or its file system) cannot be written: serve logins and reads
+ * from it, immutable (no -wal or -shm is needed or made), and refuse every
+ * write as storage trouble. Committed data still in a -wal file would be
+ * invisible that way: then refuse to start instead. 0 or -1 (err set). */
+static int open_read_only(srv_db *db, const char *path, char *err, size_t errlen) {
+    char wal[4096];
+    struct stat st;
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    if (stat(wal, &st) == 0 && st.st_size > 0) {
+        snprintf(err, errlen, "%s is read-only and %s holds committed data: make it writable and restart",
+                 path, wal);
+        return -1;
+    }
+    sqlite3_close(db->h);
+    db->h = NULL;
+    /* a URI: '%', '?' and '#' of the path escaped */
+    char uri[3 * 4096 + 32];
+    size_t n = (size_t)snprintf(uri, sizeof uri, "file:");
+    for (const char *c = path; *c && n + 4 < sizeof uri - 16; c++)
+        n += (size_t)(*c == '%' || *c == '?' || *c == '#' ? snprintf(uri + n, 4, "%%%02X", (unsigned char)*c)
+                                                         : snprintf(uri + n, 2, "%c", *c));
+    snprintf(uri + n, sizeof uri - n, "?immutable=1");
+    if (sqlite3_open_v2(uri, &db->h, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot open %s read-only: %s", path, db->h ? sqlite3_errmsg(db->h) : "?");
+        return -1;
+    }
+    db->read_only = db->cannot_write = 1;
+    fprintf(stderr, "nim-server: %s is read-only: logins and reads are served, every write is refused\n", path);
+    return 0;
+}
+
 srv_db *srv_db_open(const char *path, char *err, size_t errlen) {
     srv_db *db = nim_calloc(1, sizeof *db);
     if (!db) { snprintf(err, errlen, "out of memory"); return NULL; }
@@ -228,9 +260,11 @@ srv_db *srv_db_open(const char *path, char *err, size_t errlen) {
         snprintf(err, errlen, "cannot open %s: %s", path, db->h ? sqlite3_errmsg(db->h) : "?");
         goto fail;
     }
-    sqlite3_busy_timeout(db->h, 5000);
     char *emsg = NULL;
-    if (sqlite3_exec(db->h, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL, &emsg) != SQLITE_OK)
+    if (sqlite3_db_readonly(db->h, "main") == 1 && open_read_only(db, path, err, errlen) != 0) goto fail;
+    sqlite3_busy_timeout(db->h, 5000);
+    if (!db->read_only &&
+        sqlite3_exec(db->h, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL, &emsg) != SQLITE_OK)
         goto exec_fail;
     sqlite3_stmt *v;
     int version = -1;
@@ -241,6 +275,11 @@ srv_db *srv_db_open(const char *path, char *err, size_t errlen) {
     if (version < 0 || version > SRV_DB_SCHEMA_VERSION) {
         snprintf(err, errlen, "%s: schema version %d, this server knows %d", path, version,
                  SRV_DB_SCHEMA_VERSION);
+        goto fail;
+    }
+    if (version < SRV_DB_SCHEMA_VERSION && db->read_only) {
+        snprintf(err, errlen, "%s: read-only, and its schema (version %d) needs migrating to %d: "
+                 "make it writable once", path, version, SRV_DB_SCHEMA_VERSION);
         goto fail;
     }
     if (version < SRV_DB_SCHEMA_VERSION) {
@@ -281,7 +320,7 @@ int srv_db_begin_read(srv_db *db) { db_stmt(db, S_BEGIN_READ); return db_run(db,
 int srv_db_commit(srv_db *db) {
     db_stmt(db, S_COMMIT);
     int rc = db_run(db, S_COMMIT);
-    if (rc == NIM_CODE_OK && db->cannot_write) {
+    if (rc == NIM_CODE_OK && db->cannot_write && !db->read_only) {
         db->cannot_write = 0;
         fprintf(stderr, "nim-server: storage writable again\n");
     }

@@ -25,6 +25,7 @@ struct srv_db {
     sqlite3      *h;
     sqlite3_stmt *st[S__COUNT];
     int           cannot_write;   /* the last failure: disk full or read-only */
+    int           read_only;      /* opened immutable: the file cannot be written */
 };
 
 /* Logs statement i's failure; returns 500. */

@@ -42,6 +42,7 @@ static void group_add(const req *r, int code, const char *error, cJSON *data, cJ
     e->c = r->c;
     e->id = r->id;
     e->code = code;
+    if (code == NIM_CODE_SERVER && !error) error = srv_db_storage_error(srv.db);   /* as srv_reply */
     cJSON *resp = nim_proto_response(r->id, r->cmd, code, error, data);
     if (resp) {
         e->reply = nim_proto_print(resp, 0, &e->reply_len);

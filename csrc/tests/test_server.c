@@ -1338,6 +1338,99 @@ static void t_disk_full(void) {
     server_stop(SIGTERM);
 }
 
+static int sh(const char *fmt, const char *arg) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, fmt, arg, arg);
+    return system(cmd);
+}
+
+/* A real small file system (tmpfs, when this machine lets the test mount
+ * one): read-only under a server that starts on it, then full for real
+ * (ENOSPC) under a running one. Both times logins and syncs go on and
+ * writes get the clear 500; a full disk needs no restart once it has room. */
+static void t_readonly(void) {
+    char mnt[256], filler[300], buf[256];
+    cli a, b;
+    cJSON *sync = NULL;
+    snprintf(mnt, sizeof mnt, "%s/mnt", g_dir);
+    mkdir(mnt, 0700);
+    if (sh("mount -t tmpfs -o size=3m nimtest '%s' 2>/dev/null", mnt) != 0) {
+        printf("# read-only: skipped, this machine does not let the test mount a tmpfs\n");
+        return;
+    }
+    snprintf(g_db, sizeof g_db, "%s/ro.db", mnt);
+    test_cond("read-only: a database on a 3 MB tmpfs", adduser("olga", "secret") == 0 && adduser("pete", "secret") == 0);
+    test_cond("read-only: the server starts on it", server_start(NULL) == 0);
+    cli_login(&a, "olga", "secret", "ro-a", NULL, NULL);
+    int n = 0;
+    for (int i = 0; i < 5; i++) {
+        snprintf(buf, sizeof buf, "ro-%d", i);
+        cJSON *r = send_text(&a, "p2p", "pete", buf, "before");
+        n += code_of(r) == 200;
+        cJSON_Delete(r);
+    }
+    test_cond("read-only: 5 messages stored", n == 5);
+    cli_free(&a);
+    server_stop(SIGTERM);
+
+    test_cond("read-only: the file system is remounted read-only", sh("mount -o remount,ro '%s'", mnt) == 0);
+    test_cond("read-only: the server starts on it all the same", server_start(NULL) == 0);
+    cli_login(&a, "olga", "secret", "ro-a", NULL, NULL);
+    cJSON *r = send_text(&a, "p2p", "pete", "ro-x", "while read-only");
+    test_cond("read-only: a send gets 500 with the reason",
+              code_of(r) == 500 && strstr(str_of(r, "error"), "full or read-only") != NULL);
+    if (!strstr(str_of(r, "error"), "full or read-only")) fprintf(stderr, "  got %d %s\n", code_of(r), str_of(r, "error"));
+    cJSON_Delete(r);
+    test_cond("read-only: a new device logs in and syncs the 5",
+              cli_login(&b, "pete", "secret", "ro-b", NULL, &sync) == 200 && arr_len(sync, "offlineMsgs") == 5);
+    cJSON_Delete(sync);
+    r = cli_call(&b, "getHistoryMsgs", "{\"scene\":\"p2p\",\"to\":\"olga\"}");
+    test_cond("read-only: history answers",
+              code_of(r) == 200 && cJSON_GetArraySize(obj_of(obj_of(r, "data"), "msgs")) == 5);
+    cJSON_Delete(r);
+    test_cond("read-only: marking received is refused the same way, nothing changes",
+              cli_call_code(&b, "markMsgsReceived", "{\"upTo\":\"1000\"}") == 500);
+    cli_free(&b);
+    cli_free(&a);
+    server_stop(SIGTERM);
+    test_cond("read-only: back to read-write, and a restart", sh("mount -o remount,rw '%s'", mnt) == 0 &&
+              server_start(NULL) == 0);
+    cli_login(&a, "olga", "secret", "ro-a", NULL, NULL);
+    r = send_text(&a, "p2p", "pete", "ro-y", "after");
+    test_cond("read-only: it stores again", code_of(r) == 200);
+    cJSON_Delete(r);
+
+    /* now the disk fills up for real */
+    snprintf(filler, sizeof filler, "%s/filler", mnt);
+    sh("dd if=/dev/zero of='%s' bs=64k 2>/dev/null", filler);
+    char *big = malloc(20000);
+    int refused = 0;
+    for (int i = 0; i < 200 && !refused; i++) {
+        snprintf(big, 20000, "{\"scene\":\"p2p\",\"to\":\"pete\",\"type\":\"text\",\"idClient\":\"ro-f%d\","
+                 "\"text\":\"%0*d\"}", i, 15000, i);
+        r = cli_call(&a, "sendMsg", big);
+        refused = code_of(r) == 500 && strstr(str_of(r, "error"), "full or read-only") != NULL;
+        cJSON_Delete(r);
+    }
+    free(big);
+    test_cond("read-only: with the disk full, sends get the same 500", refused);
+    test_cond("read-only: and logins still work", cli_login(&b, "pete", "secret", "ro-b2", NULL, &sync) == 200);
+    int synced = arr_len(sync, "offlineMsgs");
+    cJSON_Delete(sync);
+    cli_free(&b);
+    unlink(filler);
+    r = send_text(&a, "p2p", "pete", "ro-z", "space again");
+    test_cond("read-only: space again: stored again", code_of(r) == 200);
+    cJSON_Delete(r);
+    cli_login(&b, "pete", "secret", "ro-b3", NULL, &sync);
+    test_cond("read-only: nothing acknowledged was lost", arr_len(sync, "offlineMsgs") == synced + 1 && synced >= 6);
+    cJSON_Delete(sync);
+    cli_free(&b);
+    cli_free(&a);
+    server_stop(SIGTERM);
+    sh("umount '%s'", mnt);
+}
+
 /* A backlog far bigger than the output queue comes whole in one login, in
  * pages, the connection never cut for it; acknowledged, it is no longer
  * offline. */
@@ -1727,6 +1820,7 @@ int main(int argc, char **argv) {
         t_state_caps();
         t_schema();
         t_disk_full();
+        t_readonly();
     }
     server_teardown("test_server");
     return test_report();
