@@ -273,10 +273,17 @@ describe("network sessions #net", function()
       assert.equals("updateReadPointers", rb.errors[1].event)
       assert.matches("at most 1 sessions with a read pointer", rb.errors[1].message)
       assert.equals(0, N.session(b, "p2p-carol").unread)          -- still read here
+      -- one batch with a known session and the refused one: the known one moves
+      N.send(a, "bob", "again from alice")
+      N.send(c, "bob", "again from carol")
+      N.wait(function() return N.session(b, "p2p-alice").unread == 1 and N.session(b, "p2p-carol").unread == 1 end,
+             10, "new ones from alice and carol")
+      assert.is_nil((N.callp(b, "resetSessionsUnread", { "p2p-alice", "p2p-carol" })))
+      N.wait(function() return #rb.errors > 1 end, 10, "the batch answered 419")
       local _, r2 = N.open(small, "bob", { db = false, syncSessionUnread = true })
       local unread = {}
       for _, s in ipairs(r2.sessions[1]) do unread[s.id] = s.unread end
-      assert.same({ ["p2p-alice"] = 0, ["p2p-carol"] = 1 }, unread)
+      assert.same({ ["p2p-alice"] = 0, ["p2p-carol"] = 2 }, unread)
       N.close_all()
       small:cleanup()
     end)

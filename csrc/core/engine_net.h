@@ -47,10 +47,12 @@ void nim_engine_emit_sync(nim_engine *e);
 const char *nim_engine_account(nim_engine *e);
 
 /* A sync cursor of the network layer: kv key, raised to value (never
- * lowered) in the same transaction as the data it covers. */
+ * lowered) in the same transaction as the data it covers; or, with text, a
+ * position that is set to that text as it is. */
 typedef struct nim_engine_cursor {
     const char *key;
     int64_t     value;
+    const char *text;
 } nim_engine_cursor;
 
 /* What one nim_engine_ingest stores, in one transaction. Every field is

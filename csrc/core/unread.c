@@ -131,6 +131,7 @@ int eng_ingest_tx(nim_engine *e, cJSON *msgs, int history, int *skipped, unsigne
 /* Engine thread, inside a transaction. Raises cur's stored value. */
 static int raise_cursor(nim_engine *e, const nim_engine_cursor *cur) {
     if (!cur || !cur->key) return 0;
+    if (cur->text) return nim_store_kv_set(e->store, cur->key, cur->value, cur->text);
     int64_t old;
     if (nim_store_kv_get(e->store, cur->key, &old, NULL) < 0) return -1;
     if (cur->value <= old) return 0;

@@ -69,6 +69,20 @@ int net_check_state(const cJSON *it, net_state_kind kind, const char **why) {
     return 1;
 }
 
+int net_check_resume(const cJSON *ro, int64_t *bound, const char **why) {
+    const char *sess = NULL, *target = NULL;
+    int64_t v = 0;
+    if (!cJSON_IsObject(ro)) return bad(why, "resume: not an object%s%s", "", "");
+    if (nim_proto_get_int(ro, "bound", 1, NIM_PROTO_MAX_INT, 1, bound, why) != NIM_CODE_OK ||
+        nim_proto_get_str(ro, "session", 0, NIM_PROTO_MAX_SESSION_ID, 1, &sess, why) != NIM_CODE_OK ||
+        nim_proto_get_int(ro, "before", 0, NIM_PROTO_MAX_INT, 1, &v, why) != NIM_CODE_OK ||
+        nim_proto_get_int(ro, "sent", 0, 100, 1, &v, why) != NIM_CODE_OK)
+        return 0;
+    if (*sess && nim_proto_parse_session_id(sess, &target) == NIM_SCENE_NONE)
+        return bad(why, "resume.session: not a session id%s%s", "", "");
+    return 1;
+}
+
 int net_check_states(const cJSON *arr, net_state_kind kind, const char **why) {
     if (!cJSON_IsArray(arr)) return bad(why, "not an array of items%s%s", "", "");
     for (const cJSON *it = arr->child; it; it = it->next)

@@ -235,7 +235,7 @@ nim_net *nim_net_new(const nim_net_config *cfg, const char **err) {
     n->want = cfg->want;
     n->req_timeout = cfg->request_timeout_ms > 0 ? cfg->request_timeout_ms : 10000;
     n->heartbeat = cfg->heartbeat_ms > 0 ? cfg->heartbeat_ms : 30000;
-    n->sync_timeout = cfg->sync_timeout_ms > 0 ? cfg->sync_timeout_ms : 600000;
+    n->sync_timeout = cfg->sync_timeout_ms > 0 ? cfg->sync_timeout_ms : 120000;
     int rc_min = cfg->reconnect_min_ms > 0 ? cfg->reconnect_min_ms : 250;
     int rc_max = cfg->reconnect_max_ms > 0 ? cfg->reconnect_max_ms : 8000;
     set_backoff(n, rc_min, rc_max < rc_min ? rc_min : rc_max);

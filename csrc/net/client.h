@@ -54,7 +54,7 @@ typedef struct nim_net_config {
     int sync_top;                /* syncStickTopSessions */
     unsigned want;               /* NIM_NET_WANT_* */
     int request_timeout_ms;      /* 0: 10000 */
-    int sync_timeout_ms;         /* 0: 600000; a login sync still running then is cut */
+    int sync_timeout_ms;         /* 0: 120000; a login sync that stores nothing new so long is cut */
     int heartbeat_ms;            /* 0: 30000; no reply for twice this = dead peer */
     int reconnect_min_ms;        /* 0: 250; doubles per attempt */
     int reconnect_max_ms;        /* 0: 8000 */

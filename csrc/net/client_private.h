@@ -48,6 +48,7 @@ typedef enum { RQ_LOGIN, RQ_PING, RQ_MARK, RQ_ACKS, RQ_APP } request_kind;
 
 #define KEY_MSGS      "net.cursor.msgs"
 #define KEY_STATE     "net.cursor.state"
+#define KEY_ROAMING   "net.cursor.roaming"   /* a cut first sync's resume point (JSON text) */
 #define KEY_DEVICE    "net.deviceId"
 #define MAX_RETRY_STEPS 33          /* reconnect delays: min doubling to max */
 #define RECONNECT_FLOOR_MS 10       /* attempts at least this far apart */
@@ -194,6 +195,9 @@ int net_check_msgs(const nim_net *n, const cJSON *arr, int64_t *max_id, const ch
 /* One readPointers / msgReceipts / sticky-top item, or an array of them. */
 int net_check_state(const cJSON *item, net_state_kind kind, const char **why);
 int net_check_states(const cJSON *arr, net_state_kind kind, const char **why);
+/* A roaming page's resume point {bound, session, before, sent}: 1 with
+ * *bound, or 0 and *why. */
+int net_check_resume(const cJSON *ro, int64_t *bound, const char **why);
 /* Refuses the frame: onerror, then the link is dropped (sync again). */
 void net_refuse(nim_net *n, const char *why);
 #define SYNC_MAX_IDLE_FRAMES 16     /* a sync that stores nothing new this long is cut */

@@ -235,8 +235,17 @@ static cJSON *sending_copy(nim_net *n, cJSON *a) {
     return m;
 }
 
-/* getHistoryMsgs waits for the end of the sync (held_cmd). */
+/* getHistoryMsgs waits for the end of the sync (held_cmd), at most
+ * MAX_HELD of them. */
+enum { MAX_HELD = 1000 };
+
 static void hold(nim_net *n, nim_cmd *c) {
+    int count = 0;
+    for (held_cmd *x = n->held; x; x = x->next) count++;
+    if (count >= MAX_HELD) {
+        nim_engine_reply(n->e, c->req, NIM_ERR_BAD_ARGS, "too many getHistoryMsgs waiting for the sync to end", NULL);
+        return;
+    }
     held_cmd *h = nim_calloc(1, sizeof *h);
     if (!h) { nim_engine_reply(n->e, c->req, NIM_ERR_NO_MEMORY, "out of memory", NULL); return; }
     h->cmd = c->type;
@@ -295,6 +304,10 @@ void net_command(nim_net *n, nim_cmd *c) {
         link_command(n, c);
         return;
     }
+    if (c->type == NIM_NETCMD_GET_HISTORY && (n->state == CONN_LOGIN || n->sync != SYNC_NONE)) {
+        hold(n, c);   /* sent once the sync has ended */
+        return;
+    }
     if (n->state != CONN_SYNC && n->state != CONN_READY) {
         nim_engine_reply(n->e, c->req, NIM_ERR_NOT_CONNECTED,
                          n->local ? "no server configured (local-only mode)" : "not connected", NULL);
@@ -303,10 +316,6 @@ void net_command(nim_net *n, nim_cmd *c) {
     const nim_command *row = nim_command_by_id(c->type);
     if (!row || row->wire == NIM_WIRE_UNKNOWN) {
         nim_engine_reply(n->e, c->req, NIM_ERR_BAD_ARGS, "unknown command", NULL);
-        return;
-    }
-    if (c->type == NIM_NETCMD_GET_HISTORY && n->sync != SYNC_NONE) {
-        hold(n, c);
         return;
     }
     cJSON *data = c->args, *msg = NULL, *kept = NULL;
@@ -357,7 +366,7 @@ static void on_sent(nim_net *n, pending *p, cJSON *data) {
     cJSON_AddItemToArray(arr, m);
     /* During a sync the cursor stays where the sync's pages put it: this
      * id may be above messages not yet synced. */
-    nim_engine_cursor c = { KEY_MSGS, nim_jid(m, "idServer") };
+    nim_engine_cursor c = { KEY_MSGS, nim_jid(m, "idServer"), NULL };
     if (nim_engine_ingest(n->e, &(nim_ingest){ .msgs = arr,
                                                .cursor = n->sync == SYNC_NONE ? &c : NULL }) < 0) {
         cJSON_Delete(arr);
@@ -387,15 +396,14 @@ static void on_top_changed(nim_net *n, pending *p, cJSON *data) {
 
 /* 1 when page (a getHistoryMsgs reply's msgs) answers the query q for at
  * most want messages: each a valid message of q's session, within its times,
- * in the order asked and past lastMsgId; else 0 and *why. */
+ * in the order asked and past prev (the last id of the pages before, or
+ * lastMsgId; 0: none), which becomes the page's last; else 0 and *why. */
 static int history_ok(const nim_net *n, const cJSON *q, const cJSON *page, int64_t want, int more,
-                      const char **why) {
+                      int64_t *last, const char **why) {
     const char *scene = nim_jstr(q, "scene"), *to = nim_jstr(q, "to");
     int64_t begin = nim_jnum(q, "beginTime"), end = nim_jnum(q, "endTime");
     int reverse = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(q, "reverse"));
-    int64_t prev = 0;
-    const char *err = NULL;
-    if (nim_proto_get_id(q, "lastMsgId", 0, &prev, &err) != NIM_CODE_OK) prev = 0;
+    int64_t prev = *last;
     if (!cJSON_IsArray(page)) { *why = "getHistoryMsgs: msgs is not an array"; return 0; }
     int count = cJSON_GetArraySize(page);
     if (count > want) { *why = "getHistoryMsgs: more messages than the limit asked"; return 0; }
@@ -416,6 +424,7 @@ static int history_ok(const nim_net *n, const cJSON *q, const cJSON *page, int64
         }
         prev = id;
     }
+    *last = prev;
     return 1;
 }
 
@@ -429,9 +438,13 @@ static void on_history(nim_net *n, pending *p, cJSON *data) {
     int more = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(data, "more"));
     int64_t limit = nim_jnum(q, "limit");
     if (limit <= 0) limit = NIM_PROTO_MAX_HISTORY;
-    int64_t have = cJSON_GetArraySize(acc);
+    int64_t have = cJSON_GetArraySize(acc), last_id = 0;
     const char *why = NULL;
-    if (!history_ok(n, q, page, limit - have, more, &why)) {
+    /* every page goes on from the one before it: never back, never the same */
+    if (nim_proto_get_id(st, "last", 0, &last_id, &why) != NIM_CODE_OK || last_id == 0)
+        if (nim_proto_get_id(q, "lastMsgId", 0, &last_id, &why) != NIM_CODE_OK) last_id = 0;
+    why = NULL;
+    if (!history_ok(n, q, page, limit - have, more, &last_id, &why)) {
         reply_code(n, p->req, NIM_CODE_SERVER, "the server's history reply breaks the protocol");
         net_refuse(n, why);
         return;
@@ -448,7 +461,7 @@ static void on_history(nim_net *n, pending *p, cJSON *data) {
     }
     if (more && have < limit && last) {
         cJSON *next = cJSON_Duplicate(q, 1);
-        if (next && nim_jset(next, "lastMsgId", last) == 0) {
+        if (next && nim_jset(next, "lastMsgId", last) == 0 && nim_jset(st, "last", last) == 0) {
             cJSON_DeleteItemFromObjectCaseSensitive(next, "limit");
             if (cJSON_AddNumberToObject(next, "limit", (double)(limit - have))) {
                 p->msg = NULL;   /* the state goes on with the next page */

@@ -15,16 +15,23 @@ enum { SYNC_MAX_TOPS = 10000 }; /* sticky tops one sync may bring (the server ke
 /* The one writer of n->sync. */
 static void state_lost(nim_net *n, const char *what);
 
-/* A sync still running after syncTimeout is cut, like a frame that breaks a
- * rule: what it stored stays (each page with its cursor and ack), and the
- * login is tried again after the backoff, which grows until a sync ends. */
+/* A sync that has stored nothing new for syncTimeout is cut, like a frame
+ * that breaks a rule: what it stored stays (each page with its cursor, ack
+ * or resume point), and the login is tried again after the backoff, which
+ * grows until a sync ends. */
 static void on_sync_timeout(lws_sorted_usec_list_t *sul) {
     nim_net *n = lws_container_of(sul, nim_net, sul_sync);
     if (n->sync != SYNC_RUNNING || !n->wsi) return;
-    char why[96];
-    snprintf(why, sizeof why, "the login sync did not end within syncTimeout (%d ms)", n->sync_timeout);
+    char why[112];
+    snprintf(why, sizeof why, "the login sync stored nothing new for syncTimeout (%d ms)", n->sync_timeout);
     net_report_error(n, NIM_ERR_TIMEOUT, 0, why, "sync");
     net_drop(n, 1006, why);
+}
+
+/* (Re)starts the sync's timer: at the start and at every frame that stores
+ * something new. */
+static void arm_sync_timer(nim_net *n) {
+    net_schedule_ms(n, &n->sul_sync, on_sync_timeout, n->sync_timeout);
 }
 
 static void set_sync(nim_net *n, sync_phase to) {
@@ -33,7 +40,7 @@ static void set_sync(nim_net *n, sync_phase to) {
     n->sync_idle = 0;
     cJSON_Delete(n->sync_tops);
     n->sync_tops = NULL;
-    if (to == SYNC_RUNNING) net_schedule_ms(n, &n->sul_sync, on_sync_timeout, n->sync_timeout);
+    if (to == SYNC_RUNNING) arm_sync_timer(n);
     else lws_sul_cancel(&n->sul_sync);
     if (to == SYNC_RUNNING) nim_engine_sync_begin(n->e);
 }
@@ -89,8 +96,26 @@ void net_on_mark_reply(nim_net *n, int code) {
 /* The login request. Built whole or not sent: a login missing its token
  * would be refused for good, and one never sent would wait forever; when
  * memory runs out the connection is dropped and tried again. */
+/* A first sync that was cut: the resume point its last roaming page left
+ * (KEY_ROAMING), or NULL. */
+static cJSON *roaming_resume(nim_net *n) {
+    char *text = NULL;
+    if (n->cur_msgs > 0 || nim_engine_kv_get(n->e, KEY_ROAMING, NULL, &text) < 0 || !text) {
+        nim_free(text);
+        return NULL;
+    }
+    cJSON *ro = cJSON_Parse(text);
+    nim_free(text);
+    const char *why = NULL;
+    int64_t b = 0;
+    if (ro && !net_check_resume(ro, &b, &why)) { cJSON_Delete(ro); ro = NULL; }
+    return ro;
+}
+
 void net_send_login(nim_net *n) {
     cJSON *d = cJSON_CreateObject(), *cur = cJSON_CreateObject();
+    cJSON *resume = cur ? roaming_resume(n) : NULL;
+    if (resume && !cJSON_AddItemToObject(cur, "roaming", resume)) cJSON_Delete(resume);
     int ok = d && cur &&
              cJSON_AddStringToObject(d, "account", n->account) &&
              cJSON_AddStringToObject(d, "token", n->token) &&
@@ -195,11 +220,23 @@ static void on_sync_msgs(nim_net *n, cJSON *data, int offline) {
         net_refuse(n, "a sync ack or cursor beyond the messages it brought");
         return;
     }
+    /* a roaming page's resume point is stored with it: a first sync that is
+     * cut goes on from there at the next login */
+    char *resume = NULL;
+    int64_t bound = 0;
+    cJSON *ro = cJSON_GetObjectItemCaseSensitive(data, "resume");
+    if (ro && (offline || !net_check_resume(ro, &bound, &why) || !(resume = cJSON_PrintUnformatted(ro)))) {
+        net_refuse(n, why ? why : "resume: not on a roaming page, or out of memory");
+        return;
+    }
     int count = cJSON_GetArraySize(msgs);
     unsigned char *fresh = nim_calloc((size_t)count + 1, 1);
-    nim_engine_cursor c = { KEY_MSGS, cursor };
-    if (!fresh || nim_engine_ingest(n->e, &(nim_ingest){ .msgs = msgs, .fresh = fresh,
-                                                       .cursor = cursor > 0 ? &c : NULL }) < 0) {
+    nim_engine_cursor c = { KEY_MSGS, cursor, NULL }, rc = { KEY_ROAMING, bound, resume };
+    const nim_engine_cursor *with = cursor > 0 ? &c : resume ? &rc : NULL;
+    int stored_ok = fresh && nim_engine_ingest(n->e, &(nim_ingest){ .msgs = msgs, .fresh = fresh,
+                                                                  .cursor = with }) == 0;
+    cJSON_free(resume);
+    if (!stored_ok) {
         nim_free(fresh);
         net_drop(n, 1006, "cannot store the synced messages");   /* retry later */
         return;
@@ -207,9 +244,13 @@ static void on_sync_msgs(nim_net *n, cJSON *data, int offline) {
     int stored = 0;
     for (int i = 0; i < count; i++) stored += fresh[i];
     nim_free(fresh);
-    /* a server that sends the same messages over and over never ends its sync */
+    /* A server that sends the same messages over and over never ends its
+     * sync. Roaming frames (no ack, no cursor) are left out of the count: a
+     * first sync that was cut sends its roaming pages again, all of them
+     * duplicates; the sync's timer bounds those. */
     int progress = stored > 0 || c.value > n->cur_msgs || ack > n->recv_want;
-    n->sync_idle = progress ? 0 : n->sync_idle + 1;
+    if (progress) { arm_sync_timer(n); n->sync_idle = 0; }
+    else if (offline || ack > 0 || cursor > 0) n->sync_idle++;
     if (c.value > n->cur_msgs) n->cur_msgs = c.value;
     if (ack > 0) net_mark_received(n, ack);
     if (n->sync_idle > SYNC_MAX_IDLE_FRAMES) { net_refuse(n, "the sync brings nothing new"); return; }
@@ -236,7 +277,8 @@ static void on_sync_done(nim_net *n, cJSON *data) {
         if (nim_engine_apply_tops(n->e, n->sync_tops, 1) < 0) { state_lost(n, "sticky top sessions"); return; }
         if (n->want & NIM_NET_WANT_TOPS) net_callback(n, "onStickTopSessions", net_tops_for_app(n->sync_tops));
     }
-    nim_engine_cursor c1 = { KEY_MSGS, cm }, c2 = { KEY_STATE, cs };
+    nim_engine_cursor c1 = { KEY_MSGS, cm, NULL }, c2 = { KEY_STATE, cs, NULL };
+    nim_engine_kv_set(n->e, KEY_ROAMING, 0, NULL);   /* the first sync is over: no resume point */
     if (nim_engine_ingest(n->e, &(nim_ingest){ .cursor = &c1 }) == 0 && cm > n->cur_msgs) n->cur_msgs = cm;
     if (nim_engine_ingest(n->e, &(nim_ingest){ .cursor = &c2 }) == 0 && cs > n->cur_state) n->cur_state = cs;
     finish_sync(n);
@@ -276,7 +318,7 @@ void net_flush_live(nim_net *n) {
         if (id > top) top = id;
     }
     live_batch b = { n, arr, nim_calloc((size_t)count, 1) };
-    nim_engine_cursor c = { KEY_MSGS, top };
+    nim_engine_cursor c = { KEY_MSGS, top, NULL };
     nim_ingest in = { .msgs = arr, .cursor = &c, .fresh = b.fresh, .after_commit = live_stored, .ud = &b };
     if (!b.fresh || nim_engine_ingest(n->e, &in) < 0) {
         nim_free(b.fresh);
@@ -329,7 +371,7 @@ static void on_pointers(nim_net *n, cJSON *data, int live) {
     const cJSON *ptrs = cJSON_GetObjectItemCaseSensitive(data, "pointers");
     const char *why = NULL;
     if (!net_check_states(ptrs, NET_STATE_POINTERS, &why)) { net_refuse(n, why); return; }
-    nim_engine_cursor c = { KEY_STATE, max_ver(ptrs) };
+    nim_engine_cursor c = { KEY_STATE, max_ver(ptrs), NULL };
     if (!n->sync_unread) {
         if (live) nim_engine_ingest(n->e, &(nim_ingest){ .cursor = &c });
         return;
@@ -341,7 +383,7 @@ static void on_receipts(nim_net *n, cJSON *data, int live) {
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(data, "receipts");
     const char *why = NULL;
     if (!net_check_states(r, NET_STATE_RECEIPTS, &why)) { net_refuse(n, why); return; }
-    nim_engine_cursor c = { KEY_STATE, max_ver(r) };
+    nim_engine_cursor c = { KEY_STATE, max_ver(r), NULL };
     if (nim_engine_apply_receipts(n->e, r, live ? &c : NULL) < 0) state_lost(n, "receipts");
 }
 

@@ -62,8 +62,10 @@ static const char *const sql_text[S__COUNT] = {
     [S_SYNC_SESSION_DESC] = "SELECT " MSG_COLS ", i.delivered FROM inbox i INDEXED BY inbox_session "
                   "JOIN msgs m ON m.id = i.msg_id "
                   "WHERE i.account = ?1 AND i.session_id = ?2 AND i.delivered = 1 AND i.msg_id < ?3 "
-                  "AND i.msg_id > coalesce((SELECT mark FROM deleted_sessions d WHERE d.account = ?1 "
-                  "AND d.session_id = ?2), 0) ORDER BY i.msg_id DESC LIMIT ?4",
+                  "AND i.msg_id > ?5 ORDER BY i.msg_id DESC LIMIT ?4",
+    /* a session's deletion mark, read first: as a bound of the range it
+     * keeps a page's index scan short (as a filter it would not) */
+    [S_DEL_MARK] = "SELECT mark FROM deleted_sessions WHERE account = ?1 AND session_id = ?2",
     /* History: times to id bounds through msgs_time, then the session's
      * rows between them through inbox_session (db_sync.c). */
     [S_ID_FROM_TIME] = "SELECT id FROM msgs INDEXED BY msgs_time WHERE time >= ?1 ORDER BY time, id LIMIT 1",
@@ -72,15 +74,11 @@ static const char *const sql_text[S__COUNT] = {
     [S_HISTORY_DESC] = "SELECT " MSG_COLS ", i.delivered FROM inbox i INDEXED BY inbox_session "
                   "JOIN msgs m ON m.id = i.msg_id "
                   "WHERE i.account = ?1 AND i.session_id = ?2 AND i.msg_id > ?3 AND i.msg_id < ?4 "
-                  "AND m.time >= ?5 AND m.time <= ?6 "
-                  "AND i.msg_id > coalesce((SELECT mark FROM deleted_sessions d WHERE d.account = ?1 "
-                  "AND d.session_id = ?2), 0) ORDER BY i.msg_id DESC LIMIT ?7",
+                  "AND m.time >= ?5 AND m.time <= ?6 ORDER BY i.msg_id DESC LIMIT ?7",
     [S_HISTORY_ASC] = "SELECT " MSG_COLS ", i.delivered FROM inbox i INDEXED BY inbox_session "
                   "JOIN msgs m ON m.id = i.msg_id "
                   "WHERE i.account = ?1 AND i.session_id = ?2 AND i.msg_id > ?3 AND i.msg_id < ?4 "
-                  "AND m.time >= ?5 AND m.time <= ?6 "
-                  "AND i.msg_id > coalesce((SELECT mark FROM deleted_sessions d WHERE d.account = ?1 "
-                  "AND d.session_id = ?2), 0) ORDER BY i.msg_id LIMIT ?7",
+                  "AND m.time >= ?5 AND m.time <= ?6 ORDER BY i.msg_id LIMIT ?7",
     [S_MARK_ONE]  = "UPDATE inbox SET delivered = 1 WHERE account = ?1 AND msg_id = ?2 AND delivered = 0",
     [S_MARK_UPTO] = "UPDATE inbox SET delivered = 1 WHERE account = ?1 AND msg_id <= ?2 AND delivered = 0",
     [S_PTR_GET] = "SELECT ack FROM read_pointers WHERE account = ?1 AND session_id = ?2",
@@ -190,7 +188,8 @@ int db_failed(srv_db *db, int i) {
 
 const char *srv_db_storage_error(srv_db *db) {
     return db && db->cannot_write
-        ? "server storage is full or read-only: nothing was stored; try again later" : NULL;
+        ? "server storage cannot be written (full, read-only or failing): nothing was stored; try again later"
+        : NULL;
 }
 
 /* Runs a statement that returns no rows (or whose rows are ignored). */
@@ -315,12 +314,18 @@ void srv_db_close(srv_db *db) {
     nim_free(db);
 }
 
-int srv_db_begin(srv_db *db) { db_stmt(db, S_BEGIN); return db_run(db, S_BEGIN); }
+int srv_db_begin(srv_db *db) {
+    db->changes_at_begin = sqlite3_total_changes64(db->h);
+    db_stmt(db, S_BEGIN);
+    return db_run(db, S_BEGIN);
+}
 int srv_db_begin_read(srv_db *db) { db_stmt(db, S_BEGIN_READ); return db_run(db, S_BEGIN_READ); }
 int srv_db_commit(srv_db *db) {
     db_stmt(db, S_COMMIT);
     int rc = db_run(db, S_COMMIT);
-    if (rc == NIM_CODE_OK && db->cannot_write && !db->read_only) {
+    /* only a commit that wrote something proves the storage writable again */
+    if (rc == NIM_CODE_OK && db->cannot_write && !db->read_only &&
+        sqlite3_total_changes64(db->h) > db->changes_at_begin) {
         db->cannot_write = 0;
         fprintf(stderr, "nim-server: storage writable again\n");
     }

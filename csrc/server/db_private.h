@@ -12,7 +12,7 @@ enum {
     S_ACC_GET, S_ACC_PUT, S_ACC_EXISTS, S_DEV_TOUCH,
     S_MSG_BY_CLIENT, S_MSG_INSERT, S_INBOX_INSERT, S_MSG_HEAD, S_SESSION_LAST_TIME,
     S_SYNC_UNDELIVERED, S_SYNC_AFTER, S_SYNC_NEXT_SESSION, S_SYNC_SESSION_DESC,
-    S_ID_FROM_TIME, S_ID_UNTIL_TIME, S_HISTORY_DESC, S_HISTORY_ASC,
+    S_ID_FROM_TIME, S_ID_UNTIL_TIME, S_HISTORY_DESC, S_HISTORY_ASC, S_DEL_MARK,
     S_MARK_ONE, S_MARK_UPTO,
     S_PTR_GET, S_PTR_SET, S_PTR_SINCE, S_PTR_COUNT, S_DEL_SESSION,
     S_RCPT_GET, S_RCPT_SET, S_RCPT_SINCE, S_RCPT_COUNT,
@@ -26,6 +26,7 @@ struct srv_db {
     sqlite3_stmt *st[S__COUNT];
     int           cannot_write;   /* the last failure: disk full or read-only */
     int           read_only;      /* opened immutable: the file cannot be written */
+    int64_t       changes_at_begin; /* sqlite3_total_changes64 at the last BEGIN */
 };
 
 /* Logs statement i's failure; returns 500. */

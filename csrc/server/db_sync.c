@@ -38,13 +38,28 @@ int srv_db_sync_after(srv_db *db, const char *account, int64_t after, int limit,
     return each_row(db, S_SYNC_AFTER, cb, ud);
 }
 
+/* The session's deletion mark (0: never deleted) into *mark. */
+static int deletion_mark(srv_db *db, const char *account, const char *session_id, int64_t *mark) {
+    sqlite3_stmt *s = db_stmt(db, S_DEL_MARK);
+    db_bind_text(s, 1, account);
+    db_bind_text(s, 2, session_id);
+    int rc = db_one(db, S_DEL_MARK);
+    *mark = rc == NIM_CODE_OK ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    return rc == NIM_CODE_NOT_FOUND ? NIM_CODE_OK : rc;
+}
+
 int srv_db_sync_session(srv_db *db, const char *account, const char *session_id, int64_t before,
                         int limit, srv_db_row_cb cb, void *ud) {
+    int64_t mark;
+    int rc = deletion_mark(db, account, session_id, &mark);
+    if (rc != NIM_CODE_OK) return rc;
     sqlite3_stmt *s = db_stmt(db, S_SYNC_SESSION_DESC);
     db_bind_text(s, 1, account);
     db_bind_text(s, 2, session_id);
     sqlite3_bind_int64(s, 3, before);
     sqlite3_bind_int(s, 4, limit);
+    sqlite3_bind_int64(s, 5, mark);
     return each_row(db, S_SYNC_SESSION_DESC, cb, ud);
 }
 
@@ -72,8 +87,11 @@ static int id_at_time(srv_db *db, int i, int64_t time, int64_t *id) {
 
 int srv_db_history(srv_db *db, const char *account, const char *session_id,
                    const srv_history_query *q, srv_db_row_cb cb, void *ud) {
-    int64_t after = q->after, before = q->before, id;
-    int rc = id_at_time(db, S_ID_FROM_TIME, q->begin_time, &id);
+    int64_t after = q->after, before = q->before, id, mark;
+    int rc = deletion_mark(db, account, session_id, &mark);
+    if (rc != NIM_CODE_OK) return rc;
+    if (mark > after) after = mark;
+    rc = id_at_time(db, S_ID_FROM_TIME, q->begin_time, &id);
     if (rc == NIM_CODE_NOT_FOUND) return NIM_CODE_OK;          /* nothing that late */
     if (rc != NIM_CODE_OK) return rc;
     if (id - 1 > after) after = id - 1;

@@ -26,7 +26,7 @@ int64_t srv_msg_time(void) {
 
 static void h_login(const req *r) {
     srv_conn *c = r->c;
-    const char *account = NULL, *token = NULL, *device = NULL, *err = NULL;
+    const char *account = NULL, *token = NULL, *device = NULL, *err = NULL, *target_unused = NULL;
     int64_t version = 0, cur_msgs = 0, cur_state = 0;
     int rc;
     if (c->logged_in) { srv_answer(r, NIM_CODE_LOGGED_IN, NULL, NULL); return; }
@@ -47,14 +47,32 @@ static void h_login(const req *r) {
     CHECK(nim_proto_get_str(r->data, "deviceId", 1, NIM_PROTO_MAX_DEVICE, 1, &device, &err));
     CHECK(nim_proto_get_int(cursors, "msgs", 0, NIM_PROTO_MAX_INT, 0, &cur_msgs, &err));
     CHECK(nim_proto_get_int(cursors, "state", 0, NIM_PROTO_MAX_INT, 0, &cur_state, &err));
+    srv_roaming_resume resume = { 0 }, *rp = NULL;
+    const cJSON *ro = cursors ? cJSON_GetObjectItemCaseSensitive(cursors, "roaming") : NULL;
+    if (ro && !cJSON_IsNull(ro)) {
+        const char *sess = NULL;
+        int64_t sent = 0;
+        if (!cJSON_IsObject(ro)) { srv_answer(r, NIM_CODE_PARAM, "cursors.roaming: not an object", NULL); return; }
+        CHECK(nim_proto_get_int(ro, "bound", 1, NIM_PROTO_MAX_INT, 1, &resume.bound, &err));
+        CHECK(nim_proto_get_str(ro, "session", 0, NIM_PROTO_MAX_SESSION_ID, 1, &sess, &err));
+        CHECK(nim_proto_get_int(ro, "before", 0, NIM_PROTO_MAX_INT, 1, &resume.before, &err));
+        CHECK(nim_proto_get_int(ro, "sent", 0, SRV_ROAMING_PER_SESSION, 1, &sent, &err));
+        if (*sess && nim_proto_parse_session_id(sess, &target_unused) == NIM_SCENE_NONE) {
+            srv_answer(r, NIM_CODE_PARAM, "cursors.roaming.session: not a session id", NULL);
+            return;
+        }
+        snprintf(resume.session, sizeof resume.session, "%s", sess);
+        resume.sent = (int)sent;
+        rp = &resume;
+    }
     if (!nim_proto_valid_account(account)) { srv_answer(r, NIM_CODE_PARAM, "account: not a valid account name", NULL); return; }
     if (!nim_proto_valid_device(device)) { srv_answer(r, NIM_CODE_PARAM, "deviceId: not printable ASCII", NULL); return; }
 
     int64_t now = srv_now_ms();
     rc = srv_db_check_login(srv.db, account, token, srv.open_registration, now);
-    /* the device's last login is only a note: a full disk must not stop logins */
-    if (rc == NIM_CODE_OK && srv_db_touch_device(srv.db, account, device, now) != NIM_CODE_OK)
-        fprintf(stderr, "nim-server: %s/%s logged in; its login time was not stored\n", account, device);
+    /* the device's last login is only a note: a full disk must not stop
+     * logins (db_failed has logged the storage trouble once) */
+    if (rc == NIM_CODE_OK) (void)srv_db_touch_device(srv.db, account, device, now);
     if (rc != NIM_CODE_OK) {
         srv_answer(r, rc, NULL, NULL);
         if (rc == NIM_CODE_AUTH && ++c->auth_failures >= SRV_MAX_AUTH_FAILURES)
@@ -89,22 +107,26 @@ static void h_login(const req *r) {
         d = NULL;
     }
     srv_answer_ok(r, d);
-    srv_sync_start(c, cur_msgs, cur_state);   /* its pages follow the reply */
+    srv_sync_start(c, cur_msgs, cur_state, rp);   /* its pages follow the reply */
 }
 
-int srv_check_cap(const req *r, srv_rows what, int64_t adding) {
+void srv_cap_error(srv_rows what, int64_t have, char *buf, size_t len) {
     static const char *const names[] = {
         [SRV_ROWS_POINTERS] = "sessions with a read pointer",
         [SRV_ROWS_RECEIPTS] = "peers sent a receipt",
         [SRV_ROWS_TOPS]     = "sticky-top sessions",
     };
+    snprintf(buf, len, "limit reached: at most %lld %s per account (this one has %lld)",
+             (long long)srv.caps[what], names[what], (long long)have);
+}
+
+int srv_check_cap(const req *r, srv_rows what, int64_t adding) {
     int64_t n = 0;
     int rc = srv_db_count_rows(srv.db, what, r->c->account, &n);
     if (rc != NIM_CODE_OK) { srv_answer(r, rc, NULL, NULL); return rc; }
     if (n + adding <= srv.caps[what]) return NIM_CODE_OK;
-    char why[128];
-    snprintf(why, sizeof why, "limit reached: at most %lld %s per account (this one has %lld)",
-             (long long)srv.caps[what], names[what], (long long)n);
+    char why[200];
+    srv_cap_error(what, n, why, sizeof why);
     srv_answer(r, NIM_CODE_LIMIT, why, NULL);
     return NIM_CODE_LIMIT;
 }
@@ -129,10 +151,9 @@ static void h_update_read(const req *r) {
     CHECK(nim_proto_get_array(r->data, "pointers", NIM_PROTO_MAX_BATCH, 1, &list, &n, &err));
     if (n == 0) { srv_answer(r, NIM_CODE_PARAM, "pointers: empty", NULL); return; }
     int index = 0;
-    int64_t fresh = 0;   /* sessions without a pointer yet */
     for (const cJSON *it = list->child; it; it = it->next, index++) {
         const char *sid = NULL;
-        int64_t ack, cur = 0;
+        int64_t ack;
         if (!cJSON_IsObject(it)) { srv_answer(r, NIM_CODE_PARAM, "pointers: every item must be an object", NULL); return; }
         CHECK(nim_proto_get_str(it, "sessionId", 1, NIM_PROTO_MAX_SESSION_ID, 1, &sid, &err));
         CHECK(nim_proto_get_int(it, "ack", 0, NIM_PROTO_MAX_INT, 1, &ack, &err));
@@ -154,19 +175,24 @@ static void h_update_read(const req *r) {
             srv_answer(r, NIM_CODE_PARAM, why, NULL);
             return;
         }
-        if ((rc = srv_db_read_ptr_get(srv.db, r->c->account, sid, &cur)) != NIM_CODE_OK) {
-            srv_answer(r, rc, NULL, NULL);
-            return;
-        }
-        fresh += cur == 0;
     }
-    if (fresh > 0 && (rc = srv_check_cap(r, SRV_ROWS_POINTERS, fresh)) != NIM_CODE_OK) return;
-    cJSON *all = cJSON_CreateArray(), *changed = cJSON_CreateArray();
-    rc = (all && changed) ? srv_db_begin(srv.db) : NIM_CODE_SERVER;
+    /* Pointers of sessions that have one always move; a new session takes
+     * a place under the cap, and past it is left out (419, the rest stored). */
+    int64_t rows = 0;
+    cJSON *all = cJSON_CreateArray(), *changed = cJSON_CreateArray(), *refused = cJSON_CreateArray();
+    rc = all && changed && refused ? srv_db_count_rows(srv.db, SRV_ROWS_POINTERS, r->c->account, &rows)
+                                   : NIM_CODE_SERVER;
+    if (rc == NIM_CODE_OK) rc = srv_db_begin(srv.db);
     for (const cJSON *it = list->child; it && rc == NIM_CODE_OK; it = it->next) {
         const char *sid = cJSON_GetObjectItemCaseSensitive(it, "sessionId")->valuestring;
         int64_t ack = (int64_t)cJSON_GetObjectItemCaseSensitive(it, "ack")->valuedouble, cur = 0, ver = 0;
-        rc = srv_db_read_ptr_get(srv.db, r->c->account, sid, &cur);
+        rc = srv_db_read_ptr_get(srv.db, r->c->account, sid, &cur);   /* sees this batch's own rows */
+        if (rc == NIM_CODE_OK && cur == 0 && rows >= srv.caps[SRV_ROWS_POINTERS]) {
+            if (!cJSON_AddItemToArray(refused, cJSON_CreateString(sid))) rc = NIM_CODE_SERVER;
+            ack = 0;                           /* not stored: answered as 0 */
+        } else if (rc == NIM_CODE_OK && cur == 0) {
+            rows++;
+        }
         if (rc == NIM_CODE_OK && ack > cur) {  /* pointers only move forward */
             rc = srv_db_next_ver(srv.db, &ver);
             if (rc == NIM_CODE_OK) rc = srv_db_read_ptr_set(srv.db, r->c->account, sid, ack, ver);
@@ -186,12 +212,23 @@ static void h_update_read(const req *r) {
         srv_db_rollback(srv.db);
         cJSON_Delete(all);
         cJSON_Delete(changed);
+        cJSON_Delete(refused);
         srv_answer(r, NIM_CODE_SERVER, NULL, NULL);
         return;
     }
     cJSON *d = cJSON_CreateObject();
-    if (d && cJSON_AddItemToObject(d, "pointers", all)) srv_answer_ok(r, d);
-    else { cJSON_Delete(d); cJSON_Delete(all); srv_answer_ok(r, NULL); }
+    int nrefused = cJSON_GetArraySize(refused);
+    if (d && cJSON_AddItemToObject(d, "pointers", all)) all = NULL;
+    if (d && nrefused && cJSON_AddItemToObject(d, "refused", refused)) refused = NULL;
+    cJSON_Delete(all);
+    cJSON_Delete(refused);
+    if (nrefused) {
+        char why[200];
+        srv_cap_error(SRV_ROWS_POINTERS, rows, why, sizeof why);
+        srv_answer(r, NIM_CODE_LIMIT, why, d);
+    } else {
+        srv_answer_ok(r, d);
+    }
     if (cJSON_GetArraySize(changed) > 0) {
         cJSON *pd = cJSON_CreateObject();
         if (pd && cJSON_AddItemToObject(pd, "pointers", changed))

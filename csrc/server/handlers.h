@@ -22,6 +22,8 @@ void srv_answer_ok(const req *r, cJSON *data);
 /* Answers 419 (and returns it) when account would hold more than its cap
  * of what with adding more rows; NIM_CODE_OK otherwise (500 answered too). */
 int srv_check_cap(const req *r, srv_rows what, int64_t adding);
+/* The 419 text for what at the cap, with have rows. */
+void srv_cap_error(srv_rows what, int64_t have, char *buf, size_t len);
 
 /* messages.c */
 void srv_h_send_msg(const req *r);

@@ -39,6 +39,19 @@ static void usage(FILE *to) {
         SRV_MAX_POINTERS, SRV_MAX_RECEIPTS, SRV_MAX_TOPS, SRV_MAX_TOPS);
 }
 
+/* "P,R,T": three integers 0 ... 10^9, nothing else. 0 or -1. */
+static int parse_caps(const char *s, long caps[3]) {
+    for (int k = 0; k < 3; k++) {
+        char *end;
+        errno = 0;
+        if (*s < '0' || *s > '9') return -1;
+        caps[k] = strtol(s, &end, 10);
+        if (errno || caps[k] > 1000000000L || *end != (k < 2 ? ',' : '\0')) return -1;
+        s = end + (k < 2);
+    }
+    return 0;
+}
+
 /* Splits "127.0.0.1:8787", "[::1]:8787" or "localhost:0" into host and port. */
 static int parse_listen(const char *s, char *host, size_t hostlen, int *port) {
     const char *colon;
@@ -103,8 +116,7 @@ int main(int argc, char **argv) {
         return cmd_adduser(dbpath, argv[i + 1], argv[i + 2]);
     }
     if (i < argc || !listen || !dbpath || idle < 0) { usage(stderr); return 2; }
-    if (max_state && (sscanf(max_state, "%ld,%ld,%ld", &caps[0], &caps[1], &caps[2]) != 3 ||
-                      caps[0] < 0 || caps[1] < 0 || caps[2] < 0 || caps[2] > SRV_MAX_TOPS)) {
+    if (max_state && (parse_caps(max_state, caps) != 0 || caps[2] > SRV_MAX_TOPS)) {
         fprintf(stderr, "nim-server: --max-state wants POINTERS,RECEIPTS,TOPS (TOPS at most %d), got %s\n",
                 SRV_MAX_TOPS, max_state);
         return 2;

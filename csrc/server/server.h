@@ -142,7 +142,14 @@ int  srv_queue_batched(srv_conn *c, const char *name, const char *key, cJSON *it
 /* sync.c: the login sync of docs/protocol.md, sent in pages. start: right
  * after the login reply; step: from WRITEABLE, while the sync is under way
  * and the queue is below SRV_SYNC_LOW_WATER. */
-void srv_sync_start(srv_conn *c, int64_t cur_msgs, int64_t cur_state);
+/* Where a device's first sync was cut in the ROAMING stage (login's
+ * cursors.roaming, echoed from a roaming page's "resume"). */
+typedef struct {
+    int64_t bound, before;
+    int     sent;
+    char    session[NIM_PROTO_MAX_SESSION_ID + 1];
+} srv_roaming_resume;
+void srv_sync_start(srv_conn *c, int64_t cur_msgs, int64_t cur_state, const srv_roaming_resume *resume);
 void srv_sync_step(srv_conn *c);
 
 /* handlers.c: one complete text message from c. */

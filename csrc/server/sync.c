@@ -194,7 +194,7 @@ static int state_step(srv_conn *c) {
     return rc ? -1 : 1;
 }
 
-void srv_sync_start(srv_conn *c, int64_t cur_msgs, int64_t cur_state) {
+void srv_sync_start(srv_conn *c, int64_t cur_msgs, int64_t cur_state, const srv_roaming_resume *resume) {
     srv_sync *s = &c->sync;
     int64_t max_msg = 0, max_ver = 0;
     if (srv_db_cursors(srv.db, &max_msg, &max_ver) != NIM_CODE_OK) {
@@ -213,6 +213,14 @@ void srv_sync_start(srv_conn *c, int64_t cur_msgs, int64_t cur_state) {
      * that never did, the latest of each session up to now and then all
      * that comes after. */
     s->bound = cur_msgs > 0 && cur_msgs < max_msg ? cur_msgs : max_msg;
+    /* A first sync cut in its ROAMING stage goes on where it was, with its
+     * bound: what came after that bound comes in the AFTER stage anyway. */
+    if (cur_msgs == 0 && resume && resume->bound > 0 && resume->bound <= max_msg) {
+        s->bound = resume->bound;
+        memcpy(s->session, resume->session, sizeof s->session);
+        s->before = resume->before;
+        s->sent = resume->sent;
+    }
     s->stage = SRV_SYNC_OFFLINE;
     lws_callback_on_writable(c->wsi);
 }
@@ -253,10 +261,13 @@ void srv_sync_step(srv_conn *c) {
     if (rc == NIM_CODE_OK && page.n > 0) {
         /* The client acknowledges each offline and AFTER page once it has
          * stored it; an AFTER page also moves its cursor. */
-        char extra[80] = "";
+        char extra[80 + NIM_PROTO_MAX_SESSION_ID] = "";
         int64_t last = page.r[page.n - 1].id;
         if (from == SRV_SYNC_OFFLINE)
             snprintf(extra, sizeof extra, ",\"ack\":\"%lld\"", (long long)last);
+        else if (from == SRV_SYNC_ROAMING)   /* where a cut first sync goes on (ids: no quotes) */
+            snprintf(extra, sizeof extra, ",\"resume\":{\"bound\":%lld,\"session\":\"%s\",\"before\":%lld,"
+                     "\"sent\":%d}", (long long)s->bound, s->session, (long long)s->before, s->sent);
         else if (from == SRV_SYNC_AFTER)
             snprintf(extra, sizeof extra, ",\"ack\":\"%lld\",\"cursor\":%lld", (long long)last, (long long)last);
         if (page_queue(c, extra) != 0) rc = NIM_CODE_SERVER;

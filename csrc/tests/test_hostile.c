@@ -211,6 +211,15 @@ static void client_stop(client *c) {
     nim_net_free(c->net);
 }
 
+/* Removes a test database and its -wal file. */
+static void remove_db(const char *db) {
+    for (const char *sfx = ""; sfx; sfx = *sfx ? NULL : "-wal") {
+        char p[80];
+        snprintf(p, sizeof p, "%s%s", db, sfx);
+        unlink(p);
+    }
+}
+
 /* Messages stored locally (all sessions). */
 static int stored(client *c) {
     int refused = 0, n = -1;
@@ -244,18 +253,38 @@ static void scenario(const char *name, const char *const *script, int repeat, in
     snprintf(what, sizeof what, "%s: nothing of the frame stored", name);
     test_cond(what, stored(&c) == want_stored);
     client_stop(&c);
-    for (const char *sfx = ""; sfx; sfx = *sfx ? NULL : "-wal") {
-        char p[80];
-        snprintf(p, sizeof p, "%s%s", db, sfx);
-        unlink(p);
-    }
+    remove_db(db);
+}
+
+/* A sync that sends script and then nothing (its pings still answered):
+ * the client must cut it after g_sync_timeout_ms as a timeout, keep the one
+ * message, and log in again with cursors containing want. Returns the ms
+ * until the cut, or -1 when any of that failed. */
+static int64_t stopped_sync(const char *const *script, const char *want) {
+    pthread_mutex_lock(&hs.lock);
+    hs.script = script;
+    hs.repeat = 1;
+    hs.logins = 0;
+    pthread_mutex_unlock(&hs.lock);
+    client c;
+    char db[64];
+    snprintf(db, sizeof db, "/tmp/nim-hostile-%d-stopped.db", (int)getpid());
+    int64_t t0 = test_now_ms();
+    int ok = client_start(&c, db) == 0 && WAIT_FOR(&c, c.timeouts > 0, T_MS);
+    int64_t took = test_now_ms() - t0;
+    ok = ok && strstr(c.last_error, "syncTimeout") != NULL && WAIT_FOR(&c, logins() >= 2, T_MS) &&
+         strstr(hs.cursors[1], want) != NULL && stored(&c) == 1;
+    if (getenv("NIM_HOSTILE_VERBOSE")) fprintf(stderr, "stopped sync: %s / %s\n", c.last_error, hs.cursors[1]);
+    client_stop(&c);
+    remove_db(db);
+    return ok ? took : -1;
 }
 
 /* One app request (cmd with args) whose reply breaks a rule: send_reply is
  * the sendMsg reply's msg, history_reply the getHistoryMsgs reply's data.
  * The request must fail, the frame be reported, nothing stored in sid. */
 static void app_reply(const char *name, int cmd, const char *args, const char *send_reply,
-                      const char *history_reply, const char *sid) {
+                      const char *history_reply, const char *sid, int want_stored) {
     static const char *const synced[] = {
         "{\"push\":\"stickTopSessions\",\"data\":{\"sessions\":[]}}",
         "{\"push\":\"syncDone\",\"data\":{\"cursors\":{\"msgs\":0,\"state\":0}}}", NULL };
@@ -291,14 +320,10 @@ static void app_reply(const char *name, int cmd, const char *args, const char *s
     ev = test_request(c.e, c.next_req++, NIM_CMD_GET_MSGS, q, T_MS, seen, &c, &rf);
     if (ev && !ev->code) n = cJSON_GetArraySize(cJSON_GetObjectItem(ev->data, "msgs"));
     if (ev) nim_event_free(ev);
-    snprintf(what, sizeof what, "%s: nothing stored", name);
-    test_cond(what, n == 0);
+    snprintf(what, sizeof what, "%s: %s", name, want_stored ? "only the first page stored" : "nothing stored");
+    test_cond(what, n == want_stored);
     client_stop(&c);
-    for (const char *sfx = ""; sfx; sfx = *sfx ? NULL : "-wal") {
-        char p[80];
-        snprintf(p, sizeof p, "%s%s", db, sfx);
-        unlink(p);
-    }
+    remove_db(db);
 }
 
 int main(void) {
@@ -340,7 +365,8 @@ int main(void) {
 
     /* the same page over and over: stored once, then the sync is cut */
     static const char *const endless[] = {
-        "{\"push\":\"roamingMsgs\",\"data\":{\"msgs\":[" MSG("5", "eve", "me", "1700000000000") "]}}", NULL };
+        "{\"push\":\"offlineMsgs\",\"data\":{\"msgs\":[" MSG("5", "eve", "me", "1700000000000") "],"
+        "\"ack\":\"5\"}}", NULL };
     scenario("a sync that never ends", endless, 40, 1);
 
     /* a sync that stops short of syncDone (the link stays up: pings are
@@ -349,47 +375,45 @@ int main(void) {
     static const char *const stuck[] = {
         "{\"push\":\"offlineMsgs\",\"data\":{\"msgs\":[" MSG("5", "eve", "me", "1700000000000") "],"
         "\"ack\":\"5\",\"cursor\":5}}", NULL };
-    pthread_mutex_lock(&hs.lock);
-    hs.script = stuck;
-    hs.repeat = 1;
-    hs.logins = 0;
-    pthread_mutex_unlock(&hs.lock);
     g_sync_timeout_ms = 300;
-    {
-        client c;
-        char db[64];
-        snprintf(db, sizeof db, "/tmp/nim-hostile-%d-stuck.db", (int)getpid());
-        int64_t t0 = test_now_ms();
-        int ok = client_start(&c, db) == 0 && WAIT_FOR(&c, c.timeouts > 0, T_MS);
-        int64_t took = test_now_ms() - t0;
-        test_cond("a sync that never ends: cut after syncTimeout, reported as a timeout",
-                  ok && took >= 300 && strstr(c.last_error, "syncTimeout") != NULL);
-        ok = ok && WAIT_FOR(&c, logins() >= 2, T_MS);
-        test_cond("a sync that never ends: logged in again, with the cursor of the page it stored",
-                  ok && strstr(hs.cursors[1], "\"msgs\":5") != NULL && stored(&c) == 1);
-        client_stop(&c);
-        unlink(db);
-    }
+    int64_t took = stopped_sync(stuck, "\"msgs\":5");
+    test_cond("a sync that stops: cut after syncTimeout without progress, reported as a timeout, "
+              "logged in again with the cursor of the page it stored", took >= 300);
+    /* a first sync cut in its roaming stage: the next login carries the
+     * resume point of the roaming page that was stored */
+    static const char *const roaming_cut[] = {
+        "{\"push\":\"roamingMsgs\",\"data\":{\"msgs\":[" MSG("5", "eve", "me", "1700000000000") "],"
+        "\"resume\":{\"bound\":9,\"session\":\"p2p-eve\",\"before\":5,\"sent\":1}}}", NULL };
+    test_cond("a first sync cut in roaming: the next login asks to go on from the stored resume point",
+              stopped_sync(roaming_cut, "\"roaming\":{\"bound\":9,\"session\":\"p2p-eve\",\"before\":5,\"sent\":1}")
+              >= 300 && strstr(hs.cursors[0], "roaming") == NULL);
+    static const char *const bad_resume[] = {
+        "{\"push\":\"roamingMsgs\",\"data\":{\"msgs\":[" MSG("5", "eve", "me", "1700000000000") "],"
+        "\"resume\":{\"bound\":9,\"session\":\"nope\",\"before\":5,\"sent\":1}}}", NULL };
+    scenario("a resume point that is not one", bad_resume, 1, 0);
     g_sync_timeout_ms = 0;
 
     /* app replies that break a rule: the request fails, nothing stored */
     app_reply("a sendMsg reply for another conversation", NIM_NETCMD_SEND_MSG,
               "{\"scene\":\"p2p\",\"to\":\"bob\",\"type\":\"text\",\"text\":\"hi\"}",
-              MSG("9", "me", "carol", "1700000000000"), NULL, "p2p-carol");
+              MSG("9", "me", "carol", "1700000000000"), NULL, "p2p-carol", 0);
     app_reply("a history page of another session", NIM_NETCMD_GET_HISTORY,
               "{\"scene\":\"p2p\",\"to\":\"bob\",\"limit\":10}", NULL,
-              "{\"msgs\":[" MSG("9", "me", "carol", "1700000000000") "],\"more\":false}", "p2p-carol");
+              "{\"msgs\":[" MSG("9", "me", "carol", "1700000000000") "],\"more\":false}", "p2p-carol", 0);
     app_reply("a history page out of order", NIM_NETCMD_GET_HISTORY,
               "{\"scene\":\"p2p\",\"to\":\"bob\",\"limit\":10}", NULL,
               "{\"msgs\":[" MSG("8", "bob", "me", "1700000000000") "," MSG("9", "bob", "me", "1700000000000")
-              "],\"more\":false}", "p2p-bob");
+              "],\"more\":false}", "p2p-bob", 0);
     app_reply("a history page over the limit asked", NIM_NETCMD_GET_HISTORY,
               "{\"scene\":\"p2p\",\"to\":\"bob\",\"limit\":1}", NULL,
               "{\"msgs\":[" MSG("9", "bob", "me", "1700000000000") "," MSG("8", "bob", "me", "1700000000000")
-              "],\"more\":false}", "p2p-bob");
+              "],\"more\":false}", "p2p-bob", 0);
     app_reply("a history reply with more and no messages (an endless paging)", NIM_NETCMD_GET_HISTORY,
               "{\"scene\":\"p2p\",\"to\":\"bob\",\"limit\":10}", NULL, "{\"msgs\":[],\"more\":true}",
-              "p2p-bob");
+              "p2p-bob", 0);
+    app_reply("a history reply that repeats its page with more", NIM_NETCMD_GET_HISTORY,
+              "{\"scene\":\"p2p\",\"to\":\"bob\",\"limit\":10}", NULL,
+              "{\"msgs\":[" MSG("9", "bob", "me", "1700000000000") "],\"more\":true}", "p2p-bob", 1);
 
     hs.stop = 1;
     lws_cancel_service(hs.ctx);
