@@ -24,10 +24,10 @@ PREFIX  ?= /usr/local
 LUA_LIBDIR ?= $(PREFIX)/lib/lua/5.4
 LUA_DIR    ?= $(PREFIX)/share/lua/5.4
 
-DEB_PACKAGES = lua5.4 liblua5.4-dev libsqlite3-dev libcjson-dev libwebsockets-dev \
+DEB_PACKAGES = lua5.4 liblua5.4-dev libsqlite3-dev libcjson-dev libwebsockets-dev libssl-dev openssl \
                lua-busted lua-cjson lua-luv luarocks pkg-config tmux
 
-PKGS      = sqlite3 libcjson libwebsockets
+PKGS      = sqlite3 libcjson libwebsockets openssl
 LUA_CFLAGS = $(shell $(PKG_CONFIG) --cflags lua5.4 2>/dev/null)
 DEP_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 DEP_LIBS   = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lpthread

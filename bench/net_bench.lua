@@ -9,7 +9,8 @@
 --      backlog of 4,000 offline messages of 32 KB, beside the same user's
 --      worst round trip with the server idle;
 --   2. message round trip (sendText -> the peer's onupdatesession), 1,000
---      messages one after another, median and p99;
+--      messages one after another, median and p99, over ws:// and then over
+--      wss:// (TLS, a throwaway CA) beside it;
 --   3. the longest poll(0) of a 60 Hz receiver while another process sends
 --      5,000 messages/s to it.
 local NIM = require "nim"
@@ -18,8 +19,9 @@ local uv = require "luv"
 
 local function now() return uv.hrtime() / 1e9 end
 
-local function report(name, value, unit, target)
-  print(("%-58s %12s %-6s %s"):format(name, value, unit, target and ("(target " .. target .. ")") or ""))
+local function report(name, value, unit, target, note)
+  print(("%-58s %12s %-6s %s"):format(name, value, unit,
+    target and ("(target " .. target .. ")") or note and ("(" .. note .. ")") or ""))
 end
 
 local function pump(list, cond, limit, what)
@@ -196,23 +198,19 @@ do
 end
 
 ---------------------------------------------------------------- 2. round trip
-local srv = S.start { accounts = { alice = "t", bob = "t", carol = "t" } }
-do
-  local N = 1000
-  local function open(account, extra)
-    local synced = false
-    local o = { account = account, token = "t", server = srv.url, db = false,
-      onsyncdone = function() synced = true end }
-    for k, v in pairs(extra) do o[k] = v end
+-- The median and p99 of N sendText -> peer onupdatesession round trips on srv.
+local function round_trips(srv, N)
+  local function open(account)
+    local synced, seen = false, {}
+    local o = { account = account, token = "t", server = srv.url, db = false, tlsCAFile = srv.caFile,
+      onsyncdone = function() synced = true end,
+      onupdatesession = function(s) if s.lastMsg and s.lastMsg.idClient then seen[s.lastMsg.idClient] = now() end end }
     local nim = NIM.getInstance(o)
     pump({ nim }, function() return synced end, 30, account .. " sync")
-    return nim
+    return nim, seen
   end
-  local seen = {}
-  local a = open("alice", {})
-  local b = open("bob", { onupdatesession = function(s)
-    if s.lastMsg and s.lastMsg.idClient then seen[s.lastMsg.idClient] = now() end
-  end })
+  local a = open("alice")
+  local b, seen = open("bob")
   local rtt = {}
   for i = 1, N do
     local id = "rt-" .. i
@@ -222,9 +220,21 @@ do
     rtt[i] = (seen[id] - t0) * 1000
   end
   table.sort(rtt)
-  report(("round trip sendText -> peer onupdatesession (%d msgs): median"):format(N), ("%.3f"):format(rtt[N // 2]), "ms")
-  report("round trip: p99", ("%.3f"):format(rtt[math.ceil(N * 0.99)]), "ms")
   close(a); close(b)
+  return rtt[N // 2], rtt[math.ceil(N * 0.99)]
+end
+
+local srv = S.start { accounts = { alice = "t", bob = "t", carol = "t" } }
+do
+  local N = 1000
+  local med, p99 = round_trips(srv, N)
+  report(("round trip sendText -> peer onupdatesession (%d msgs): median"):format(N), ("%.3f"):format(med), "ms")
+  report("round trip: p99", ("%.3f"):format(p99), "ms")
+  local tls = S.start { accounts = { alice = "t", bob = "t" }, tls = true }
+  local tmed, tp99 = round_trips(tls, N)
+  tls:cleanup()
+  report("the same over wss:// (TLS): median", ("%.3f"):format(tmed), "ms", nil, ("%.2fx plain"):format(tmed / med))
+  report("over wss:// (TLS): p99", ("%.3f"):format(tp99), "ms", nil, ("%.2fx plain"):format(tp99 / p99))
 end
 
 ---------------------------------------------------------------- 3. poll(0) under load

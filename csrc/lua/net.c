@@ -42,9 +42,11 @@ void *nim_lua_net_new(lua_State *L, int net, int cbs, const char *account,
         lua_getfield(L, net, "server");
         lua_getfield(L, net, "token");
         lua_getfield(L, net, "deviceId");
-        cfg.server = lua_tostring(L, -3);
-        cfg.token = lua_tostring(L, -2);
-        cfg.device_id = lua_tostring(L, -1);
+        lua_getfield(L, net, "tlsCAFile");
+        cfg.server = lua_tostring(L, -4);
+        cfg.token = lua_tostring(L, -3);
+        cfg.device_id = lua_tostring(L, -2);
+        cfg.tls_ca_file = lua_tostring(L, -1);
         cfg.need_reconnect = opt_flag(L, net, "needReconnect", 1);
         cfg.sync_unread = opt_flag(L, net, "syncSessionUnread", 0);
         cfg.sync_top = opt_flag(L, net, "syncStickTopSessions", 0);
@@ -62,7 +64,7 @@ void *nim_lua_net_new(lua_State *L, int net, int cbs, const char *account,
         cfg.want |= NIM_NET_WANT_UPDATES;
     const char *err = NULL;
     nim_net *n = nim_net_new(&cfg, &err);     /* copies every string */
-    if (lua_istable(L, net)) lua_pop(L, 3);
+    if (lua_istable(L, net)) lua_pop(L, 4);
     if (!n) {
         if (err && strncmp(err, "server:", 7) == 0)
             nim_argerror(L, "getInstance", "server", "%s", err + 8);

@@ -109,7 +109,11 @@ static int hook_start(nim_engine *e, void *ud) {
     info.user = n;
     info.gid = -1;
     info.uid = -1;
-    info.options = LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
+    /* wss verifies the chain and the host name (lws's default; there is no
+     * way to turn that off) against the system CAs or tlsCAFile's only */
+    info.options = n->tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0;
+    if (!n->tls || n->ca_file) info.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
+    info.client_ssl_ca_filepath = n->ca_file;
     struct lws_context *ctx = lws_create_context(&info);
     if (!ctx) {
         net_report_error(n, "Net_Error", 0, "cannot create the network context", "connect");
@@ -183,11 +187,12 @@ void nim_net_hooks(nim_net *n, nim_engine_hooks *h) {
 /* ------------------------------------------------------------ life cycle */
 
 static int parse_url(nim_net *n, const char *url, const char **err) {
-    if (strncmp(url, "ws://", 5) != 0) { *err = "server: ws://host:port expected (wss is not supported)"; return -1; }
-    const char *h = url + 5, *end = h + strcspn(h, ":/");
+    n->tls = strncmp(url, "wss://", 6) == 0;
+    if (!n->tls && strncmp(url, "ws://", 5) != 0) { *err = "server: ws://host:port or wss://host:port expected"; return -1; }
+    const char *h = url + (n->tls ? 6 : 5), *end = h + strcspn(h, ":/");
     if (end == h) { *err = "server: no host"; return -1; }
     n->host = nim_strndup(h, (size_t)(end - h));
-    n->port = 80;
+    n->port = n->tls ? 443 : 80;
     if (*end == ':') {
         char *e2;
         long p = strtol(end + 1, &e2, 10);
@@ -220,7 +225,7 @@ nim_net *nim_net_new(const nim_net_config *cfg, const char **err) {
     static int log_set;
     if (!log_set) {                 /* process-wide: lws notices would go to stderr */
         log_set = 1;
-        lws_set_log_level(LLL_ERR, NULL);
+        lws_set_log_level(0, NULL);   /* and what fails reaches the app (onerror) */
     }
     const char *dummy;
     if (!err) err = &dummy;
@@ -244,8 +249,9 @@ nim_net *nim_net_new(const nim_net_config *cfg, const char **err) {
         n->account = nim_strdup(cfg->account);
         n->token = nim_strdup(cfg->token ? cfg->token : "");
         if (cfg->device_id) n->device = nim_strdup(cfg->device_id);
+        if (cfg->tls_ca_file) n->ca_file = nim_strdup(cfg->tls_ca_file);
         if (!n->server || !n->account || !n->token || (cfg->device_id && !n->device) ||
-            parse_url(n, cfg->server, err) < 0) {
+            (cfg->tls_ca_file && !n->ca_file) || parse_url(n, cfg->server, err) < 0) {
             nim_net_free(n);
             return NULL;
         }
@@ -266,6 +272,7 @@ void nim_net_free(nim_net *n) {
     nim_free(n->device);
     nim_free(n->host);
     nim_free(n->path);
+    nim_free(n->ca_file);
     pthread_mutex_destroy(&n->ctx_lock);
     nim_free(n);
 }

@@ -33,6 +33,7 @@ enum {
 /* Error codes besides the engine's. */
 #define NIM_ERR_NOT_CONNECTED "Not_Connected"
 #define NIM_ERR_TIMEOUT       "Error_Timeout"
+#define NIM_ERR_TLS           "TLS_Error"     /* onerror: a wss:// handshake failed */
 
 /* Which optional callbacks the app set (events not wanted are not built). */
 enum {
@@ -44,8 +45,11 @@ enum {
 };
 
 typedef struct nim_net_config {
-    const char *server;          /* "ws://host:port[/path]"; NULL: local-only (every
-                                    network command answers Not_Connected) */
+    const char *server;          /* "ws://host:port[/path]" or "wss://..." (TLS);
+                                    NULL: local-only (every network command
+                                    answers Not_Connected) */
+    const char *tls_ca_file;     /* wss: the CA certificates (PEM) to trust
+                                    instead of the system's; NULL: the system's */
     const char *account;
     const char *token;
     const char *device_id;       /* NULL: a random one, persisted in the store */
@@ -63,7 +67,7 @@ typedef struct nim_net_config {
 typedef struct nim_net nim_net;
 
 /* Owner thread. Copies cfg. NULL on allocation failure or a server URL
- * that is not ws://host[:port][/path] (*err then names the reason). */
+ * that is not ws[s]://host[:port][/path] (*err then names the reason). */
 nim_net *nim_net_new(const nim_net_config *cfg, const char **err);
 /* Owner thread. The hooks to put in nim_engine_config (ud = n). */
 void nim_net_hooks(nim_net *n, nim_engine_hooks *h);

@@ -84,7 +84,9 @@ struct nim_net {
     /* config (immutable after new) */
     char *server, *account, *token, *device;
     char *host, *path;
-    int port, local;
+    char *ca_file;               /* wss: trust only these CAs; NULL: the system's */
+    char tls_error[200];         /* why the server's certificate was refused, until reported */
+    int port, local, tls;
     int need_reconnect, sync_unread, sync_top;
     unsigned want;
     int req_timeout, heartbeat, sync_timeout;

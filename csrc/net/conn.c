@@ -12,6 +12,7 @@
  * net_set_state is the one writer of n->state and runs each state's entry
  * actions. */
 #include "net/client_private.h"
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -91,6 +92,7 @@ void net_connect(nim_net *n) {
     ci.host = n->host;
     ci.origin = n->host;
     ci.protocol = NIM_PROTO_SUBPROTOCOL;
+    ci.ssl_connection = n->tls ? LCCSCF_USE_SSL : 0;
     ci.userdata = n;
     ci.pwsi = &n->wsi;
     net_set_state(n, CONN_CONNECTING);
@@ -270,10 +272,28 @@ static int callback_client(struct lws *wsi, enum lws_callback_reasons reason, vo
     nim_net *n = lws_context_user(lws_get_context(wsi));
     if (!n) return 0;
     switch (reason) {
+    case LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION:
+        /* OpenSSL's verdict on the server's certificate, kept for the
+         * report (never overruled: 0 leaves it as it is) */
+        if (!len) {
+            X509_STORE_CTX *x = user;
+            int depth = X509_STORE_CTX_get_error_depth(x);
+            snprintf(n->tls_error, sizeof n->tls_error, "%s (certificate %d of the chain)",
+                     X509_verify_cert_error_string(X509_STORE_CTX_get_error(x)), depth);
+        }
+        return 0;
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
         if (n->wsi == wsi || n->state == CONN_CONNECTING) {
-            char why[160];
-            snprintf(why, sizeof why, "cannot connect: %s", in ? (const char *)in : "error");
+            char why[320];
+            if (n->tls && (n->tls_error[0] || (in && strstr((const char *)in, "SSL")))) {
+                /* a failed handshake is news for the app: say why */
+                snprintf(why, sizeof why, "TLS handshake with %s:%d failed: %s", n->host, n->port,
+                         n->tls_error[0] ? n->tls_error : "not a TLS server, or it refused the handshake");
+                net_report_error(n, NIM_ERR_TLS, 0, why, "connect");
+            } else {
+                snprintf(why, sizeof why, "cannot connect: %s", in ? (const char *)in : "error");
+            }
+            n->tls_error[0] = '\0';
             net_connection_lost(n, 1006, why, !n->user_down);
         }
         return 0;

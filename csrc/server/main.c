@@ -1,7 +1,7 @@
 /* nim-server: the reference server of the nim protocol (docs/protocol.md).
  *
  *   nim-server --listen HOST:PORT --db PATH [--open-registration] [--idle SECONDS]
- *              [--max-state POINTERS,RECEIPTS,TOPS] [--verbose]
+ *              [--max-state POINTERS,RECEIPTS,TOPS] [--tls-cert FILE --tls-key FILE] [--verbose]
  *   nim-server --db PATH adduser ACCOUNT TOKEN
  *
  * PORT 0 picks a free port; the real one is printed in the single line
@@ -31,11 +31,12 @@ static void on_signal(int sig) {
 static void usage(FILE *to) {
     fprintf(to,
         "usage: nim-server --listen HOST:PORT --db PATH [--open-registration] [--idle SECONDS]\n"
-        "                  [--max-state POINTERS,RECEIPTS,TOPS] [--verbose]\n"
+        "                  [--max-state POINTERS,RECEIPTS,TOPS] [--tls-cert FILE --tls-key FILE] [--verbose]\n"
         "       nim-server --db PATH adduser ACCOUNT TOKEN\n"
         "PORT 0 picks a free port; the server prints \"listening on HOST:PORT\" when ready.\n"
         "--max-state: per-account caps on sessions with a read pointer, peers sent a\n"
-        "receipt, sticky-top sessions (default %d,%d,%d; tops at most %d).\n",
+        "receipt, sticky-top sessions (default %d,%d,%d; tops at most %d).\n"
+        "--tls-cert, --tls-key: PEM files; the listener then speaks only wss:// (TLS).\n",
         SRV_MAX_POINTERS, SRV_MAX_RECEIPTS, SRV_MAX_TOPS, SRV_MAX_TOPS);
 }
 
@@ -100,7 +101,7 @@ int main(int argc, char **argv) {
     const char *listen = NULL, *dbpath = NULL;
     int open_reg = 0, verbose = 0, idle = 120, i;
     long caps[3] = { SRV_MAX_POINTERS, SRV_MAX_RECEIPTS, SRV_MAX_TOPS };
-    const char *max_state = NULL;
+    const char *max_state = NULL, *tls_cert = NULL, *tls_key = NULL;
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) listen = argv[++i];
         else if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) dbpath = argv[++i];
@@ -108,6 +109,8 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--verbose") == 0) verbose = 1;
         else if (strcmp(argv[i], "--idle") == 0 && i + 1 < argc) idle = atoi(argv[++i]);
         else if (strcmp(argv[i], "--max-state") == 0 && i + 1 < argc) max_state = argv[++i];
+        else if (strcmp(argv[i], "--tls-cert") == 0 && i + 1 < argc) tls_cert = argv[++i];
+        else if (strcmp(argv[i], "--tls-key") == 0 && i + 1 < argc) tls_key = argv[++i];
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) { usage(stdout); return 0; }
         else break;
     }
@@ -120,6 +123,16 @@ int main(int argc, char **argv) {
         fprintf(stderr, "nim-server: --max-state wants POINTERS,RECEIPTS,TOPS (TOPS at most %d), got %s\n",
                 SRV_MAX_TOPS, max_state);
         return 2;
+    }
+
+    if (!tls_cert != !tls_key) {
+        fprintf(stderr, "nim-server: --tls-cert and --tls-key go together\n");
+        return 2;
+    }
+    for (const char *f = tls_cert; f; f = f == tls_cert ? tls_key : NULL) {
+        FILE *t = fopen(f, "r");
+        if (!t) { fprintf(stderr, "nim-server: cannot read %s: %s\n", f, strerror(errno)); return 2; }
+        fclose(t);
     }
 
     char host[256];
@@ -148,10 +161,17 @@ int main(int argc, char **argv) {
     /* One read takes up to a full rx buffer of pipelined frames (default
      * 4096), so a burst needs fewer passes and shares fewer commits. */
     info.pt_serv_buf_size = 16384;
+    if (tls_cert) {
+        /* TLS only: lws refuses a plain connection on this port */
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = tls_cert;
+        info.ssl_private_key_filepath = tls_key;
+    }
 
     struct lws_context *ctx = lws_create_context(&info);
     if (!ctx) {
-        fprintf(stderr, "nim-server: cannot listen on %s\n", listen);
+        fprintf(stderr, "nim-server: cannot listen on %s%s\n", listen,
+                tls_cert ? " (or the TLS certificate and key do not load, or do not match)" : "");
         srv_db_close(srv.db);
         return 1;
     }

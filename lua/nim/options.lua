@@ -20,7 +20,7 @@ M.CALLBACKS = {
 local OPTIONS = {
   account = true, token = true, server = true, db = true, dataDir = true, deviceId = true,
   syncSessionUnread = true, syncStickTopSessions = true, needReconnect = true,
-  requestTimeout = true, syncTimeout = true, heartbeatInterval = true, reconnectDelay = true, maxReconnectDelay = true,
+  tlsCAFile = true, requestTimeout = true, syncTimeout = true, heartbeatInterval = true, reconnectDelay = true, maxReconnectDelay = true,
 }
 for _, k in ipairs(M.CALLBACKS) do OPTIONS[k] = true end
 
@@ -62,8 +62,17 @@ local function bad(param, why) argerror(F, param, why) end
 -- Network mode (csrc/net): server and token, the rest optional.
 local function net_options(opts)
   if opts.server == nil then return nil end
-  if type(opts.server) ~= "string" or not opts.server:match("^ws://[^/:]+") then
-    bad("server", "'ws://host:port' expected, got " .. (type(opts.server) == "string" and ("'" .. opts.server .. "'") or type(opts.server)))
+  if type(opts.server) ~= "string" or not (opts.server:match("^ws://[^/:]+") or opts.server:match("^wss://[^/:]+")) then
+    bad("server", "'ws://host:port' or 'wss://host:port' expected, got " ..
+      (type(opts.server) == "string" and ("'" .. opts.server .. "'") or type(opts.server)))
+  end
+  local ca = opts.tlsCAFile
+  if ca ~= nil then
+    if type(ca) ~= "string" or ca == "" then bad("tlsCAFile", "file name expected, got " .. type(ca)) end
+    if not opts.server:match("^wss://") then bad("tlsCAFile", "only for a wss:// server") end
+    local f, why = io.open(ca, "r")
+    if not f then bad("tlsCAFile", "cannot read " .. why) end
+    f:close()
   end
   if type(opts.token) ~= "string" or opts.token == "" then
     bad("token", "non-empty string expected with server, got " .. type(opts.token))
@@ -72,7 +81,7 @@ local function net_options(opts)
     bad("deviceId", "non-empty string expected, got " .. type(opts.deviceId))
   end
   return {
-    server = opts.server, token = opts.token, deviceId = opts.deviceId,
+    server = opts.server, token = opts.token, deviceId = opts.deviceId, tlsCAFile = ca,
     needReconnect = opts.needReconnect, syncSessionUnread = opts.syncSessionUnread,
     syncStickTopSessions = opts.syncStickTopSessions,
     requestTimeout = opts.requestTimeout, syncTimeout = opts.syncTimeout,

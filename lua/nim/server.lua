@@ -7,8 +7,11 @@
 --     port = 0,                     -- optional: 0 (default) picks a free port
 --     host = "127.0.0.1",           -- optional
 --     bin = "./build/nim-server",   -- optional: else $NIM_SERVER, else found
+--     tls = true,                   -- optional: wss:// with a throwaway CA (openssl)
+--     -- or tls = {cert = "server.pem", key = "server.key"} (PEM files of your own)
 --   }
---   print(server.url)               -- ws://127.0.0.1:PORT
+--   print(server.url)               -- ws://127.0.0.1:PORT (wss://... with tls)
+--   print(server.caFile)            -- with tls = true: the throwaway CA, for tlsCAFile
 --   server:stop()                   -- SIGTERM, waits; returns true on a clean exit
 --   server:kill()                   -- SIGKILL (crash tests); restart with start{db=server.db, port=server.port}
 --
@@ -48,13 +51,51 @@ local function read_all(path)
   return s
 end
 
-local Server = {}
-Server.__index = Server
-
 local function run_quiet(cmd)
   local ok, how, code = os.execute(cmd)
   return ok == true or (how == "exit" and code == 0)
 end
+
+local Server = {}
+Server.__index = Server
+
+-- A throwaway CA and a certificate it signed for names (host names or IP
+-- addresses; default localhost, 127.0.0.1 and ::1), valid 7 days, made with
+-- the openssl command in dir (which must exist); returns the paths of the
+-- CA, the certificate and its key.
+function M.make_tls(dir, names)
+  local ca, cakey = dir .. "/ca.pem", dir .. "/ca.key"
+  local cert, key, csr, ext = dir .. "/server.pem", dir .. "/server.key", dir .. "/server.csr", dir .. "/ext.cnf"
+  names = names or { "localhost", "127.0.0.1", "::1" }
+  local san, seen = {}, {}
+  for _, h in ipairs(names) do
+    if not seen[h] then
+      seen[h] = true
+      san[#san + 1] = (h:match("^[%d.]+$") or h:find(":")) and ("IP:" .. h) or ("DNS:" .. h)
+    end
+  end
+  local f = assert(io.open(ext, "w"))
+  f:write("subjectAltName=", table.concat(san, ","), "\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+  f:close()
+  local ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+  local log = dir .. "/openssl.log"
+  local steps = {
+    ("openssl req -x509 %s -keyout %s -out %s -days 7 -subj '/CN=nim-lua throwaway CA' "
+     .. "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign"):format(
+      ec, shell_quote(cakey), shell_quote(ca)),
+    ("openssl req %s -keyout %s -out %s -subj '/CN=nim-server'"):format(ec, shell_quote(key), shell_quote(csr)),
+    ("openssl x509 -req -in %s -CA %s -CAkey %s -CAcreateserial -out %s -days 7 -extfile %s"):format(
+      shell_quote(csr), shell_quote(ca), shell_quote(cakey), shell_quote(cert), shell_quote(ext)),
+  }
+  for _, cmd in ipairs(steps) do
+    if not run_quiet(cmd .. " >>" .. shell_quote(log) .. " 2>&1") then
+      error("nim.server: making a throwaway certificate failed (is the openssl command installed?): "
+            .. read_all(log), 3)
+    end
+  end
+  return ca, cert, key
+end
+
 
 -- Registers an account (runs `nim-server --db DB adduser ACCOUNT TOKEN`).
 function M.adduser(bin, db, account, token)
@@ -75,6 +116,21 @@ function M.start(opts)
   local host, port = opts.host or "127.0.0.1", opts.port or 0
   local errlog = opts.log or (db .. ".log")
   local args = { "--listen", host .. ":" .. port, "--db", db }
+  local tls, ca, tlsdir = opts.tls, nil, nil
+  if tls == true then
+    tlsdir = db .. ".tls"
+    assert(run_quiet("mkdir -p " .. shell_quote(tlsdir)), "nim.server: cannot make " .. tlsdir)
+    local cert, key
+    ca, cert, key = M.make_tls(tlsdir, { host, "localhost", "127.0.0.1", "::1" })
+    tls = { cert = cert, key = key }
+  end
+  if tls then
+    if type(tls) ~= "table" or type(tls.cert) ~= "string" or type(tls.key) ~= "string" then
+      error("nim.server: tls = true or {cert = FILE, key = FILE} expected", 2)
+    end
+    args[#args + 1] = "--tls-cert"; args[#args + 1] = tls.cert
+    args[#args + 1] = "--tls-key"; args[#args + 1] = tls.key
+  end
   if opts.openRegistration then args[#args + 1] = "--open-registration" end
   for _, a in ipairs(opts.args or {}) do args[#args + 1] = a end
   for i, a in ipairs(args) do args[i] = shell_quote(a) end
@@ -89,11 +145,12 @@ function M.start(opts)
     pipe:close()
     local why = (line or "") .. read_all(errlog)
     if owner then for _, f in ipairs { db, db .. "-wal", db .. "-shm", errlog, owner } do os.remove(f) end end
+    if tlsdir then run_quiet("rm -rf " .. shell_quote(tlsdir)) end
     error("nim.server: " .. bin .. " did not start: " .. why, 2)
   end
   return setmetatable({
-    pid = pid, host = h, port = tonumber(p), url = ("ws://%s:%s"):format(h, p),
-    db = db, log = errlog, bin = bin, _pipe = pipe, _owner = owner,
+    pid = pid, host = h, port = tonumber(p), url = ("%s://%s:%s"):format(tls and "wss" or "ws", h, p),
+    caFile = ca, tls = tls, db = db, log = errlog, bin = bin, _pipe = pipe, _owner = owner, _tlsdir = tlsdir,
   }, Server)
 end
 
@@ -126,6 +183,7 @@ function Server:cleanup()
   if self._owner then
     for _, suffix in ipairs { "", "-wal", "-shm", ".log" } do os.remove(self.db .. suffix) end
     os.remove(self._owner)
+    if self._tlsdir then run_quiet("rm -rf " .. shell_quote(self._tlsdir)) end
   end
 end
 
