@@ -12,7 +12,10 @@
 --      messages one after another, median and p99, over ws:// and then over
 --      wss:// (TLS, a throwaway CA) beside it;
 --   3. the longest poll(0) of a 60 Hz receiver while another process sends
---      5,000 messages/s to it.
+--      5,000 messages/s to it;
+--   4. a login with the default 600,000 PBKDF2 iterations beside one with
+--      1,000 (getInstance to onconnect), and another user's worst round trip
+--      while 8 such logins are derived (on the server's credentials thread).
 local NIM = require "nim"
 local S = require "nim.server"
 local uv = require "luv"
@@ -89,7 +92,7 @@ local bin = S.find_binary()
 -- (id, id_client, scene, from_account, from_device, to_target, time, type,
 -- text); inbox is the INSERT INTO inbox that follows. Returns the path.
 local function bench_db(accounts, rows, select, inbox)
-  local srv0 = S.start { accounts = accounts }
+  local srv0 = S.start { accounts = accounts, kdfIterations = 1000 }
   srv0:stop()
   local sql = table.concat({ "PRAGMA journal_mode = WAL;", "BEGIN;",
     ("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < %d)"):format(rows),
@@ -114,7 +117,7 @@ do
      "'alice', 1700000000000 + i, 'text', 'benchmark message number ' || i FROM c"):format(SESSIONS),
     ("INSERT INTO inbox(account, msg_id, session_id, delivered) SELECT 'alice', id, " ..
      "'p2p-' || from_account, CASE WHEN id > %d THEN 0 ELSE 1 END FROM msgs"):format(MSGS - OFFLINE))
-  local srv = S.start { db = db }
+  local srv = S.start { db = db, kdfIterations = 1000 }
 
   local function login(dir)
     local synced, nsessions, nmsgs = false, 0, 0
@@ -153,7 +156,7 @@ do
     ("SELECT i, 'k' || i, 'p2p', 'carol', 'dev', 'bob', 1700000000000 + i, 'text', " ..
      "substr(hex(zeroblob(%d)), 1, %d) FROM c"):format(SIZE // 2 + 1, SIZE),
     "INSERT INTO inbox(account, msg_id, session_id, delivered) SELECT 'bob', id, 'p2p-carol', 0 FROM msgs")
-  local srv = S.start { db = db }
+  local srv = S.start { db = db, kdfIterations = 1000 }
   local synced = false
   local c = NIM.getInstance { account = "carol", token = "t", server = srv.url, db = false,
     onsyncdone = function() synced = true end }
@@ -224,13 +227,13 @@ local function round_trips(srv, N)
   return rtt[N // 2], rtt[math.ceil(N * 0.99)]
 end
 
-local srv = S.start { accounts = { alice = "t", bob = "t", carol = "t" } }
+local srv = S.start { accounts = { alice = "t", bob = "t", carol = "t" }, kdfIterations = 1000 }
 do
   local N = 1000
   local med, p99 = round_trips(srv, N)
   report(("round trip sendText -> peer onupdatesession (%d msgs): median"):format(N), ("%.3f"):format(med), "ms")
   report("round trip: p99", ("%.3f"):format(p99), "ms")
-  local tls = S.start { accounts = { alice = "t", bob = "t" }, tls = true }
+  local tls = S.start { accounts = { alice = "t", bob = "t" }, tls = true, kdfIterations = 1000 }
   local tmed, tp99 = round_trips(tls, N)
   tls:cleanup()
   report("the same over wss:// (TLS): median", ("%.3f"):format(tmed), "ms", nil, ("%.2fx plain"):format(tmed / med))
@@ -277,3 +280,50 @@ do
   close(b)
 end
 srv:cleanup()
+
+---------------------------------------------------------------- 4. credentials
+do
+  local function login_ms(server, account)
+    local connected = false
+    local t0 = now()
+    local nim = NIM.getInstance { account = account, token = "t", server = server.url, db = false,
+      onconnect = function() connected = true end }
+    pump({ nim }, function() return connected end, 30, "login")
+    local ms = (now() - t0) * 1000
+    close(nim)
+    return ms
+  end
+  local function median(list) table.sort(list); return list[(#list + 1) // 2] end
+  local weak = S.start { accounts = { alice = "t" }, kdfIterations = 1000 }
+  local strong = S.start { accounts = { alice = "t", carol = "t" } }
+  local w, st = {}, {}
+  for i = 1, 5 do w[i] = login_ms(weak, "alice"); st[i] = login_ms(strong, "alice") end
+  report("login (getInstance -> onconnect), 1,000 PBKDF2 iterations", ("%.1f"):format(median(w)), "ms")
+  report("login with the default 600,000 iterations", ("%.1f"):format(median(st)), "ms", nil,
+    ("%.0fx; the derivation is the difference"):format(median(st) / median(w)))
+  -- carol pings while 8 logins are being derived
+  local carol
+  do
+    local synced = false
+    carol = NIM.getInstance { account = "carol", token = "t", server = strong.url, db = false,
+      onsyncdone = function() synced = true end }
+    pump({ carol }, function() return synced end, 30, "carol")
+  end
+  local others, connected = {}, 0
+  for i = 1, 8 do
+    others[i] = NIM.getInstance { account = "alice", token = "t", server = strong.url, db = false,
+      deviceId = "bench-" .. i, onconnect = function() connected = connected + 1 end }
+  end
+  local worst = 0
+  while connected < 8 do
+    local t0, done = now(), false
+    carol:getStickTopSessions { done = function() done = true end }
+    local list = { carol, table.unpack(others) }
+    pump(list, function() return done end, 30, "carol's round trip")
+    worst = math.max(worst, (now() - t0) * 1000)
+  end
+  report("another user's worst round trip during 8 default logins", ("%.1f"):format(worst), "ms", "100")
+  close(carol)
+  for _, o in ipairs(others) do close(o) end
+  weak:cleanup(); strong:cleanup()
+end

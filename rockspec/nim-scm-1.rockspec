@@ -61,7 +61,6 @@ build = {
         "csrc/net/outbox.c",
         "csrc/net/proto.c",
         "csrc/net/requests.c",
-        "csrc/net/sha256.c",
         "csrc/net/sync.c",
       },
       defines = { "_GNU_SOURCE" },

@@ -3,7 +3,6 @@
  * middle never leaves a statement holding a read transaction open. Server
  * event-loop thread only. */
 #include "server/db_private.h"
-#include "net/sha256.h"
 #include "core/alloc.h"
 #include <sqlite3.h>
 #include <stdio.h>
@@ -373,69 +372,39 @@ int64_t srv_db_last_msg_time(srv_db *db) {
     return t;
 }
 
-static int random_bytes(uint8_t *b, size_t n) {
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = read(fd, b + got, n - got);
-        if (r <= 0) { close(fd); return -1; }
-        got += (size_t)r;
-    }
-    close(fd);
-    return 0;
-}
-
-int srv_db_set_account(srv_db *db, const char *account, const char *token, int *created) {
-    uint8_t salt[16], hash[NIM_SHA256_LEN];
-    if (random_bytes(salt, sizeof salt) != 0) return NIM_CODE_SERVER;
-    nim_pbkdf2_sha256(token, strlen(token), salt, sizeof salt, SRV_PBKDF2_ITERATIONS, hash, sizeof hash);
+int srv_db_put_cred(srv_db *db, const char *account, const srv_cred *cred, int *created) {
     sqlite3_stmt *s = db_stmt(db, S_ACC_EXISTS);
     db_bind_text(s, 1, account);
     int rc = db_one(db, S_ACC_EXISTS);
     sqlite3_reset(s);
     if (rc == NIM_CODE_SERVER) return rc;
-    *created = rc == NIM_CODE_NOT_FOUND;
+    if (created) *created = rc == NIM_CODE_NOT_FOUND;
     s = db_stmt(db, S_ACC_PUT);
     db_bind_text(s, 1, account);
-    sqlite3_bind_blob(s, 2, salt, sizeof salt, SQLITE_TRANSIENT);
-    sqlite3_bind_blob(s, 3, hash, sizeof hash, SQLITE_TRANSIENT);
-    sqlite3_bind_int(s, 4, SRV_PBKDF2_ITERATIONS);
+    sqlite3_bind_blob(s, 2, cred->salt, SRV_SALT_LEN, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(s, 3, cred->hash, SRV_HASH_LEN, SQLITE_TRANSIENT);
+    sqlite3_bind_int(s, 4, cred->iterations);
     sqlite3_bind_int64(s, 5, (int64_t)time(NULL) * 1000);
     return db_run(db, S_ACC_PUT);
 }
 
-int srv_db_check_login(srv_db *db, const char *account, const char *token,
-                       int open_registration, int64_t now) {
-    (void)now;
+int srv_db_get_cred(srv_db *db, const char *account, srv_cred *out) {
     sqlite3_stmt *s = db_stmt(db, S_ACC_GET);
     db_bind_text(s, 1, account);
     int rc = db_one(db, S_ACC_GET);
-    if (rc == NIM_CODE_SERVER) return rc;
-    uint8_t salt[16] = { 0 }, want[NIM_SHA256_LEN] = { 0 }, got[NIM_SHA256_LEN];
-    int iterations = SRV_PBKDF2_ITERATIONS, found = rc == NIM_CODE_OK;
-    if (found) {
-        const void *sb = sqlite3_column_blob(s, 0), *hb = sqlite3_column_blob(s, 1);
-        if (sb && hb && sqlite3_column_bytes(s, 0) == (int)sizeof salt &&
-            sqlite3_column_bytes(s, 1) == (int)sizeof want) {
-            memcpy(salt, sb, sizeof salt);
-            memcpy(want, hb, sizeof want);
-        } else {
-            found = 0; /* a damaged row never authenticates */
-        }
-        int it = sqlite3_column_int(s, 2);
-        if (it > 0 && it <= 10000000) iterations = it;
-        sqlite3_reset(s);
+    if (rc != NIM_CODE_OK) return rc;
+    const void *sb = sqlite3_column_blob(s, 0), *hb = sqlite3_column_blob(s, 1);
+    int it = sqlite3_column_int(s, 2);
+    if (sb && hb && sqlite3_column_bytes(s, 0) == SRV_SALT_LEN && sqlite3_column_bytes(s, 1) == SRV_HASH_LEN &&
+        it > 0 && it <= 100000000) {
+        memcpy(out->salt, sb, SRV_SALT_LEN);
+        memcpy(out->hash, hb, SRV_HASH_LEN);
+        out->iterations = it;
+    } else {
+        rc = NIM_CODE_AUTH;
     }
-    /* Hash even for unknown accounts, so timing does not tell which exist. */
-    nim_pbkdf2_sha256(token, strlen(token), salt, sizeof salt, (uint32_t)iterations, got, sizeof got);
-    int equal = nim_ct_equal(got, want, sizeof got);
-    if (found) return equal ? NIM_CODE_OK : NIM_CODE_AUTH;
-    if (rc == NIM_CODE_NOT_FOUND && open_registration) {
-        int created;
-        return srv_db_set_account(db, account, token, &created);
-    }
-    return NIM_CODE_AUTH;
+    sqlite3_reset(s);
+    return rc;
 }
 
 int srv_db_account_exists(srv_db *db, const char *account) {

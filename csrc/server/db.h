@@ -11,7 +11,15 @@
 #include "net/proto.h"
 
 #define SRV_DB_SCHEMA_VERSION 3
-#define SRV_PBKDF2_ITERATIONS 4096
+#define SRV_SALT_LEN 16
+#define SRV_HASH_LEN 32
+
+/* An account's stored credential (auth.c derives it). */
+typedef struct {
+    uint8_t salt[SRV_SALT_LEN];
+    uint8_t hash[SRV_HASH_LEN];
+    int     iterations;
+} srv_cred;
 
 typedef struct srv_db srv_db;
 
@@ -42,12 +50,11 @@ int srv_db_cursors(srv_db *db, int64_t *max_msg, int64_t *max_ver);
 /* Latest message time stored (0 if none), so restarts keep times monotonic. */
 int64_t srv_db_last_msg_time(srv_db *db);
 
-/* Accounts. set_account creates or replaces the token (*created says which). */
-int srv_db_set_account(srv_db *db, const char *account, const char *token, int *created);
-/* NIM_CODE_OK, NIM_CODE_AUTH (unknown account or wrong token) or 500. With
- * open_registration an unknown account is created with this token. */
-int srv_db_check_login(srv_db *db, const char *account, const char *token,
-                       int open_registration, int64_t now);
+/* Accounts. get_cred: NIM_CODE_OK, NIM_CODE_NOT_FOUND, or NIM_CODE_AUTH for
+ * a damaged row (it never authenticates). put_cred creates the account or
+ * replaces its credential (*created says which; created may be NULL). */
+int srv_db_get_cred(srv_db *db, const char *account, srv_cred *out);
+int srv_db_put_cred(srv_db *db, const char *account, const srv_cred *cred, int *created);
 /* NIM_CODE_OK if it exists, NIM_CODE_NOT_FOUND if not. */
 int srv_db_account_exists(srv_db *db, const char *account);
 int srv_db_touch_device(srv_db *db, const char *account, const char *device, int64_t now);

@@ -5,7 +5,10 @@
  * Messages (sendMsg and its group commit, markMsgsReceived, sendMsgReceipt,
  * getHistoryMsgs) are in messages.c. */
 #include "server/handlers.h"
+#include "server/auth.h"
+#include <openssl/crypto.h>
 #include "core/alloc.h"
+#include "core/jfield.h"
 #include <libwebsockets.h>
 #include <string.h>
 #include <stdio.h>
@@ -24,12 +27,29 @@ int64_t srv_msg_time(void) {
     return t;
 }
 
+/* A login on its way through the credentials thread (auth.h). */
+typedef struct {
+    srv_auth_job job;                      /* first: the job is the login */
+    srv_conn    *c;
+    uint64_t     serial;
+    int64_t      id;
+    char         account[NIM_PROTO_MAX_ACCOUNT + 1];
+    char         device[NIM_PROTO_MAX_DEVICE + 1];
+    int64_t      cur_msgs, cur_state;
+    srv_roaming_resume resume;
+    int          has_resume, registering;
+} login_job;
+
+static void login_derived(srv_auth_job *j, int cancelled);
+static void login_accepted(srv_conn *c, const login_job *lj);
+static void login_free(login_job *lj);
+
 static void h_login(const req *r) {
     srv_conn *c = r->c;
     const char *account = NULL, *token = NULL, *device = NULL, *err = NULL, *target_unused = NULL;
     int64_t version = 0, cur_msgs = 0, cur_state = 0;
     int rc;
-    if (c->logged_in) { srv_answer(r, NIM_CODE_LOGGED_IN, NULL, NULL); return; }
+    if (c->logged_in || c->auth_pending) { srv_answer(r, NIM_CODE_LOGGED_IN, NULL, NULL); return; }
     CHECK(nim_proto_get_int(r->data, "version", 0, NIM_PROTO_MAX_INT, 1, &version, &err));
     if (version != NIM_PROTO_VERSION) {
         cJSON *d = cJSON_CreateObject();
@@ -68,17 +88,89 @@ static void h_login(const req *r) {
     if (!nim_proto_valid_account(account)) { srv_answer(r, NIM_CODE_PARAM, "account: not a valid account name", NULL); return; }
     if (!nim_proto_valid_device(device)) { srv_answer(r, NIM_CODE_PARAM, "deviceId: not printable ASCII", NULL); return; }
 
-    int64_t now = srv_now_ms();
-    rc = srv_db_check_login(srv.db, account, token, srv.open_registration, now);
-    /* the device's last login is only a note: a full disk must not stop
-     * logins (db_failed has logged the storage trouble once) */
-    if (rc == NIM_CODE_OK) (void)srv_db_touch_device(srv.db, account, device, now);
-    if (rc != NIM_CODE_OK) {
-        srv_answer(r, rc, NULL, NULL);
-        if (rc == NIM_CODE_AUTH && ++c->auth_failures >= SRV_MAX_AUTH_FAILURES)
-            srv_close_after_flush(c, NIM_CLOSE_POLICY, "too many failed logins");
+    /* The token is checked (and a weak hash upgraded, or an account made
+     * with open registration) on the credentials thread; the connection
+     * reads nothing more until that is answered. */
+    login_job *lj = nim_calloc(1, sizeof *lj);
+    if (!lj) { srv_answer(r, NIM_CODE_SERVER, NULL, NULL); return; }
+    lj->c = c;
+    lj->serial = c->serial;
+    lj->id = r->id;
+    snprintf(lj->account, sizeof lj->account, "%s", account);
+    snprintf(lj->device, sizeof lj->device, "%s", device);
+    lj->cur_msgs = cur_msgs;
+    lj->cur_state = cur_state;
+    if (rp) { lj->resume = *rp; lj->has_resume = 1; }
+    srv_auth_job *j = &lj->job;
+    snprintf(j->token, sizeof j->token, "%s", token);
+    rc = srv_db_get_cred(srv.db, account, &j->stored);
+    if (rc == NIM_CODE_SERVER) { login_free(lj); srv_answer(r, rc, NULL, NULL); return; }
+    j->found = rc == NIM_CODE_OK;
+    /* an unknown account costs the same work as a known one */
+    if (!j->found) j->stored.iterations = srv.kdf_iterations;
+    if ((j->found && j->stored.iterations < srv.kdf_iterations) ||
+        (rc == NIM_CODE_NOT_FOUND && srv.open_registration))
+        j->make_iterations = srv.kdf_iterations;
+    lj->registering = rc == NIM_CODE_NOT_FOUND && srv.open_registration;
+    j->finish = login_derived;
+    c->auth_pending = 1;
+    srv_auth_submit(j);
+}
+
+static void login_free(login_job *lj) {
+    OPENSSL_cleanse(lj->job.token, sizeof lj->job.token);
+    nim_free(lj);
+}
+
+/* The connection lj was for, if it is still open (and the same one). */
+static srv_conn *login_conn(const login_job *lj) {
+    for (srv_conn *o = srv.conns; o; o = o->next)
+        if (o == lj->c && o->serial == lj->serial && o->wsi) return o;
+    return NULL;
+}
+
+/* Loop thread: the credentials thread has derived lj's login. */
+static void login_derived(srv_auth_job *j, int cancelled) {
+    login_job *lj = (login_job *)j;   /* job is its first member */
+    srv_conn *c = cancelled ? NULL : login_conn(lj);
+    if (!c) { login_free(lj); return; }
+    if (!j->failed && lj->registering && srv_db_get_cred(srv.db, lj->account, &j->stored) == NIM_CODE_OK) {
+        /* registered by another login meanwhile: this token must match it */
+        lj->registering = 0;
+        j->found = 1;
+        j->make_iterations = 0;
+        srv_auth_submit(j);
         return;
     }
+    c->auth_pending = 0;
+    int rc = j->failed ? NIM_CODE_SERVER : j->equal ? NIM_CODE_OK : NIM_CODE_AUTH;
+    if (!j->failed && lj->registering) {
+        int created = 0;
+        rc = srv_db_put_cred(srv.db, lj->account, &j->made, &created);
+    } else if (rc == NIM_CODE_OK && j->make_iterations > 0) {
+        /* a weaker hash than today's: stored again, stronger (a failure here
+         * only leaves the old one) */
+        (void)srv_db_put_cred(srv.db, lj->account, &j->made, NULL);
+    }
+    if (rc != NIM_CODE_OK) {
+        srv_reply(c, lj->id, nim_proto_cmd_name(NIM_WIRE_LOGIN), rc, NULL, NULL);
+        if (rc == NIM_CODE_AUTH && ++c->auth_failures >= SRV_MAX_AUTH_FAILURES)
+            srv_close_after_flush(c, NIM_CLOSE_POLICY, "too many failed logins");
+    } else {
+        login_accepted(c, lj);
+    }
+    login_free(lj);
+    srv_release_held(c);
+}
+
+/* The login is good: one live connection per account and device, the reply,
+ * the sync. */
+static void login_accepted(srv_conn *c, const login_job *lj) {
+    int64_t now = srv_now_ms();
+    /* the device's last login is only a note: a full disk must not stop
+     * logins (db_failed has logged the storage trouble once) */
+    (void)srv_db_touch_device(srv.db, lj->account, lj->device, now);
+    const char *account = lj->account, *device = lj->device;
     /* One live connection per account+device: the newer one wins. */
     for (srv_conn *o = srv.conns; o; o = o->next) {
         if (o != c && o->logged_in && strcmp(o->account, account) == 0 && strcmp(o->device, device) == 0) {
@@ -106,8 +198,8 @@ static void h_login(const req *r) {
         cJSON_Delete(d);
         d = NULL;
     }
-    srv_answer_ok(r, d);
-    srv_sync_start(c, cur_msgs, cur_state, rp);   /* its pages follow the reply */
+    srv_reply(c, lj->id, nim_proto_cmd_name(NIM_WIRE_LOGIN), NIM_CODE_OK, NULL, d);
+    srv_sync_start(c, lj->cur_msgs, lj->cur_state, lj->has_resume ? &lj->resume : NULL);   /* its pages follow */
 }
 
 void srv_cap_error(srv_rows what, int64_t have, char *buf, size_t len) {
@@ -185,7 +277,7 @@ static void h_update_read(const req *r) {
     if (rc == NIM_CODE_OK) rc = srv_db_begin(srv.db);
     for (const cJSON *it = list->child; it && rc == NIM_CODE_OK; it = it->next) {
         const char *sid = cJSON_GetObjectItemCaseSensitive(it, "sessionId")->valuestring;
-        int64_t ack = (int64_t)cJSON_GetObjectItemCaseSensitive(it, "ack")->valuedouble, cur = 0, ver = 0;
+        int64_t ack = nim_jnum(it, "ack"), cur = 0, ver = 0;   /* checked above: 0 ... 2^53-1 */
         rc = srv_db_read_ptr_get(srv.db, r->c->account, sid, &cur);   /* sees this batch's own rows */
         if (rc == NIM_CODE_OK && cur == 0 && rows >= srv.caps[SRV_ROWS_POINTERS]) {
             if (!cJSON_AddItemToArray(refused, cJSON_CreateString(sid))) rc = NIM_CODE_SERVER;

@@ -1,14 +1,18 @@
 /* nim-server: the reference server of the nim protocol (docs/protocol.md).
  *
  *   nim-server --listen HOST:PORT --db PATH [--open-registration] [--idle SECONDS]
- *              [--max-state POINTERS,RECEIPTS,TOPS] [--tls-cert FILE --tls-key FILE] [--verbose]
- *   nim-server --db PATH adduser ACCOUNT TOKEN
+ *              [--max-state POINTERS,RECEIPTS,TOPS] [--tls-cert FILE --tls-key FILE]
+ *              [--kdf-iterations N] [--verbose]
+ *   nim-server --db PATH [--kdf-iterations N] adduser ACCOUNT [TOKEN]   (no TOKEN: from stdin)
  *
  * PORT 0 picks a free port; the real one is printed in the single line
  * "listening on HOST:PORT" once connections are accepted. SIGINT/SIGTERM end
- * the event loop; the database is closed cleanly. One thread. */
+ * the event loop; the database is closed cleanly. One event-loop thread,
+ * and one that derives login credentials (auth.c). */
 #include "server/server.h"
+#include "server/auth.h"
 #include <libwebsockets.h>
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,12 +36,15 @@ static void usage(FILE *to) {
     fprintf(to,
         "usage: nim-server --listen HOST:PORT --db PATH [--open-registration] [--idle SECONDS]\n"
         "                  [--max-state POINTERS,RECEIPTS,TOPS] [--tls-cert FILE --tls-key FILE] [--verbose]\n"
-        "       nim-server --db PATH adduser ACCOUNT TOKEN\n"
+        "                  [--kdf-iterations N]\n"
+        "       nim-server --db PATH [--kdf-iterations N] adduser ACCOUNT [TOKEN]   (no TOKEN: read from stdin)\n"
         "PORT 0 picks a free port; the server prints \"listening on HOST:PORT\" when ready.\n"
         "--max-state: per-account caps on sessions with a read pointer, peers sent a\n"
         "receipt, sticky-top sessions (default %d,%d,%d; tops at most %d).\n"
-        "--tls-cert, --tls-key: PEM files; the listener then speaks only wss:// (TLS).\n",
-        SRV_MAX_POINTERS, SRV_MAX_RECEIPTS, SRV_MAX_TOPS, SRV_MAX_TOPS);
+        "--tls-cert, --tls-key: PEM files; the listener then speaks only wss:// (TLS).\n"
+        "--kdf-iterations: PBKDF2-HMAC-SHA256 iterations for new and upgraded tokens\n"
+        "(default %d, at least %d).\n",
+        SRV_MAX_POINTERS, SRV_MAX_RECEIPTS, SRV_MAX_TOPS, SRV_MAX_TOPS, SRV_KDF_ITERATIONS, SRV_KDF_MIN_ITERATIONS);
 }
 
 /* "P,R,T": three integers 0 ... 10^9, nothing else. 0 or -1. */
@@ -76,10 +83,18 @@ static int parse_listen(const char *s, char *host, size_t hostlen, int *port) {
     return 0;
 }
 
-static int cmd_adduser(const char *dbpath, const char *account, const char *token) {
+/* adduser: token NULL reads it from stdin (its first line), so it never
+ * shows in ps. */
+static int cmd_adduser(const char *dbpath, const char *account, const char *token, int iterations) {
     if (!nim_proto_valid_account(account)) {
         fprintf(stderr, "nim-server: invalid account name (1..64 of A-Z a-z 0-9 _ . @ -)\n");
         return 2;
+    }
+    char line[NIM_PROTO_MAX_TOKEN + 3];
+    if (!token) {
+        if (!fgets(line, sizeof line, stdin)) line[0] = '\0';
+        line[strcspn(line, "\r\n")] = '\0';
+        token = line;
     }
     size_t tl = strlen(token);
     if (tl == 0 || tl > NIM_PROTO_MAX_TOKEN || !nim_proto_utf8_valid(token, tl)) {
@@ -90,7 +105,10 @@ static int cmd_adduser(const char *dbpath, const char *account, const char *toke
     srv_db *db = srv_db_open(dbpath, err, sizeof err);
     if (!db) { fprintf(stderr, "nim-server: %s\n", err); return 1; }
     int created = 0;
-    int rc = srv_db_set_account(db, account, token, &created);
+    srv_cred cred;
+    int rc = srv_cred_make(token, iterations, &cred) == 0 ? srv_db_put_cred(db, account, &cred, &created)
+                                                          : NIM_CODE_SERVER;
+    OPENSSL_cleanse(line, sizeof line);
     srv_db_close(db);
     if (rc != NIM_CODE_OK) { fprintf(stderr, "nim-server: could not store the account\n"); return 1; }
     printf("%s %s\n", created ? "added" : "updated token of", account);
@@ -102,6 +120,7 @@ int main(int argc, char **argv) {
     int open_reg = 0, verbose = 0, idle = 120, i;
     long caps[3] = { SRV_MAX_POINTERS, SRV_MAX_RECEIPTS, SRV_MAX_TOPS };
     const char *max_state = NULL, *tls_cert = NULL, *tls_key = NULL;
+    long kdf = SRV_KDF_ITERATIONS;
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) listen = argv[++i];
         else if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) dbpath = argv[++i];
@@ -111,12 +130,21 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--max-state") == 0 && i + 1 < argc) max_state = argv[++i];
         else if (strcmp(argv[i], "--tls-cert") == 0 && i + 1 < argc) tls_cert = argv[++i];
         else if (strcmp(argv[i], "--tls-key") == 0 && i + 1 < argc) tls_key = argv[++i];
+        else if (strcmp(argv[i], "--kdf-iterations") == 0 && i + 1 < argc) {
+            char *end;
+            kdf = strtol(argv[++i], &end, 10);
+            if (*end || kdf < SRV_KDF_MIN_ITERATIONS || kdf > 100000000L) {
+                fprintf(stderr, "nim-server: --kdf-iterations wants %d ... 100000000, got %s\n",
+                        SRV_KDF_MIN_ITERATIONS, argv[i]);
+                return 2;
+            }
+        }
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) { usage(stdout); return 0; }
         else break;
     }
     if (i < argc && strcmp(argv[i], "adduser") == 0) {
-        if (!dbpath || argc - i != 3) { usage(stderr); return 2; }
-        return cmd_adduser(dbpath, argv[i + 1], argv[i + 2]);
+        if (!dbpath || (argc - i != 2 && argc - i != 3)) { usage(stderr); return 2; }
+        return cmd_adduser(dbpath, argv[i + 1], argc - i == 3 ? argv[i + 2] : NULL, (int)kdf);
     }
     if (i < argc || !listen || !dbpath || idle < 0) { usage(stderr); return 2; }
     if (max_state && (parse_caps(max_state, caps) != 0 || caps[2] > SRV_MAX_TOPS)) {
@@ -147,6 +175,7 @@ int main(int argc, char **argv) {
     if (!srv.db) { fprintf(stderr, "nim-server: %s\n", err); return 1; }
     srv.open_registration = open_reg;
     srv.idle_timeout_s = idle;
+    srv.kdf_iterations = (int)kdf;
     for (int k = 0; k < 3; k++) srv.caps[k] = caps[k];
     srv.last_msg_time = srv_db_last_msg_time(srv.db);
 
@@ -176,6 +205,12 @@ int main(int argc, char **argv) {
         return 1;
     }
     srv.ctx = ctx;
+    if (srv_auth_start() != 0) {
+        fprintf(stderr, "nim-server: cannot start the credentials thread\n");
+        lws_context_destroy(ctx);
+        srv_db_close(srv.db);
+        return 1;
+    }
     struct lws_vhost *vh = lws_get_vhost_by_name(ctx, "default");
     int real_port = vh ? lws_get_vhost_listen_port(vh) : port;
 
@@ -200,6 +235,7 @@ int main(int argc, char **argv) {
     srv_group_flush();
 
     signal_ctx = NULL;
+    srv_auth_stop();
     lws_context_destroy(ctx);
     srv_db_close(srv.db);
     if (verbose) fprintf(stderr, "nim-server: stopped\n");

@@ -67,9 +67,20 @@ typedef struct {
     int64_t ptr_key, rcpt_key;             /* AFTER: the last ver of each sent */
 } srv_sync;
 
+/* A request that arrived while the connection's login was being derived:
+ * handled, in order, once the login is answered. */
+typedef struct srv_held {
+    struct srv_held *next;
+    size_t           len;
+    char             buf[];
+} srv_held;
+
 /* One WebSocket connection; lws allocates it zeroed as per-session data. */
 typedef struct srv_conn {
     struct lws      *wsi;
+    uint64_t         serial;               /* unique per connection: a finished login finds it */
+    int              auth_pending;         /* a login is with the credentials thread */
+    srv_held        *held, *held_tail;     /* its requests meanwhile (reading is paused) */
     struct srv_conn *prev, *next;          /* every open connection */
     int              logged_in;
     char             account[NIM_PROTO_MAX_ACCOUNT + 1];
@@ -96,6 +107,7 @@ typedef struct {
     srv_conn           *conns;
     int                 open_registration;
     int                 idle_timeout_s;
+    int                 kdf_iterations; /* --kdf-iterations */
     int64_t             caps[3];        /* per srv_rows: --max-state, default SRV_MAX_* */
     int64_t             last_msg_time;  /* message times never go backwards */
 } srv_state;
@@ -152,6 +164,8 @@ typedef struct {
 void srv_sync_start(srv_conn *c, int64_t cur_msgs, int64_t cur_state, const srv_roaming_resume *resume);
 void srv_sync_step(srv_conn *c);
 
+/* ws.c: handles what c received while its login was pending. */
+void srv_release_held(srv_conn *c);
 /* handlers.c: one complete text message from c. */
 void srv_handle_message(srv_conn *c, const char *buf, size_t len);
 /* handlers.c: the connection is going away. */

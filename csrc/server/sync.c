@@ -15,6 +15,7 @@
  * stored in between is missed. Event-loop thread only. */
 #include "server/server.h"
 #include "core/alloc.h"
+#include "core/jfield.h"
 #include <libwebsockets.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,8 +149,7 @@ static int queue_push(srv_conn *c, nim_push push, const char *key, cJSON *items)
 /* The ver of arr's last item (they come in ver order), or dflt when empty. */
 static int64_t last_ver(const cJSON *arr, int64_t dflt) {
     const cJSON *it = arr && arr->child ? arr->child->prev : NULL;   /* cJSON: head->prev is the tail */
-    const cJSON *v = it ? cJSON_GetObjectItemCaseSensitive(it, "ver") : NULL;
-    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : dflt;
+    return it && cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(it, "ver")) ? nim_jnum(it, "ver") : dflt;
 }
 
 /* The state after the messages: read pointers and receipts changed since

@@ -3,6 +3,7 @@
  * LWS_CALLBACK_SERVER_WRITEABLE (after the lws minimal examples). Event-loop
  * thread only. */
 #include "server/server.h"
+#include "server/auth.h"
 #include "core/alloc.h"
 #include <libwebsockets.h>
 #include <string.h>
@@ -195,13 +196,38 @@ static int rx_append(srv_conn *c, const void *in, size_t len, size_t remaining) 
     return 0;
 }
 
+static void held_free(srv_conn *c) {
+    while (c->held) {
+        srv_held *h = c->held;
+        c->held = h->next;
+        nim_free(h);
+    }
+    c->held_tail = NULL;
+}
+
+void srv_release_held(srv_conn *c) {
+    if (c->wsi) lws_rx_flow_control(c->wsi, 1);
+    while (c->held && !c->auth_pending && c->wsi && !c->close_code) {
+        srv_held *h = c->held;
+        if (!(c->held = h->next)) c->held_tail = NULL;
+        srv_handle_message(c, h->buf, h->len);
+        nim_free(h);
+    }
+}
+
 static int callback_nim(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                         void *in, size_t len) {
+    static uint64_t serials;
     srv_conn *c = user;
     switch (reason) {
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        srv_auth_collect();   /* logins the credentials thread has derived */
+        break;
+
     case LWS_CALLBACK_ESTABLISHED:
         memset(c, 0, sizeof *c);
         c->wsi = wsi;
+        c->serial = ++serials;
         c->next = srv.conns;
         if (srv.conns) srv.conns->prev = c;
         srv.conns = c;
@@ -211,6 +237,7 @@ static int callback_nim(struct lws *wsi, enum lws_callback_reasons reason, void 
     case LWS_CALLBACK_CLOSED:
         if (!c->wsi) break;
         srv_conn_gone(c);
+        held_free(c);
         if (c->prev) c->prev->next = c->next;
         else srv.conns = c->next;
         if (c->next) c->next->prev = c->prev;
@@ -228,6 +255,19 @@ static int callback_nim(struct lws *wsi, enum lws_callback_reasons reason, void 
         if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) > 0) break;
         size_t n = c->rx_len;
         c->rx_len = 0;
+        if (c->auth_pending || c->held) {
+            /* the login is being derived: keep this for after it (in order),
+             * and read no more meanwhile */
+            srv_held *h = nim_malloc(sizeof *h + n);
+            if (!h) return close_now(wsi, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+            h->next = NULL;
+            h->len = n;
+            memcpy(h->buf, c->rx, n);
+            if (c->held_tail) c->held_tail->next = h; else c->held = h;
+            c->held_tail = h;
+            lws_rx_flow_control(wsi, 0);
+            break;
+        }
         if (c->logged_in && srv.idle_timeout_s > 0)
             lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, srv.idle_timeout_s);
         srv_handle_message(c, (const char *)c->rx, n);

@@ -1,84 +1,12 @@
-/* Unit tests of the wire protocol codec (csrc/net/proto.c) and the token
- * hashing (csrc/net/sha256.c): known vectors, round trips, and hostile input
+/* Unit tests of the wire protocol codec (csrc/net/proto.c): known vectors,
+ * round trips, and hostile input
  * (truncated, wrong types, huge, deeply nested, invalid UTF-8, random bytes)
  * that must give an error, never a crash or a leak (make asan checks leaks). */
 #include "tests/testhelp.h"
 #include "net/proto.h"
-#include "net/sha256.h"
 #include "core/alloc.h"
 #include <stdlib.h>
 #include <string.h>
-
-static void hex(const uint8_t *b, size_t n, char *out) {
-    for (size_t i = 0; i < n; i++) sprintf(out + 2 * i, "%02x", b[i]);
-}
-
-static int sha_is(const char *msg, size_t len, const char *want) {
-    uint8_t d[32];
-    char h[65];
-    nim_sha256(msg, len, d);
-    hex(d, 32, h);
-    return strcmp(h, want) == 0;
-}
-
-static void test_sha256(void) {
-    test_cond("sha256 empty", sha_is("", 0,
-        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
-    test_cond("sha256 abc", sha_is("abc", 3,
-        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
-    const char *m448 = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
-    test_cond("sha256 448 bits", sha_is(m448, strlen(m448),
-        "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"));
-    /* A million 'a' fed in uneven pieces exercises the block buffering. */
-    nim_sha256_ctx c;
-    char a[1024];
-    memset(a, 'a', sizeof a);
-    nim_sha256_init(&c);
-    size_t left = 1000000;
-    for (size_t step = 1; left; step = step % 997 + 13) {
-        size_t n = step < left ? step : left;
-        nim_sha256_update(&c, a, n);
-        left -= n;
-    }
-    uint8_t d[32];
-    char h[65];
-    nim_sha256_final(&c, d);
-    hex(d, 32, h);
-    test_cond("sha256 million a, uneven updates",
-              strcmp(h, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0") == 0);
-
-    uint8_t key[131];
-    memset(key, 0x0b, 20);
-    nim_hmac_sha256(key, 20, "Hi There", 8, d);
-    hex(d, 32, h);
-    test_cond("hmac-sha256 RFC 4231 case 1",
-              strcmp(h, "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7") == 0);
-    memset(key, 0xaa, sizeof key);
-    const char *m6 = "Test Using Larger Than Block-Size Key - Hash Key First";
-    nim_hmac_sha256(key, sizeof key, m6, strlen(m6), d);
-    hex(d, 32, h);
-    test_cond("hmac-sha256 RFC 4231 case 6 (long key)",
-              strcmp(h, "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54") == 0);
-
-    nim_pbkdf2_sha256("password", 8, "salt", 4, 1, d, 32);
-    hex(d, 32, h);
-    test_cond("pbkdf2-sha256 c=1",
-              strcmp(h, "120fb6cffcf8b32c43e7225256c4f837a86548c92ccc35480805987cb70be17b") == 0);
-    nim_pbkdf2_sha256("password", 8, "salt", 4, 4096, d, 32);
-    hex(d, 32, h);
-    test_cond("pbkdf2-sha256 c=4096",
-              strcmp(h, "c5e478d59288c841aa530db6845c4c8d962893a001ce4e11a4963873aa98134a") == 0);
-    uint8_t d40[40];
-    nim_pbkdf2_sha256("passwordPASSWORDpassword", 24, "saltSALTsaltSALTsaltSALTsaltSALTsalt", 36,
-                      4096, d40, 40);
-    char h40[81];
-    hex(d40, 40, h40);
-    test_cond("pbkdf2-sha256 two blocks, 40 bytes",
-              strcmp(h40, "348c89dbcbd32b2f32d814b8116e84cf2b17347ebc1800181c4e2a1fb8dd53e1c635518c7dac47e9") == 0);
-
-    test_cond("ct_equal equal", nim_ct_equal("abcd", "abcd", 4));
-    test_cond("ct_equal differs in the last byte", !nim_ct_equal("abcd", "abce", 4));
-}
 
 #define U(s) nim_proto_utf8_valid(s, sizeof(s) - 1)
 
@@ -421,7 +349,6 @@ static void test_exact_ints(void) {
 }
 
 int main(void) {
-    test_sha256();
     test_exact_ints();
     test_utf8();
     test_decode();

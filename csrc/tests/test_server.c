@@ -1813,6 +1813,102 @@ static int db_exec_version(const char *sql) {
     return v;
 }
 
+/* The stored iteration count of account's token (-1: none). */
+static int kdf_iterations_of(const char *account) {
+    sqlite3 *h = NULL;
+    sqlite3_stmt *st = NULL;
+    int v = -1;
+    if (sqlite3_open(g_db, &h) == SQLITE_OK &&
+        sqlite3_prepare_v2(h, "SELECT iterations FROM accounts WHERE account = ?1", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int(st, 0);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return v;
+}
+
+/* Credentials with the default 600,000 PBKDF2 iterations: the token from
+ * stdin; a weaker stored hash upgraded at its next good login; the
+ * derivation off the event loop (another user's round trips stay short
+ * while logins are being derived); a request sent right behind a login
+ * answered after it, in order. */
+static void t_kdf(void) {
+    cli a, o, l[4];
+    char cmd[PATH_MAX * 2 + 64];
+    snprintf(g_db, sizeof g_db, "%s/kdf.db", g_dir);
+    /* an old-style account, hashed with 1,000 iterations */
+    test_cond("kdf: an account made with 1000 iterations", adduser("sara", "old-secret") == 0 &&
+              kdf_iterations_of("sara") == 1000);
+    g_kdf = "";   /* from here on the default */
+    snprintf(cmd, sizeof cmd, "printf 'piped-secret\\n' | '%s' --db '%s' adduser tina >/dev/null", g_server, g_db);
+    test_cond("kdf: adduser reads the token from stdin, hashed with 600000",
+              system(cmd) == 0 && kdf_iterations_of("tina") == 600000);
+    test_cond("kdf: the server starts with the default", server_start(NULL) == 0);
+    test_cond("kdf: the stdin token logs in", cli_login(&a, "tina", "piped-secret", "kdf-a", NULL, NULL) == 200);
+    cli_free(&a);
+    test_cond("kdf: the old account logs in", cli_login(&a, "sara", "old-secret", "kdf-s", NULL, NULL) == 200);
+    test_cond("kdf: and its hash is upgraded to 600000", kdf_iterations_of("sara") == 600000);
+    cli_free(&a);
+    test_cond("kdf: the upgraded hash still takes its token, and only it",
+              cli_login(&a, "sara", "old-secret", "kdf-s", NULL, NULL) == 200 &&
+              (cli_free(&a), cli_login(&a, "sara", "wrong", "kdf-s", NULL, NULL)) == 302);
+    cli_free(&a);
+
+    /* four logins at once (0.8 s of derivation) while tina pings */
+    cli_login(&o, "tina", "piped-secret", "kdf-o", NULL, NULL);
+    char login[256];
+    for (int k = 0; k < 4; k++) {
+        cli_open(&l[k], NIM_PROTO_SUBPROTOCOL);
+        snprintf(login, sizeof login, "{\"id\":1,\"cmd\":\"login\",\"data\":{\"account\":\"%s\",\"token\":\"%s\","
+                 "\"deviceId\":\"kdf-l%d\",\"version\":%d}}", k % 2 ? "sara" : "nobody", k % 2 ? "old-secret" : "x",
+                 k, NIM_PROTO_VERSION);
+        ws_send_text(&l[k].ws, login);
+    }
+    int64_t worst = 0;
+    for (int k = 0; k < 20; k++) {
+        int64_t t0 = test_now_ms();
+        if (!cli_barrier(&o)) { worst = 99999; break; }
+        if (test_now_ms() - t0 > worst) worst = test_now_ms() - t0;
+    }
+    printf("# kdf: another user's worst round trip while 4 logins were derived: %lld ms\n", (long long)worst);
+    test_cond("kdf: another user's round trips stay under 100 ms while logins are derived", worst < 100);
+    int answered = 0;
+    for (int k = 0; k < 4; k++) {
+        cJSON *r = cli_read(&l[k], T_MS);
+        answered += r && int_of(r, "id") == 1 && code_of(r) == (k % 2 ? 200 : 302);
+        cJSON_Delete(r);
+        cli_free(&l[k]);
+    }
+    test_cond("kdf: and every one of them is answered, right", answered == 4);
+
+    /* a request right behind the login, in the same write: answered after it */
+    cli_open(&a, NIM_PROTO_SUBPROTOCOL);
+    snprintf(login, sizeof login, "{\"id\":1,\"cmd\":\"login\",\"data\":{\"account\":\"tina\",\"token\":"
+             "\"piped-secret\",\"deviceId\":\"kdf-p\",\"version\":%d}}", NIM_PROTO_VERSION);
+    int one = 1, zero = 0;
+    setsockopt(a.ws.fd, IPPROTO_TCP, TCP_CORK, &one, sizeof one);
+    ws_send_text(&a.ws, login);
+    ws_send_text(&a.ws, "{\"id\":2,\"cmd\":\"getStickTop\"}");
+    setsockopt(a.ws.fd, IPPROTO_TCP, TCP_CORK, &zero, sizeof zero);
+    int order_ok = 0;
+    cJSON *r1 = NULL, *r2 = NULL;
+    for (int k = 0; k < 10 && !r2; k++) {
+        cJSON *f = cli_read(&a, T_MS);
+        if (!f) break;
+        if (cJSON_GetObjectItemCaseSensitive(f, "code")) { if (!r1) r1 = f; else r2 = f; }
+        else cJSON_Delete(f);
+    }
+    order_ok = r1 && r2 && int_of(r1, "id") == 1 && code_of(r1) == 200 && int_of(r2, "id") == 2 && code_of(r2) == 200;
+    test_cond("kdf: a request right behind a login is answered after it, as logged in", order_ok);
+    cJSON_Delete(r1);
+    cJSON_Delete(r2);
+    cli_free(&a);
+    cli_free(&o);
+    server_stop(SIGTERM);
+    g_kdf = "1000";
+}
+
 /* A version 1 database (before the sync's index) is migrated at start and
  * keeps everything; a database newer than the server is refused. */
 static void t_schema(void) {
@@ -1898,6 +1994,7 @@ int main(int argc, char **argv) {
         t_schema();
         t_disk_full();
         t_readonly();
+        t_kdf();
     }
     server_teardown("test_server");
     return test_report();

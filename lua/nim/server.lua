@@ -98,13 +98,19 @@ end
 
 
 -- Registers an account (runs `nim-server --db DB adduser ACCOUNT TOKEN`).
-function M.adduser(bin, db, account, token)
+-- The token goes through standard input, never the command line (ps).
+function M.adduser(bin, db, account, token, kdfIterations)
   local log = os.tmpname()
-  local ok = run_quiet(("%s --db %s adduser %s %s >%s 2>&1"):format(shell_quote(bin), shell_quote(db),
-    shell_quote(account), shell_quote(token), shell_quote(log)))
+  local kdf = kdfIterations and ("--kdf-iterations " .. math.tointeger(kdfIterations) .. " ") or ""
+  local p = assert(io.popen(("%s %s--db %s adduser %s >%s 2>&1"):format(shell_quote(bin), kdf, shell_quote(db),
+    shell_quote(account), shell_quote(log)), "w"))
+  p:write(token, "\n")
+  local ok, how, code = p:close()
   local out = read_all(log)
   os.remove(log)
-  if not ok then error("nim.server: adduser " .. account .. " failed: " .. out, 2) end
+  if not (ok == true or (how == "exit" and code == 0)) then
+    error("nim.server: adduser " .. account .. " failed: " .. out, 2)
+  end
 end
 
 function M.start(opts)
@@ -112,10 +118,13 @@ function M.start(opts)
   local bin = M.find_binary(opts.bin)
   local db, owner = opts.db, nil
   if not db then db, owner = tmpname(".db") end
-  for account, token in pairs(opts.accounts or {}) do M.adduser(bin, db, account, token) end
+  local kdf = opts.kdfIterations
+  if kdf ~= nil and math.type(kdf) ~= "integer" then error("nim.server: kdfIterations: an integer expected", 2) end
+  for account, token in pairs(opts.accounts or {}) do M.adduser(bin, db, account, token, kdf) end
   local host, port = opts.host or "127.0.0.1", opts.port or 0
   local errlog = opts.log or (db .. ".log")
   local args = { "--listen", host .. ":" .. port, "--db", db }
+  if kdf then args[#args + 1] = "--kdf-iterations"; args[#args + 1] = tostring(kdf) end
   local tls, ca, tlsdir = opts.tls, nil, nil
   if tls == true then
     tlsdir = db .. ".tls"
@@ -150,14 +159,15 @@ function M.start(opts)
   end
   return setmetatable({
     pid = pid, host = h, port = tonumber(p), url = ("%s://%s:%s"):format(tls and "wss" or "ws", h, p),
-    caFile = ca, tls = tls, db = db, log = errlog, bin = bin, _pipe = pipe, _owner = owner, _tlsdir = tlsdir,
+    caFile = ca, tls = tls, db = db, log = errlog, bin = bin, kdfIterations = kdf,
+    _pipe = pipe, _owner = owner, _tlsdir = tlsdir,
   }, Server)
 end
 
 -- Registers one more account on this server's database (safe while running:
 -- SQLite serialises the writers).
 function Server:adduser(account, token)
-  M.adduser(self.bin, self.db, account, token)
+  M.adduser(self.bin, self.db, account, token, self.kdfIterations)
 end
 
 local function finish(self, signal)
