@@ -2,7 +2,9 @@
 -- spec/fixtures/soak_device.lua) send to each other through
 -- build/faultproxy (which delays, stalls, cuts, half-closes and blackholes
 -- connections, seeded) to nim-server, while the soak SIGSTOPs/SIGCONTs and
--- SIGKILLs devices and SIGKILLs the server. Then every device syncs once
+-- SIGKILLs devices and SIGKILLs the server. Devices send every 25-75 ms,
+-- and every 25 s (first at 1 s) one device is stopped for 6-9 s: long
+-- enough that more than a session's roaming cap (100) is sent to it. Then every device syncs once
 -- more, straight to the server, and reports: every message the server
 -- acknowledged to its sender must be stored exactly once on every device of
 -- both accounts, and each device's unread must equal its recount.
@@ -49,7 +51,8 @@ function M.run(opts)
   assert(os.execute("mkdir -p " .. quote(dir)))
   local accounts = {}
   for _, a in ipairs(ACCOUNTS) do accounts[a] = a .. "-token" end
-  local srv = S.start { accounts = accounts, db = dir .. "/server.db" }
+  local KDF = 1000   -- logins are many here; the default's cost is not what this tests
+  local srv = S.start { accounts = accounts, db = dir .. "/server.db", kdfIterations = KDF }
   local port = srv.port
   local proxy_bin = opts.proxy or os.getenv("NIM_FAULTPROXY") or "build/faultproxy"
   local ppid, ppipe = spawn({ proxy_bin, "--listen", "127.0.0.1:0", "--to", "127.0.0.1:" .. port,
@@ -58,7 +61,7 @@ function M.run(opts)
   local pport = assert(tonumber((ppipe:read("l") or ""):match("^listening (%d+)")), "proxy port")
   local purl = "ws://127.0.0.1:" .. pport
 
-  local devices, stats = {}, { stops = 0, kills = 0, server_kills = 0, cuts = 0 }
+  local devices, stats = {}, { stops = 0, long_stops = 0, kills = 0, server_kills = 0, cuts = 0 }
   for _, a in ipairs(ACCOUNTS) do
     for k = 1, DEVICES_PER_ACCOUNT do
       local peers = {}
@@ -71,7 +74,7 @@ function M.run(opts)
     d.gen = d.gen + 1
     d.pid, d.pipe = spawn { lua_bin(), "spec/fixtures/soak_device.lua", "chaos", purl, d.account,
                             accounts[d.account], d.db, d.id, tostring(d.gen), tostring(seed * 131 + d.gen * 7 + #d.id),
-                            d.peers, d.acklog }
+                            d.peers, d.acklog, "25", "75" }
     d.stopped_until = nil
   end
   local function reap(d)
@@ -86,22 +89,46 @@ function M.run(opts)
   end
 
   local t_end, next_event = ms() + seconds * 1000, ms() + 200
+  local next_long = ms() + 1000        -- a long stall: a phone in a pocket
   local srv_down_until
   while ms() < t_end do
     uv.sleep(20)                                   -- the chaos schedule's tick
     local now = ms()
     for _, d in ipairs(devices) do
-      if d.stopped_until and now >= d.stopped_until then sh("kill -CONT " .. d.pid); d.stopped_until = nil end
+      if d.stopped_until and now >= d.stopped_until then
+        sh("kill -CONT " .. d.pid)
+        d.stopped_until, d.long = nil, nil
+      end
       if d.restart_at and now >= d.restart_at then d.restart_at = nil; start(d) end
     end
     if srv_down_until and now >= srv_down_until then
-      srv = S.start { db = dir .. "/server.db", port = port }
+      srv = S.start { db = dir .. "/server.db", port = port, kdfIterations = KDF }
       srv_down_until = nil
+    end
+    if now >= next_long then
+      local up = {}
+      for _, d in ipairs(devices) do if d.pid and not d.stopped_until then up[#up + 1] = d end end
+      local len = math.min(math.random(6000, 9000), t_end - now - 1000)
+      if #up == 0 then
+        next_long = now + 200                                     -- every device is down: soon
+      else
+        next_long = now + 25000
+        if len > 0 then
+          local d = up[math.random(#up)]
+          sh("kill -STOP " .. d.pid)
+          d.stopped_until = now + len
+          d.long = true
+          stats.long_stops = stats.long_stops + 1
+        end
+      end
     end
     if now >= next_event then
       next_event = now + math.random(100, 600)
       local r = math.random(100)
       local d = devices[math.random(#devices)]
+      if d.long and d.stopped_until then                          -- leave the long stall be
+        r = 100
+      end
       if r <= 35 and d.pid and not d.stopped_until then          -- a suspended app
         sh("kill -STOP " .. d.pid)
         d.stopped_until = now + math.random(200, 2500)
@@ -133,7 +160,7 @@ function M.run(opts)
   end
   sh("kill -TERM " .. ppid)
   ppipe:close()
-  if srv_down_until then srv = S.start { db = dir .. "/server.db", port = port } end
+  if srv_down_until then srv = S.start { db = dir .. "/server.db", port = port, kdfIterations = KDF } end
 
   local acked = {}
   for _, d in ipairs(devices) do
@@ -164,8 +191,8 @@ function M.run(opts)
   end
   srv:stop()
   H.rmdir(dir)
-  say(("soak: %d messages acknowledged; %d stops, %d device kills, %d server kills, %d cuts"):format(
-    #acked, stats.stops, stats.kills, stats.server_kills, stats.cuts))
+  say(("soak: %d messages acknowledged; %d stops (%d of 6-9 s), %d device kills, %d server kills, %d cuts"):format(
+    #acked, stats.stops + stats.long_stops, stats.long_stops, stats.kills, stats.server_kills, stats.cuts))
   return report
 end
 

@@ -12,6 +12,7 @@ describe("soak #net", function()
                               say = function(s) io.stderr:write(s, "\n") end }
     assert.is_true(report.acked > 20, "too few messages acknowledged to mean anything")
     assert.is_true(report.stats.kills + report.stats.stops + report.stats.server_kills > 3, "too few faults")
+    assert.is_true(report.stats.long_stops >= 1, "no long stall")
     for _, d in ipairs(report.devices) do
       local where = d.id .. " (seed " .. report.seed .. ")"
       assert.is_true(d.synced, where .. " synced")
