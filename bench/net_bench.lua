@@ -92,7 +92,7 @@ local bin = S.find_binary()
 -- (id, id_client, scene, from_account, from_device, to_target, time, type,
 -- text); inbox is the INSERT INTO inbox that follows. Returns the path.
 local function bench_db(accounts, rows, select, inbox)
-  local srv0 = S.start { accounts = accounts, kdfIterations = 1000 }
+  local srv0 = S.start { accounts = accounts, kdfIterations = 1000, maxSendRate = 1000000 }
   srv0:stop()
   local sql = table.concat({ "PRAGMA journal_mode = WAL;", "BEGIN;",
     ("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < %d)"):format(rows),
@@ -117,7 +117,7 @@ do
      "'alice', 1700000000000 + i, 'text', 'benchmark message number ' || i FROM c"):format(SESSIONS),
     ("INSERT INTO inbox(account, msg_id, session_id, delivered) SELECT 'alice', id, " ..
      "'p2p-' || from_account, CASE WHEN id > %d THEN 0 ELSE 1 END FROM msgs"):format(MSGS - OFFLINE))
-  local srv = S.start { db = db, kdfIterations = 1000 }
+  local srv = S.start { db = db, kdfIterations = 1000, maxSendRate = 1000000 }
 
   local function login(dir)
     local synced, nsessions, nmsgs = false, 0, 0
@@ -156,7 +156,7 @@ do
     ("SELECT i, 'k' || i, 'p2p', 'carol', 'dev', 'bob', 1700000000000 + i, 'text', " ..
      "substr(hex(zeroblob(%d)), 1, %d) FROM c"):format(SIZE // 2 + 1, SIZE),
     "INSERT INTO inbox(account, msg_id, session_id, delivered) SELECT 'bob', id, 'p2p-carol', 0 FROM msgs")
-  local srv = S.start { db = db, kdfIterations = 1000 }
+  local srv = S.start { db = db, kdfIterations = 1000, maxSendRate = 1000000 }
   local synced = false
   local c = NIM.getInstance { account = "carol", token = "t", server = srv.url, db = false,
     onsyncdone = function() synced = true end }
@@ -227,13 +227,13 @@ local function round_trips(srv, N)
   return rtt[N // 2], rtt[math.ceil(N * 0.99)]
 end
 
-local srv = S.start { accounts = { alice = "t", bob = "t", carol = "t" }, kdfIterations = 1000 }
+local srv = S.start { accounts = { alice = "t", bob = "t", carol = "t" }, kdfIterations = 1000, maxSendRate = 1000000 }
 do
   local N = 1000
   local med, p99 = round_trips(srv, N)
   report(("round trip sendText -> peer onupdatesession (%d msgs): median"):format(N), ("%.3f"):format(med), "ms")
   report("round trip: p99", ("%.3f"):format(p99), "ms")
-  local tls = S.start { accounts = { alice = "t", bob = "t" }, tls = true, kdfIterations = 1000 }
+  local tls = S.start { accounts = { alice = "t", bob = "t" }, tls = true, kdfIterations = 1000, maxSendRate = 1000000 }
   local tmed, tp99 = round_trips(tls, N)
   tls:cleanup()
   report("the same over wss:// (TLS): median", ("%.3f"):format(tmed), "ms", nil, ("%.2fx plain"):format(tmed / med))
@@ -294,7 +294,7 @@ do
     return ms
   end
   local function median(list) table.sort(list); return list[(#list + 1) // 2] end
-  local weak = S.start { accounts = { alice = "t" }, kdfIterations = 1000 }
+  local weak = S.start { accounts = { alice = "t" }, kdfIterations = 1000, maxSendRate = 1000000 }
   local strong = S.start { accounts = { alice = "t", carol = "t" } }
   local w, st = {}, {}
   for i = 1, 5 do w[i] = login_ms(weak, "alice"); st[i] = login_ms(strong, "alice") end

@@ -182,7 +182,7 @@ local function run_file(file, opts)
     describe(file .. " network examples #docs #net", function()
       for _, b in ipairs(net) do
         it(title(file, b), function()
-          local srv = S.start { accounts = { alice = "a", bob = "b", carol = "c" }, kdfIterations = 1000 }
+          local srv = S.start { accounts = { alice = "a", bob = "b", carol = "c" }, kdfIterations = 1000, maxSendRate = 1000000 }
           local ok, out = run_block(file, b, srv.url)
           srv:cleanup()
           assert(ok, "\n" .. out)

@@ -18,6 +18,8 @@ function N.start(accounts, opts)
   -- the specs log in hundreds of times: 1,000 PBKDF2 iterations, not the
   -- default 600,000 (0.2 s each); spec/net_auth_spec.lua tests the default
   opts.kdfIterations = opts.kdfIterations or 1000
+  -- and send bursts of thousands: no send rate to speak of
+  opts.maxSendRate = opts.maxSendRate or 1000000
   return S.start(opts)
 end
 

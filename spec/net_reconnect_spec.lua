@@ -77,7 +77,7 @@ describe("network failures #net", function()
     err = N.call(a, "deleteSession", { scene = "p2p", to = "bob" })
     assert.equals("Not_Connected", err.code)
     -- back on the same port: both resync; the second onsessions has only what changed
-    srv = S.start { db = srv.db, port = srv.port, kdfIterations = 1000 }
+    srv = S.start { db = srv.db, port = srv.port, kdfIterations = 1000, maxSendRate = 1000000 }
     N.wait(function() return ra.syncdone >= 2 and rb.syncdone >= 2 end, 10, "resync")
     assert.equals(2, #ra.connects)
     assert.equals(0, #ra.sessions)   -- nothing new at either sync: no onsessions
@@ -192,7 +192,7 @@ describe("network failures #net", function()
       if i == 15 then b:poll(0); srv:kill() end
     end
     N.wait(function() return pending == 0 end, 10, "every send answered")
-    srv = S.start { db = srv.db, port = srv.port, kdfIterations = 1000 }
+    srv = S.start { db = srv.db, port = srv.port, kdfIterations = 1000, maxSendRate = 1000000 }
     N.wait(function() return ra.syncdone >= 2 and rb.syncdone >= 2 end, 10, "resync")
     -- the failed ones are sent again with the same idClient: stored once on the server
     for _, i in ipairs(failed) do

@@ -11,7 +11,7 @@ local NIM = require "nim"
 describe("network TLS #net", function()
   local srv, dir
   setup(function()
-    srv = S.start { accounts = { alice = N.token("alice"), bob = N.token("bob") }, tls = true, kdfIterations = 1000 }
+    srv = S.start { accounts = { alice = N.token("alice"), bob = N.token("bob") }, tls = true, kdfIterations = 1000, maxSendRate = 1000000 }
     dir = H.tmpdir()
     assert(os.execute("mkdir -p " .. dir))
   end)
@@ -57,7 +57,7 @@ describe("network TLS #net", function()
     local odir = dir .. "/named"
     assert(os.execute("mkdir -p " .. odir))
     local ca, cert, key = S.make_tls(odir, { "chat.example" })
-    local named = S.start { accounts = { alice = N.token("alice") }, tls = { cert = cert, key = key }, kdfIterations = 1000 }
+    local named = S.start { accounts = { alice = N.token("alice") }, tls = { cert = cert, key = key }, kdfIterations = 1000, maxSendRate = 1000000 }
     local _, rec = N.open(named, "alice", { db = false, tlsCAFile = ca, nowait = true })
     refused(rec, 1, "failed: .*mismatch")
     N.close_all()

@@ -90,6 +90,7 @@ struct nim_net {
     int need_reconnect, sync_unread, sync_top;
     unsigned want;
     int req_timeout, heartbeat, sync_timeout;
+    int64_t reconnect_not_before;  /* monotonic ms: a throttled login waits until then */
     uint32_t retry_steps[MAX_RETRY_STEPS];
     lws_retry_bo_t retry;        /* the reconnect backoff (over retry_steps) */
 

@@ -71,6 +71,8 @@ static void schedule_reconnect(nim_net *n) {
     uint16_t step = n->retries < 0xfffe ? (uint16_t)n->retries : 0xfffe;   /* lws counts to 0xffff */
     unsigned d = lws_retry_get_delay_ms(n->ctx, &n->retry, &step, &conceal);
     if (d < RECONNECT_FLOOR_MS) d = RECONNECT_FLOOR_MS;
+    int64_t wait = n->reconnect_not_before - net_mono_ms();   /* a 429's retryAfter */
+    if (wait > (int64_t)d) d = (unsigned)wait;
     n->retries++;
     net_schedule_ms(n, &n->sul_reconnect, on_reconnect, d);
     cJSON *o = cJSON_CreateObject();

@@ -74,6 +74,7 @@ const char *nim_proto_code_text(int code) {
     case NIM_CODE_PARAM:         return "bad parameter";
     case NIM_CODE_LIMIT:         return "limit reached";
     case NIM_CODE_VERSION:       return "protocol version not supported";
+    case NIM_CODE_THROTTLED:     return "too many failed logins";
     case NIM_CODE_SERVER:        return "server error";
     default:                     return "error";
     }

@@ -47,6 +47,7 @@ enum {
     NIM_CODE_PARAM         = 414,  /* a field missing, of the wrong type or out of bounds */
     NIM_CODE_LIMIT         = 419,  /* a per-account limit reached (sticky tops, sessions with state) */
     NIM_CODE_VERSION       = 426,  /* protocol version not supported */
+    NIM_CODE_THROTTLED     = 429,  /* too many failed logins: data.retryAfter (ms) */
     NIM_CODE_SERVER        = 500   /* storage failure */
 };
 

@@ -137,11 +137,18 @@ void net_send_login(nim_net *n) {
 
 void net_on_login_reply(nim_net *n, const nim_frame *f) {
     if (f->code != NIM_CODE_OK) {
-        char why[160];
+        char why[200];
         snprintf(why, sizeof why, "login refused: %s", f->error ? f->error : nim_proto_code_text(f->code));
-        /* a wrong token or version does not get better by retrying */
-        int retry = f->code == NIM_CODE_SERVER;
-        if (!retry) net_report_error(n, NULL, f->code, why, "login");
+        /* a wrong token or version does not get better by retrying; a
+         * throttled login does, after the time the server names */
+        int throttled = f->code == NIM_CODE_THROTTLED;
+        int retry = f->code == NIM_CODE_SERVER || throttled;
+        if (throttled) {
+            int64_t after = nim_jnum(f->data, "retryAfter");
+            if (after < 0 || after > 3600000) after = 3600000;
+            n->reconnect_not_before = net_mono_ms() + after;
+        }
+        if (!retry || throttled) net_report_error(n, NULL, f->code, why, "login");
         net_drop(n, f->code, why);
         net_connection_lost(n, f->code, why, retry);
         return;

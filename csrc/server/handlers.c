@@ -6,6 +6,7 @@
  * getHistoryMsgs) are in messages.c. */
 #include "server/handlers.h"
 #include "server/auth.h"
+#include "server/throttle.h"
 #include <openssl/crypto.h>
 #include "core/alloc.h"
 #include "core/jfield.h"
@@ -35,6 +36,7 @@ typedef struct {
     int64_t      id;
     char         account[NIM_PROTO_MAX_ACCOUNT + 1];
     char         device[NIM_PROTO_MAX_DEVICE + 1];
+    char         addr[64];
     int64_t      cur_msgs, cur_state;
     srv_roaming_resume resume;
     int          has_resume, registering;
@@ -88,6 +90,17 @@ static void h_login(const req *r) {
     if (!nim_proto_valid_account(account)) { srv_answer(r, NIM_CODE_PARAM, "account: not a valid account name", NULL); return; }
     if (!nim_proto_valid_device(device)) { srv_answer(r, NIM_CODE_PARAM, "deviceId: not printable ASCII", NULL); return; }
 
+    /* Too many failures for this account or from this address: no hashing. */
+    int64_t wait = srv_throttle_check(account, c->addr, srv_now_ms());
+    if (wait > 0) {
+        char why[128];
+        snprintf(why, sizeof why, "too many failed logins for this account or address: try again in %lld s",
+                 (long long)(wait + 999) / 1000);
+        cJSON *d = cJSON_CreateObject();
+        if (d) cJSON_AddNumberToObject(d, "retryAfter", (double)wait);
+        srv_answer(r, NIM_CODE_THROTTLED, why, d);
+        return;
+    }
     /* The token is checked (and a weak hash upgraded, or an account made
      * with open registration) on the credentials thread; the connection
      * reads nothing more until that is answered. */
@@ -98,6 +111,7 @@ static void h_login(const req *r) {
     lj->id = r->id;
     snprintf(lj->account, sizeof lj->account, "%s", account);
     snprintf(lj->device, sizeof lj->device, "%s", device);
+    snprintf(lj->addr, sizeof lj->addr, "%s", c->addr);
     lj->cur_msgs = cur_msgs;
     lj->cur_state = cur_state;
     if (rp) { lj->resume = *rp; lj->has_resume = 1; }
@@ -132,6 +146,9 @@ static srv_conn *login_conn(const login_job *lj) {
 /* Loop thread: the credentials thread has derived lj's login. */
 static void login_derived(srv_auth_job *j, int cancelled) {
     login_job *lj = (login_job *)j;   /* job is its first member */
+    /* a wrong token counts, even when its connection has gone */
+    if (!cancelled && !j->failed && !j->equal && !lj->registering)
+        srv_throttle_failed(lj->account, lj->addr, srv_now_ms());
     srv_conn *c = cancelled ? NULL : login_conn(lj);
     if (!c) { login_free(lj); return; }
     if (!j->failed && lj->registering && srv_db_get_cred(srv.db, lj->account, &j->stored) == NIM_CODE_OK) {
@@ -157,6 +174,7 @@ static void login_derived(srv_auth_job *j, int cancelled) {
         if (rc == NIM_CODE_AUTH && ++c->auth_failures >= SRV_MAX_AUTH_FAILURES)
             srv_close_after_flush(c, NIM_CLOSE_POLICY, "too many failed logins");
     } else {
+        srv_throttle_ok(lj->account, srv_now_ms());
         login_accepted(c, lj);
     }
     login_free(lj);

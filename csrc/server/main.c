@@ -11,6 +11,9 @@
  * and one that derives login credentials (auth.c). */
 #include "server/server.h"
 #include "server/auth.h"
+#include "server/admit.h"
+#include "server/throttle.h"
+#include <sys/resource.h>
 #include <libwebsockets.h>
 #include <openssl/crypto.h>
 #include <signal.h>
@@ -36,15 +39,20 @@ static void usage(FILE *to) {
     fprintf(to,
         "usage: nim-server --listen HOST:PORT --db PATH [--open-registration] [--idle SECONDS]\n"
         "                  [--max-state POINTERS,RECEIPTS,TOPS] [--tls-cert FILE --tls-key FILE] [--verbose]\n"
-        "                  [--kdf-iterations N]\n"
+        "                  [--kdf-iterations N] [--max-connections N] [--max-connections-per-address N]\n"
+        "                  [--max-send-rate N]\n"
         "       nim-server --db PATH [--kdf-iterations N] adduser ACCOUNT [TOKEN]   (no TOKEN: read from stdin)\n"
         "PORT 0 picks a free port; the server prints \"listening on HOST:PORT\" when ready.\n"
         "--max-state: per-account caps on sessions with a read pointer, peers sent a\n"
         "receipt, sticky-top sessions (default %d,%d,%d; tops at most %d).\n"
         "--tls-cert, --tls-key: PEM files; the listener then speaks only wss:// (TLS).\n"
         "--kdf-iterations: PBKDF2-HMAC-SHA256 iterations for new and upgraded tokens\n"
-        "(default %d, at least %d).\n",
-        SRV_MAX_POINTERS, SRV_MAX_RECEIPTS, SRV_MAX_TOPS, SRV_MAX_TOPS, SRV_KDF_ITERATIONS, SRV_KDF_MIN_ITERATIONS);
+        "(default %d, at least %d).\n"
+        "--max-connections N (default %d, and below the descriptor limit),\n"
+        "--max-connections-per-address N (default %d): refused at accept beyond them.\n"
+        "--max-send-rate N: messages a second per account, bursts of 2N (default %d).\n",
+        SRV_MAX_POINTERS, SRV_MAX_RECEIPTS, SRV_MAX_TOPS, SRV_MAX_TOPS, SRV_KDF_ITERATIONS, SRV_KDF_MIN_ITERATIONS,
+        SRV_MAX_CONNS_DEFAULT, SRV_MAX_PER_ADDR_DEFAULT, SRV_SEND_RATE_DEFAULT);
 }
 
 /* "P,R,T": three integers 0 ... 10^9, nothing else. 0 or -1. */
@@ -120,7 +128,8 @@ int main(int argc, char **argv) {
     int open_reg = 0, verbose = 0, idle = 120, i;
     long caps[3] = { SRV_MAX_POINTERS, SRV_MAX_RECEIPTS, SRV_MAX_TOPS };
     const char *max_state = NULL, *tls_cert = NULL, *tls_key = NULL;
-    long kdf = SRV_KDF_ITERATIONS;
+    long kdf = SRV_KDF_ITERATIONS, max_conns = SRV_MAX_CONNS_DEFAULT, max_per_addr = SRV_MAX_PER_ADDR_DEFAULT;
+    long send_rate = SRV_SEND_RATE_DEFAULT;
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) listen = argv[++i];
         else if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) dbpath = argv[++i];
@@ -130,6 +139,19 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--max-state") == 0 && i + 1 < argc) max_state = argv[++i];
         else if (strcmp(argv[i], "--tls-cert") == 0 && i + 1 < argc) tls_cert = argv[++i];
         else if (strcmp(argv[i], "--tls-key") == 0 && i + 1 < argc) tls_key = argv[++i];
+        else if ((strcmp(argv[i], "--max-connections") == 0 || strcmp(argv[i], "--max-connections-per-address") == 0 ||
+                  strcmp(argv[i], "--max-send-rate") == 0) && i + 1 < argc) {
+            char *end;
+            long v = strtol(argv[i + 1], &end, 10);
+            if (*end || v < 1 || v > 10000000L) {
+                fprintf(stderr, "nim-server: %s wants 1 ... 10000000, got %s\n", argv[i], argv[i + 1]);
+                return 2;
+            }
+            if (strcmp(argv[i], "--max-connections") == 0) max_conns = v;
+            else if (strcmp(argv[i], "--max-send-rate") == 0) send_rate = v > 1000000 ? 1000000 : v;
+            else max_per_addr = v;
+            i++;
+        }
         else if (strcmp(argv[i], "--kdf-iterations") == 0 && i + 1 < argc) {
             char *end;
             kdf = strtol(argv[++i], &end, 10);
@@ -176,6 +198,23 @@ int main(int argc, char **argv) {
     srv.open_registration = open_reg;
     srv.idle_timeout_s = idle;
     srv.kdf_iterations = (int)kdf;
+    /* as many descriptors as allowed; the caps stay below them, so accept
+     * never meets EMFILE */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max > 1048576 ? 1048576 : nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+        getrlimit(RLIMIT_NOFILE, &nofile);
+    }
+    long fds = nofile.rlim_cur > 1048576 ? 1048576 : (long)nofile.rlim_cur;
+    if (max_conns > fds - SRV_FD_RESERVE) max_conns = fds - SRV_FD_RESERVE;
+    if (max_conns < 1 || srv_admit_init((int)fds) != 0) {
+        fprintf(stderr, "nim-server: too few file descriptors (%ld)\n", fds);
+        return 1;
+    }
+    srv.max_conns = (int)max_conns;
+    srv.max_per_addr = (int)max_per_addr;
+    srv.send_rate = (int)send_rate;
     for (int k = 0; k < 3; k++) srv.caps[k] = caps[k];
     srv.last_msg_time = srv_db_last_msg_time(srv.db);
 
@@ -237,6 +276,7 @@ int main(int argc, char **argv) {
     signal_ctx = NULL;
     srv_auth_stop();
     lws_context_destroy(ctx);
+    srv_admit_free();
     srv_db_close(srv.db);
     if (verbose) fprintf(stderr, "nim-server: stopped\n");
     return 0;

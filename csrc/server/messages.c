@@ -3,6 +3,7 @@
  * through the group commit: its reply and pushes are held until the
  * transaction holding the message is committed. */
 #include "server/handlers.h"
+#include "server/throttle.h"
 #include "core/alloc.h"
 #include <string.h>
 #include <stdio.h>
@@ -127,6 +128,16 @@ void srv_h_send_msg(const req *r) {
     int rc;
     /* A group never grows past SRV_GROUP_MAX entries (this request adds one). */
     if (group.n >= SRV_GROUP_MAX) srv_group_flush();
+    int64_t wait = srv_throttle_send(c->account, srv.send_rate, srv_now_ms());
+    if (wait > 0) {
+        char why[128];
+        snprintf(why, sizeof why, "sending too fast: at most %d messages a second per account; "
+                 "try again in %lld ms", srv.send_rate, (long long)wait);
+        cJSON *d = cJSON_CreateObject();
+        if (d) cJSON_AddNumberToObject(d, "retryAfter", (double)wait);
+        srv_answer(r, NIM_CODE_THROTTLED, why, d);
+        return;
+    }
     CHECK(nim_proto_get_str(r->data, "scene", 1, 8, 1, &scene_s, &err));
     CHECK(nim_proto_get_str(r->data, "to", 1, NIM_PROTO_MAX_ACCOUNT, 1, &m.to, &err));
     CHECK(nim_proto_get_str(r->data, "type", 1, 16, 1, &m.type, &err));

@@ -79,6 +79,7 @@ typedef struct srv_held {
 typedef struct srv_conn {
     struct lws      *wsi;
     uint64_t         serial;               /* unique per connection: a finished login finds it */
+    char             addr[64];             /* the peer's address (login throttling) */
     int              auth_pending;         /* a login is with the credentials thread */
     srv_held        *held, *held_tail;     /* its requests meanwhile (reading is paused) */
     struct srv_conn *prev, *next;          /* every open connection */
@@ -108,6 +109,8 @@ typedef struct {
     int                 open_registration;
     int                 idle_timeout_s;
     int                 kdf_iterations; /* --kdf-iterations */
+    int                 max_conns, max_per_addr; /* --max-connections[-per-address] (admit.c) */
+    int                 send_rate;      /* --max-send-rate (throttle.c) */
     int64_t             caps[3];        /* per srv_rows: --max-state, default SRV_MAX_* */
     int64_t             last_msg_time;  /* message times never go backwards */
 } srv_state;

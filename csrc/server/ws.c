@@ -4,6 +4,7 @@
  * thread only. */
 #include "server/server.h"
 #include "server/auth.h"
+#include "server/admit.h"
 #include "core/alloc.h"
 #include <libwebsockets.h>
 #include <string.h>
@@ -220,6 +221,15 @@ static int callback_nim(struct lws *wsi, enum lws_callback_reasons reason, void 
     static uint64_t serials;
     srv_conn *c = user;
     switch (reason) {
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION: {
+        /* at accept, before any handshake: the connection caps (admit.c) */
+        const struct lws_filter_network_conn_args *a = user;
+        return a && srv_admit(&a->cli_addr, (int)a->accept_fd) == 0 ? 0 : 1;
+    }
+    case LWS_CALLBACK_WSI_DESTROY:
+        srv_admit_gone((int)lws_get_socket_fd(wsi));
+        break;
+
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         srv_auth_collect();   /* logins the credentials thread has derived */
         break;
@@ -228,6 +238,7 @@ static int callback_nim(struct lws *wsi, enum lws_callback_reasons reason, void 
         memset(c, 0, sizeof *c);
         c->wsi = wsi;
         c->serial = ++serials;
+        lws_get_peer_simple(wsi, c->addr, sizeof c->addr);
         c->next = srv.conns;
         if (srv.conns) srv.conns->prev = c;
         srv.conns = c;

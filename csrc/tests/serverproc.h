@@ -30,6 +30,9 @@ static long g_fsize_limit;   /* > 0: the server may not write files past this (a
  * and 600,000 (the default, "" here) costs 0.2 s each; a test of the
  * default sets "". */
 static const char *g_kdf = "1000";
+/* Messages a second per account: the tests send bursts of thousands; a
+ * test of the default sets "". */
+static const char *g_send_rate = "1000000";
 
 /* Starts nim-server and waits for its "listening on" line. 0 on success. */
 static inline int server_start3(const char *extra, const char *extra2, const char *extra3) {
@@ -47,11 +50,16 @@ static inline int server_start3(const char *extra, const char *extra2, const cha
             signal(SIGXFSZ, SIG_IGN);
             setrlimit(RLIMIT_FSIZE, &rl);
         }
-        if (*g_kdf)
-            execl(g_server, g_server, "--kdf-iterations", g_kdf, "--listen", "127.0.0.1:0", "--db", g_db,
-                  extra, extra2, extra3, (char *)NULL);
-        else
-            execl(g_server, g_server, "--listen", "127.0.0.1:0", "--db", g_db, extra, extra2, extra3, (char *)NULL);
+        const char *argv[16];
+        int k = 0;
+        argv[k++] = g_server;
+        if (*g_kdf) { argv[k++] = "--kdf-iterations"; argv[k++] = g_kdf; }
+        if (*g_send_rate) { argv[k++] = "--max-send-rate"; argv[k++] = g_send_rate; }
+        argv[k++] = "--listen"; argv[k++] = "127.0.0.1:0";
+        argv[k++] = "--db"; argv[k++] = g_db;
+        argv[k++] = extra; argv[k++] = extra2; argv[k++] = extra3;   /* NULL ends them */
+        argv[k] = NULL;
+        execv(g_server, (char *const *)argv);
         _exit(127);
     }
     close(out[1]);

@@ -14,6 +14,7 @@
 #include "net/proto.h"
 #include <cjson/cJSON.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <time.h>
 #include <limits.h>
@@ -1813,6 +1814,196 @@ static int db_exec_version(const char *sql) {
     return v;
 }
 
+/* Logs in once on a new connection; returns the reply (the caller frees). */
+static cJSON *login_once(const char *account, const char *token, const char *device) {
+    cli c;
+    if (cli_open(&c, NIM_PROTO_SUBPROTOCOL) != 0) return NULL;
+    char data[400];
+    snprintf(data, sizeof data, "{\"account\":\"%s\",\"token\":\"%s\",\"deviceId\":\"%s\",\"version\":%d}",
+             account, token, device, NIM_PROTO_VERSION);
+    cJSON *r = cli_call(&c, "login", data);
+    cli_free(&c);
+    return r;
+}
+
+/* Login throttling: after 5 failures an account is closed for a doubling
+ * time, answered 429 (with retryAfter) before any hashing, while other
+ * accounts log in; after 20 failures from one address that address is
+ * closed, not another one; a good login clears the account. */
+static void t_throttle(void) {
+    int codes[8], n302 = 0;
+    for (int i = 0; i < 6; i++) {
+        cJSON *r = login_once("vera", "wrong", "thr");
+        codes[i] = code_of(r);
+        n302 += codes[i] == 302;
+        cJSON_Delete(r);
+    }
+    test_cond("throttle: 6 wrong tokens for vera, each refused", n302 == 6);
+    cJSON *r = login_once("vera", "secret", "thr");
+    int64_t after = int_of(obj_of(r, "data"), "retryAfter");
+    test_cond("throttle: then even the right token gets 429 with retryAfter",
+              code_of(r) == 429 && after > 0 && after <= 1000 && strstr(str_of(r, "error"), "try again in"));
+    cJSON_Delete(r);
+    r = login_once("wes", "secret", "thr");
+    test_cond("throttle: meanwhile another account logs in from the same address", code_of(r) == 200);
+    cJSON_Delete(r);
+    /* the closed time passes (1 s): vera logs in, and that clears her */
+    int code = 0;
+    int64_t deadline = test_now_ms() + 5000;
+    while (test_now_ms() < deadline && (code = code_of(r = login_once("vera", "secret", "thr"))) == 429) {
+        cJSON_Delete(r);
+        r = NULL;
+        struct timespec ts = { 0, 100 * 1000000 };
+        nanosleep(&ts, NULL);   /* the server's clock is what is waited for */
+    }
+    cJSON_Delete(r);
+    test_cond("throttle: after retryAfter the right token logs in", code == 200);
+    r = login_once("vera", "wrong", "thr");
+    cJSON_Delete(r);
+    r = login_once("vera", "secret", "thr");
+    test_cond("throttle: the good login cleared her failures (one more wrong one is not a block)", code_of(r) == 200);
+    cJSON_Delete(r);
+
+    /* 20 failures from 127.0.0.2 under names that do not exist: that
+     * address is closed, 127.0.0.1 is not */
+    g_ws_source = 2;
+    char name[32];
+    int all302 = 1;
+    for (int i = 0; i < 21; i++) {
+        snprintf(name, sizeof name, "ghost%d", i);
+        r = login_once(name, "x", "thr");
+        all302 &= code_of(r) == 302;
+        cJSON_Delete(r);
+    }
+    r = login_once("wes", "secret", "thr2");
+    test_cond("throttle: after 21 failures from 127.0.0.2 that address gets 429, even for wes",
+              all302 && code_of(r) == 429);
+    cJSON_Delete(r);
+    g_ws_source = 0;
+    r = login_once("wes", "secret", "thr2");
+    test_cond("throttle: from 127.0.0.1 wes still logs in", code_of(r) == 200);
+    cJSON_Delete(r);
+}
+
+/* A bare TCP connection to the server from 127.0.0.<src> (no handshake). */
+static int bare_connect(int src) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)g_port) };
+    struct sockaddr_in from = { .sin_family = AF_INET };
+    from.sin_addr.s_addr = htonl(0x7f000000u | (uint32_t)src);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&from, sizeof from) != 0 ||
+        connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* 1 when the server has closed fd (EOF or reset within ms). */
+static int closed_by_server(int fd, int ms) {
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    char b;
+    return poll(&p, 1, ms) == 1 && recv(fd, &b, 1, MSG_DONTWAIT) <= 0;
+}
+
+/* Connection caps at accept: a thousand sockets from 127.0.0.2 hold only
+ * its 20, a client from 127.0.0.1 logs in meanwhile, and once they close
+ * 127.0.0.2 gets its 20 again. */
+static void t_conn_caps(void) {
+    enum { N = 1000, PER = 20 };
+    test_cond("conn caps: the server restarts with --max-connections-per-address 20",
+              adduser("alice", "secret") == 0 && server_start3("--max-connections-per-address", "20", NULL) == 0);
+    static int fds[N];
+    int opened = 0;
+    for (int i = 0; i < N; i++) if ((fds[i] = bare_connect(2)) >= 0) opened++;
+    int refused = 0;
+    for (int i = PER; i < N; i++) refused += fds[i] >= 0 && closed_by_server(fds[i], 2000);
+    int kept = 0;
+    for (int i = 0; i < PER; i++) kept += fds[i] >= 0 && !closed_by_server(fds[i], 0);
+    printf("# conn caps: %d of %d connections from 127.0.0.2: %d kept, %d refused at accept\n", opened, N, kept, refused);
+    test_cond("conn caps: of 1000 from 127.0.0.2 the server keeps 20 and refuses the rest",
+              opened == N && kept == PER && refused == N - PER);
+    cli a;
+    int64_t t0 = test_now_ms();
+    test_cond("conn caps: meanwhile a client from 127.0.0.1 logs in, at once",
+              cli_login(&a, "alice", "secret", "caps-1", NULL, NULL) == 200 && test_now_ms() - t0 < 1000);
+    cli_free(&a);
+    for (int i = 0; i < N; i++) if (fds[i] >= 0) close(fds[i]);
+    /* once the server has seen them go, 127.0.0.2 has its 20 again */
+    g_ws_source = 2;
+    int code = -1;
+    int64_t deadline = test_now_ms() + 5000;
+    while (test_now_ms() < deadline && (code = cli_login(&a, "alice", "secret", "caps-2", NULL, NULL)) != 200) {
+        cli_free(&a);
+        struct timespec ts = { 0, 50 * 1000000 };
+        nanosleep(&ts, NULL);
+    }
+    test_cond("conn caps: after they close, 127.0.0.2 logs in again", code == 200);
+    cli_free(&a);
+    cli b[PER];
+    int ok = 0;
+    for (int i = 0; i < PER; i++) ok += cli_open(&b[i], NIM_PROTO_SUBPROTOCOL) == 0 && cli_barrier(&b[i]);
+    cli extra;
+    int over = cli_open(&extra, NIM_PROTO_SUBPROTOCOL) != 0 || !cli_barrier(&extra);
+    test_cond("conn caps: 20 WebSocket connections from 127.0.0.2 again, and not 21", ok == PER && over);
+    cli_free(&extra);
+    for (int i = 0; i < PER; i++) cli_free(&b[i]);
+    g_ws_source = 0;
+    server_stop(SIGTERM);
+}
+
+/* The send rate: a burst past it is answered 429 with retryAfter and not
+ * stored, everything answered 200 is, another account is not held back,
+ * and after retryAfter the account sends again. */
+static void t_send_rate(void) {
+    enum { N = 40 };
+    const char *was = g_send_rate;
+    g_send_rate = "10";        /* bursts of 20 */
+    test_cond("send rate: the server restarts with --max-send-rate 10",
+              adduser("bob", "secret") == 0 && adduser("xeno", "secret") == 0 && server_start(NULL) == 0);
+    cli a, b, z;
+    cli_login(&a, "alice", "secret", "rate-a", NULL, NULL);
+    cli_login(&b, "bob", "secret", "rate-b", NULL, NULL);
+    cJSON *rep[N];
+    send_burst(&a, "xeno", "rate", N, -1, -1, 0, rep);
+    int ok = 0, limited = 0, retry_ok = 1;
+    for (int i = 0; i < N; i++) {
+        ok += code_of(rep[i]) == 200;
+        if (code_of(rep[i]) == 429) {
+            limited++;
+            int64_t after = int_of(obj_of(rep[i], "data"), "retryAfter");
+            retry_ok &= after > 0 && after <= 100 && strstr(str_of(rep[i], "error"), "at most 10 messages a second") != NULL;
+        }
+        cJSON_Delete(rep[i]);
+    }
+    printf("# send rate: of %d sent at once, %d accepted, %d answered 429\n", N, ok, limited);
+    test_cond("send rate: a burst of 40 gets about 20 through and 429 for the rest",
+              ok >= 20 && ok < 30 && ok + limited == N && retry_ok);
+    cJSON *r = send_text(&b, "p2p", "xeno", "rate-b1", "bob is not held back");
+    test_cond("send rate: another account sends meanwhile", code_of(r) == 200);
+    cJSON_Delete(r);
+    cJSON *sync = NULL;
+    cli_login(&z, "xeno", "secret", "rate-z", NULL, &sync);
+    test_cond("send rate: exactly what was answered 200 is stored", arr_len(sync, "offlineMsgs") == ok + 1);
+    cJSON_Delete(sync);
+    cli_free(&z);
+    int code = 0;
+    int64_t deadline = test_now_ms() + 3000;
+    while (test_now_ms() < deadline && (code = code_of(r = send_text(&a, "p2p", "xeno", "rate-late", "later"))) == 429) {
+        cJSON_Delete(r);
+        r = NULL;
+        struct timespec ts = { 0, 20 * 1000000 };
+        nanosleep(&ts, NULL);   /* tokens come back with the server's clock */
+    }
+    cJSON_Delete(r);
+    test_cond("send rate: after retryAfter alice sends again", code == 200);
+    cli_free(&a);
+    cli_free(&b);
+    server_stop(SIGTERM);
+    g_send_rate = was;
+}
+
 /* The stored iteration count of account's token (-1: none). */
 static int kdf_iterations_of(const char *account) {
     sqlite3 *h = NULL;
@@ -1961,7 +2152,7 @@ int main(int argc, char **argv) {
         return test_report();
     }
 
-    const char *users[] = { "alice", "bob", "carol", "dave", "erin", "frank", "gina", "hank", "ivy", "kate", "lena", "quin" };
+    const char *users[] = { "alice", "bob", "carol", "dave", "erin", "frank", "gina", "hank", "ivy", "kate", "lena", "quin", "vera", "wes" };
     int ok = 1;
     for (size_t i = 0; i < sizeof users / sizeof users[0]; i++) ok &= adduser(users[i], "secret") == 0;
     test_cond("adduser registers accounts", ok);
@@ -1981,6 +2172,7 @@ int main(int argc, char **argv) {
         t_hostile();
         t_lws_client();
         t_history();
+        t_throttle();
         t_state_pages();
         t_roaming_resume();
         t_big_offline();
@@ -1995,6 +2187,8 @@ int main(int argc, char **argv) {
         t_disk_full();
         t_readonly();
         t_kdf();
+        t_conn_caps();
+        t_send_rate();
     }
     server_teardown("test_server");
     return test_report();

@@ -71,6 +71,10 @@ static inline void ws_consume(ws_t *w, size_t n) {
     w->in_len -= n;
 }
 
+/* The loopback address the next ws_connect binds to (0: any, i.e.
+ * 127.0.0.1): 2 for 127.0.0.2, a second client address. */
+static int g_ws_source = 0;
+
 /* Connects to 127.0.0.1:port and upgrades; protocol may be NULL (no
  * Sec-WebSocket-Protocol header). 0 on success. */
 static inline int ws_connect(ws_t *w, int port, const char *protocol) {
@@ -80,6 +84,11 @@ static inline int ws_connect(ws_t *w, int port, const char *protocol) {
     if (w->fd < 0) return -1;
     int one = 1;
     setsockopt(w->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (g_ws_source) {
+        struct sockaddr_in src = { .sin_family = AF_INET };
+        src.sin_addr.s_addr = htonl(0x7f000000u | (uint32_t)g_ws_source);
+        if (bind(w->fd, (struct sockaddr *)&src, sizeof src) != 0) return -1;
+    }
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(w->fd, (struct sockaddr *)&a, sizeof a) != 0) return -1;

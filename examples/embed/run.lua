@@ -20,7 +20,9 @@ local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
-local srv <close> = server.start{accounts = {player = "p-token", flooder = "f-token"}}
+-- the flooder sends far beyond the server's default 100 messages a second
+local srv <close> = server.start{accounts = {player = "p-token", flooder = "f-token"},
+                                 maxSendRate = math.tointeger(math.max(100, rate * 2))}
 print("nim-server listening on " .. srv.url)
 local ready = os.tmpname()
 os.remove(ready)                                 -- game.lua creates it once synced

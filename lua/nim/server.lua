@@ -118,13 +118,15 @@ function M.start(opts)
   local bin = M.find_binary(opts.bin)
   local db, owner = opts.db, nil
   if not db then db, owner = tmpname(".db") end
-  local kdf = opts.kdfIterations
+  local kdf, rate = opts.kdfIterations, opts.maxSendRate
   if kdf ~= nil and math.type(kdf) ~= "integer" then error("nim.server: kdfIterations: an integer expected", 2) end
+  if rate ~= nil and math.type(rate) ~= "integer" then error("nim.server: maxSendRate: an integer expected", 2) end
   for account, token in pairs(opts.accounts or {}) do M.adduser(bin, db, account, token, kdf) end
   local host, port = opts.host or "127.0.0.1", opts.port or 0
   local errlog = opts.log or (db .. ".log")
   local args = { "--listen", host .. ":" .. port, "--db", db }
   if kdf then args[#args + 1] = "--kdf-iterations"; args[#args + 1] = tostring(kdf) end
+  if rate then args[#args + 1] = "--max-send-rate"; args[#args + 1] = tostring(rate) end
   local tls, ca, tlsdir = opts.tls, nil, nil
   if tls == true then
     tlsdir = db .. ".tls"
@@ -159,7 +161,7 @@ function M.start(opts)
   end
   return setmetatable({
     pid = pid, host = h, port = tonumber(p), url = ("%s://%s:%s"):format(tls and "wss" or "ws", h, p),
-    caFile = ca, tls = tls, db = db, log = errlog, bin = bin, kdfIterations = kdf,
+    caFile = ca, tls = tls, db = db, log = errlog, bin = bin, kdfIterations = kdf, maxSendRate = rate,
     _pipe = pipe, _owner = owner, _tlsdir = tlsdir,
   }, Server)
 end

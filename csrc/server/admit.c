@@ -1,0 +1,94 @@
+/* nim-server connection admission: at most srv.max_conns connections in
+ * all and srv.max_per_addr from one address, decided at accept
+ * (LWS_CALLBACK_FILTER_NETWORK_CONNECTION), before any handshake, so one
+ * address holding a thousand sockets never keeps another from logging in,
+ * and the process never runs out of descriptors (the cap stays below its
+ * RLIMIT_NOFILE, so accept never fails with EMFILE and never spins).
+ *
+ * Counts live in a fixed table of addresses and a table by descriptor. A
+ * connection is uncounted when lws destroys it (LWS_CALLBACK_WSI_DESTROY);
+ * should that ever miss one, the descriptor being accepted again proves
+ * the old connection gone, and it is uncounted then. Event-loop thread. */
+#include "server/admit.h"
+#include "server/server.h"
+#include "core/alloc.h"
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include "core/strmap.h"
+#include <sys/socket.h>
+
+#define SLOTS 4096          /* addresses with connections at once; a power of two */
+#define PROBE 32
+
+typedef struct {
+    char key[INET6_ADDRSTRLEN];     /* "" : free */
+    int  count;
+} slot;
+
+static slot addrs[SLOTS];
+static int *by_fd;                  /* fd -> addrs index + 1, 0: not counted */
+static int fd_cap, total;
+
+int srv_admit_init(int max_fd) {
+    by_fd = nim_calloc((size_t)max_fd, sizeof *by_fd);
+    fd_cap = by_fd ? max_fd : 0;
+    return by_fd ? 0 : -1;
+}
+
+void srv_admit_free(void) {
+    nim_free(by_fd);
+    by_fd = NULL;
+    fd_cap = total = 0;
+}
+
+/* The slot of addr, or a free one for it; NULL when the window is full
+ * (so many addresses at once: refused, which bounds the table). */
+static slot *find(const char *addr) {
+    uint32_t h = nim_strmap_hash(addr, strlen(addr));
+    slot *free_slot = NULL;
+    for (int i = 0; i < PROBE; i++) {
+        slot *s = &addrs[(h + (uint32_t)i) & (SLOTS - 1)];
+        if (s->key[0] && strcmp(s->key, addr) == 0) return s;
+        if (!s->key[0] && !free_slot) free_slot = s;
+    }
+    if (free_slot) snprintf(free_slot->key, sizeof free_slot->key, "%s", addr);
+    return free_slot;
+}
+
+static void uncount(int fd) {
+    if (fd < 0 || fd >= fd_cap || !by_fd[fd]) return;
+    slot *s = &addrs[by_fd[fd] - 1];
+    by_fd[fd] = 0;
+    total--;
+    if (--s->count <= 0) memset(s, 0, sizeof *s);
+}
+
+static void addr_text(const struct sockaddr_storage *sa, char *out, size_t n) {
+    out[0] = '\0';
+    if (sa->ss_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)n);
+    else if (sa->ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)n);
+}
+
+int srv_admit(const struct sockaddr_storage *peer, int fd) {
+    uncount(fd);                    /* accepted again: whatever held it is gone */
+    char addr[INET6_ADDRSTRLEN];
+    addr_text(peer, addr, sizeof addr);
+    if (fd < 0 || fd >= fd_cap || total >= srv.max_conns) return -1;
+    slot *s = find(addr);
+    if (!s || s->count >= srv.max_per_addr) {
+        if (s && !s->count) memset(s, 0, sizeof *s);
+        return -1;
+    }
+    s->count++;
+    total++;
+    by_fd[fd] = (int)(s - addrs) + 1;
+    return 0;
+}
+
+void srv_admit_gone(int fd) { uncount(fd); }
+
+int srv_admit_total(void) { return total; }

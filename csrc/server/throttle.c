@@ -1,0 +1,106 @@
+/* nim-server throttling: failed logins, and the send rate of each account.
+ *
+ * Logins: failed logins are counted per account name
+ * and per source address; past a few free failures each further one closes
+ * that key for a doubling time (1 s, 2 s, ... up to 15 min), and a login
+ * for a closed key is answered 429 with retryAfter before any hashing.
+ * Other accounts and other addresses are not touched. A key forgets its
+ * failures after 15 min without one; a good login clears its account.
+ *
+ * Sending: a token bucket per account, srv.send_rate messages a second
+ * with bursts of twice that; a sendMsg beyond it is answered 429 with the
+ * ms until the next token (and nothing is stored).
+ *
+ * Fixed tables (open addressing, probe window of 16), so an attacker
+ * inventing names or addresses can only evict the stalest entries, never
+ * grow memory. Event-loop thread only. */
+#include "server/throttle.h"
+#include <stdio.h>
+#include <string.h>
+#include "core/strmap.h"
+
+#define SLOTS        8192          /* per table; a power of two */
+#define PROBE        16
+#define FORGET_MS    (15 * 60 * 1000)
+#define MAX_BLOCK_MS (15 * 60 * 1000)
+
+typedef struct {
+    char    key[NIM_PROTO_MAX_ACCOUNT + 1];   /* "" : free (addresses are shorter) */
+    int     failures;
+    int64_t last, until;
+} slot;
+
+static slot accounts[SLOTS], addresses[SLOTS], senders[SLOTS];
+
+/* The slot of key: its own, else a free or forgotten one, else the stalest
+ * of the window (evicted), when make; NULL when absent and !make. */
+static slot *find(slot *t, const char *key, int64_t now, int make) {
+    uint32_t h = nim_strmap_hash(key, strlen(key));
+    slot *spare = NULL;
+    int spare_rank = 3;                 /* 0 free, 1 forgotten, 2 in use */
+    for (int i = 0; i < PROBE; i++) {
+        slot *s = &t[(h + (uint32_t)i) & (SLOTS - 1)];
+        if (s->key[0] && strcmp(s->key, key) == 0) {
+            if (now - s->last > FORGET_MS) s->failures = 0, s->until = 0;
+            return s;
+        }
+        int rank = !s->key[0] ? 0 : now - s->last > FORGET_MS ? 1 : 2;
+        if (rank < spare_rank || (rank == spare_rank && s->last < spare->last)) {
+            spare = s;
+            spare_rank = rank;
+        }
+    }
+    if (!make) return NULL;
+    memset(spare, 0, sizeof *spare);
+    snprintf(spare->key, sizeof spare->key, "%s", key);
+    return spare;
+}
+
+static int64_t closed_for(slot *t, const char *key, int64_t now) {
+    slot *s = key && *key ? find(t, key, now, 0) : NULL;
+    return s && s->until > now ? s->until - now : 0;
+}
+
+int64_t srv_throttle_check(const char *account, const char *addr, int64_t now) {
+    int64_t a = closed_for(accounts, account, now), b = closed_for(addresses, addr, now);
+    return a > b ? a : b;
+}
+
+static void failed(slot *t, const char *key, int free_failures, int64_t now) {
+    if (!key || !*key) return;
+    slot *s = find(t, key, now, 1);
+    s->failures++;
+    s->last = now;
+    int over = s->failures - free_failures;
+    if (over > 0) {
+        int64_t block = 1000;
+        for (int i = 1; i < over && block < MAX_BLOCK_MS; i++) block *= 2;
+        s->until = now + (block < MAX_BLOCK_MS ? block : MAX_BLOCK_MS);
+    }
+}
+
+void srv_throttle_failed(const char *account, const char *addr, int64_t now) {
+    failed(accounts, account, SRV_THROTTLE_FREE_PER_ACCOUNT, now);
+    failed(addresses, addr, SRV_THROTTLE_FREE_PER_ADDRESS, now);
+}
+
+void srv_throttle_ok(const char *account, int64_t now) {
+    slot *s = find(accounts, account, now, 0);
+    if (s) memset(s, 0, sizeof *s);
+}
+
+int64_t srv_throttle_send(const char *account, int rate, int64_t now) {
+    /* tokens in thousandths of a message; a new (or long idle) sender has
+     * a full bucket */
+    int64_t burst = 2000 * (int64_t)rate;
+    slot *s = find(senders, account, now, 1);
+    int64_t tokens = s->last == 0 ? burst : s->failures + (now - s->last) * rate;
+    if (tokens > burst) tokens = burst;
+    s->last = now;
+    if (tokens < 1000) {
+        s->failures = (int)tokens;
+        return (1000 - tokens + rate - 1) / rate;   /* ms until one message's worth */
+    }
+    s->failures = (int)(tokens - 1000);
+    return 0;
+}

@@ -1,0 +1,25 @@
+/* nim-server throttling (throttle.c): login failures per account and per
+ * source address, answered 429 before any hashing once they pile up; the
+ * send rate per account, answered 429. */
+#ifndef NIM_SERVER_THROTTLE_H
+#define NIM_SERVER_THROTTLE_H
+#include <stdint.h>
+#include "net/proto.h"
+
+/* Failed logins allowed before a key is closed (an address may be shared
+ * by many users behind one NAT: more). */
+#define SRV_THROTTLE_FREE_PER_ACCOUNT 5
+#define SRV_THROTTLE_FREE_PER_ADDRESS 20
+
+/* ms until a login for account from addr may be tried again; 0: now. */
+int64_t srv_throttle_check(const char *account, const char *addr, int64_t now);
+void    srv_throttle_failed(const char *account, const char *addr, int64_t now);
+/* A good login: the account's failures are forgotten (not the address's). */
+void    srv_throttle_ok(const char *account, int64_t now);
+
+#define SRV_SEND_RATE_DEFAULT 100   /* --max-send-rate: messages a second per account */
+/* One message from account: 0 when within rate (messages/s, bursts of
+ * 2 x rate), else the ms until it would be. */
+int64_t srv_throttle_send(const char *account, int rate, int64_t now);
+
+#endif
