@@ -33,6 +33,8 @@ static const char *const sql_text[S__COUNT] = {
                    "ON CONFLICT(account) DO UPDATE SET salt = excluded.salt, hash = excluded.hash, "
                    "iterations = excluded.iterations",
     [S_ACC_EXISTS] = "SELECT 1 FROM accounts WHERE account = ?1",
+    [S_ACC_TWIN] = "SELECT account FROM accounts INDEXED BY accounts_lower WHERE lower(account) = lower(?1) "
+                   "AND account <> ?1 LIMIT 1",
     [S_DEV_TOUCH] = "INSERT INTO devices(account, device_id, first_login, last_login) VALUES(?1, ?2, ?3, ?3) "
                     "ON CONFLICT(account, device_id) DO UPDATE SET last_login = excluded.last_login",
     [S_MSG_BY_CLIENT] = "SELECT " MSG_COLS " FROM msgs m WHERE m.from_account = ?1 AND m.id_client = ?2",
@@ -162,8 +164,15 @@ static const char schema_v3[] =
     "CREATE INDEX receipts_reader ON receipts(reader);"
     "PRAGMA user_version = 3;";
 
+/* Version 4: account names by their lower case, so a name that differs
+ * only in case from an existing one is refused at registration (not
+ * unique: databases from before may hold such twins already). */
+static const char schema_v4[] =
+    "CREATE INDEX accounts_lower ON accounts(lower(account));"
+    "PRAGMA user_version = 4;";
+
 /* Each migration takes the schema from its index to the next version. */
-static const char *const migrations[] = { schema_v1, schema_v2, schema_v3 };
+static const char *const migrations[] = { schema_v1, schema_v2, schema_v3, schema_v4 };
 
 
 const char *srv_db_errmsg(srv_db *db) { return sqlite3_errmsg(db->h); }
@@ -378,6 +387,13 @@ int srv_db_put_cred(srv_db *db, const char *account, const srv_cred *cred, int *
     int rc = db_one(db, S_ACC_EXISTS);
     sqlite3_reset(s);
     if (rc == NIM_CODE_SERVER) return rc;
+    if (rc == NIM_CODE_NOT_FOUND) {     /* a new name: not a case twin of another */
+        s = db_stmt(db, S_ACC_TWIN);
+        db_bind_text(s, 1, account);
+        int twin = db_one(db, S_ACC_TWIN);
+        sqlite3_reset(s);
+        if (twin != NIM_CODE_NOT_FOUND) return twin == NIM_CODE_OK ? NIM_CODE_FORBIDDEN : twin;
+    }
     if (created) *created = rc == NIM_CODE_NOT_FOUND;
     s = db_stmt(db, S_ACC_PUT);
     db_bind_text(s, 1, account);

@@ -10,7 +10,7 @@
 #include <cjson/cJSON.h>
 #include "net/proto.h"
 
-#define SRV_DB_SCHEMA_VERSION 3
+#define SRV_DB_SCHEMA_VERSION 4
 #define SRV_SALT_LEN 16
 #define SRV_HASH_LEN 32
 
@@ -52,7 +52,9 @@ int64_t srv_db_last_msg_time(srv_db *db);
 
 /* Accounts. get_cred: NIM_CODE_OK, NIM_CODE_NOT_FOUND, or NIM_CODE_AUTH for
  * a damaged row (it never authenticates). put_cred creates the account or
- * replaces its credential (*created says which; created may be NULL). */
+ * replaces its credential (*created says which; created may be NULL);
+ * NIM_CODE_FORBIDDEN for a new name that differs only in case from an
+ * existing one. */
 int srv_db_get_cred(srv_db *db, const char *account, srv_cred *out);
 int srv_db_put_cred(srv_db *db, const char *account, const srv_cred *cred, int *created);
 /* NIM_CODE_OK if it exists, NIM_CODE_NOT_FOUND if not. */

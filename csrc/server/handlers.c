@@ -170,7 +170,8 @@ static void login_derived(srv_auth_job *j, int cancelled) {
         (void)srv_db_put_cred(srv.db, lj->account, &j->made, NULL);
     }
     if (rc != NIM_CODE_OK) {
-        srv_reply(c, lj->id, nim_proto_cmd_name(NIM_WIRE_LOGIN), rc, NULL, NULL);
+        srv_reply(c, lj->id, nim_proto_cmd_name(NIM_WIRE_LOGIN), rc,
+                  rc == NIM_CODE_FORBIDDEN ? "account: another account differs from it only in case" : NULL, NULL);
         if (rc == NIM_CODE_AUTH && ++c->auth_failures >= SRV_MAX_AUTH_FAILURES)
             srv_close_after_flush(c, NIM_CLOSE_POLICY, "too many failed logins");
     } else {
@@ -443,6 +444,15 @@ static void h_get_stick_top(const req *r) {
     srv_answer_ok(r, d);
 }
 
+void srv_throttled_unknown(const req *r, int64_t wait) {
+    char why[160];
+    snprintf(why, sizeof why, "too many unknown account names: at most %d a minute; try again in %lld s",
+             SRV_UNKNOWN_PER_MIN, (long long)(wait + 999) / 1000);
+    cJSON *d = cJSON_CreateObject();
+    if (d) cJSON_AddNumberToObject(d, "retryAfter", (double)wait);
+    srv_answer(r, NIM_CODE_THROTTLED, why, d);
+}
+
 static void h_create_team(const req *r) {
     const char *err = NULL, *name = NULL;
     const cJSON *accounts = NULL;
@@ -450,6 +460,9 @@ static void h_create_team(const req *r) {
     int rc;
     CHECK(nim_proto_get_str(r->data, "name", 1, NIM_PROTO_MAX_TEAM_NAME, 1, &name, &err));
     CHECK(nim_proto_get_array(r->data, "accounts", NIM_PROTO_MAX_TEAM_SIZE - 1, 1, &accounts, &n, &err));
+    /* the unknown list tells which names exist: only so many of those */
+    int64_t wait = srv_throttle_unknown_wait(r->c->account, srv_now_ms());
+    if (wait > 0) { srv_throttled_unknown(r, wait); return; }
     cJSON *members = cJSON_CreateArray(), *unknown = cJSON_CreateArray();
     if (!members || !unknown || !cJSON_AddItemToArray(members, cJSON_CreateString(r->c->account))) {
         cJSON_Delete(members); cJSON_Delete(unknown);
@@ -472,6 +485,7 @@ static void h_create_team(const req *r) {
         else { cJSON_Delete(members); cJSON_Delete(unknown); srv_answer(r, rc, NULL, NULL); return; }
     }
     if (cJSON_GetArraySize(unknown) > 0) {
+        srv_throttle_unknown_spend(r->c->account, cJSON_GetArraySize(unknown), srv_now_ms());
         cJSON_Delete(members);
         cJSON *d = cJSON_CreateObject();
         if (d && cJSON_AddItemToObject(d, "unknown", unknown)) unknown = NULL;

@@ -118,6 +118,10 @@ static int cmd_adduser(const char *dbpath, const char *account, const char *toke
                                                           : NIM_CODE_SERVER;
     OPENSSL_cleanse(line, sizeof line);
     srv_db_close(db);
+    if (rc == NIM_CODE_FORBIDDEN) {
+        fprintf(stderr, "nim-server: %s differs only in case from an existing account\n", account);
+        return 2;
+    }
     if (rc != NIM_CODE_OK) { fprintf(stderr, "nim-server: could not store the account\n"); return 1; }
     printf("%s %s\n", created ? "added" : "updated token of", account);
     return 0;

@@ -104,3 +104,31 @@ int64_t srv_throttle_send(const char *account, int rate, int64_t now) {
     s->failures = (int)(tokens - 1000);
     return 0;
 }
+
+/* The answers that tell an unknown account name from a known one, per
+ * asking account: SRV_UNKNOWN_PER_MIN a minute, bursts of SRV_UNKNOWN_BURST
+ * (tokens in thousandths). */
+static slot askers[SLOTS];
+
+static slot *asker(const char *account, int64_t now, int64_t *tokens) {
+    slot *s = find(askers, account, now, 1);
+    int64_t burst = 1000 * (int64_t)SRV_UNKNOWN_BURST;
+    int64_t t = s->last == 0 ? burst : s->failures + (now - s->last) * SRV_UNKNOWN_PER_MIN / 60;
+    *tokens = t > burst ? burst : t;
+    s->last = now;
+    s->failures = (int)*tokens;
+    return s;
+}
+
+int64_t srv_throttle_unknown_wait(const char *account, int64_t now) {
+    int64_t tokens;
+    asker(account, now, &tokens);
+    return tokens >= 1000 ? 0 : (1000 - tokens) * 60 / SRV_UNKNOWN_PER_MIN + 1;
+}
+
+void srv_throttle_unknown_spend(const char *account, int count, int64_t now) {
+    int64_t tokens;
+    slot *s = asker(account, now, &tokens);
+    tokens -= 1000 * (int64_t)count;
+    s->failures = (int)(tokens < 0 ? 0 : tokens);
+}

@@ -22,4 +22,13 @@ void    srv_throttle_ok(const char *account, int64_t now);
  * 2 x rate), else the ms until it would be. */
 int64_t srv_throttle_send(const char *account, int rate, int64_t now);
 
+/* Answers that reveal that an account name does not exist (createTeam's
+ * unknown list, sendMsg's 404), per asking account: at most
+ * SRV_UNKNOWN_PER_MIN a minute after a burst of SRV_UNKNOWN_BURST. wait:
+ * the ms until one more may be given (0: now); spend: count were given. */
+#define SRV_UNKNOWN_PER_MIN 60
+#define SRV_UNKNOWN_BURST   100
+int64_t srv_throttle_unknown_wait(const char *account, int64_t now);
+void    srv_throttle_unknown_spend(const char *account, int count, int64_t now);
+
 #endif

@@ -2004,6 +2004,38 @@ static void t_send_rate(void) {
     g_send_rate = was;
 }
 
+/* Answers that tell unknown names from known ones are rate limited per
+ * asking account: createTeam's unknown list and sendMsg's 404. */
+static void t_unknown_names(void) {
+    cli y, z;
+    cli_login(&y, "yuri", "secret", "names-y", NULL, NULL);
+    char buf[4096];
+    size_t len = (size_t)snprintf(buf, sizeof buf, "{\"name\":\"probe\",\"accounts\":[");
+    for (int i = 0; i < 100; i++) len += (size_t)snprintf(buf + len, sizeof buf - len, "%s\"nx%d\"", i ? "," : "", i);
+    snprintf(buf + len, sizeof buf - len, "]}");
+    cJSON *r = cli_call(&y, "createTeam", buf);
+    test_cond("names: 100 unknown names are answered, once",
+              code_of(r) == 404 && cJSON_GetArraySize(obj_of(obj_of(r, "data"), "unknown")) == 100);
+    cJSON_Delete(r);
+    r = cli_call(&y, "createTeam", "{\"name\":\"probe\",\"accounts\":[\"nx100\"]}");
+    test_cond("names: then createTeam is 429 with retryAfter, the names unchecked",
+              code_of(r) == 429 && int_of(obj_of(r, "data"), "retryAfter") > 0 &&
+              !obj_of(obj_of(r, "data"), "unknown"));
+    cJSON_Delete(r);
+    r = send_text(&y, "p2p", "nx101", "names-1", "probe");
+    test_cond("names: and a message to an unknown name too", code_of(r) == 429);
+    cJSON_Delete(r);
+    r = send_text(&y, "p2p", "zara", "names-2", "hello");
+    test_cond("names: a message to a known account still goes", code_of(r) == 200);
+    cJSON_Delete(r);
+    cli_login(&z, "zara", "secret", "names-z", NULL, NULL);
+    r = cli_call(&z, "createTeam", "{\"name\":\"t\",\"accounts\":[\"nx5\"]}");
+    test_cond("names: another account still gets its answers", code_of(r) == 404);
+    cJSON_Delete(r);
+    cli_free(&y);
+    cli_free(&z);
+}
+
 /* The stored iteration count of account's token (-1: none). */
 static int kdf_iterations_of(const char *account) {
     sqlite3 *h = NULL;
@@ -2107,20 +2139,21 @@ static void t_schema(void) {
     cJSON *sync = NULL;
     test_cond("schema: made a version 1 database",
               db_exec_version("DROP INDEX inbox_session; DROP INDEX msgs_time; DROP INDEX receipts_reader; "
-                              "PRAGMA user_version = 1") == 1);
+                              "DROP INDEX accounts_lower; PRAGMA user_version = 1") == 1);
     test_cond("schema: the server starts on it", server_start(NULL) == 0);
     cli_login(&c, "frank", "secret", "schema-f", NULL, &sync);
     test_cond("schema: its messages are all there", arr_len(sync, "roamingMsgs") == 100);
     cJSON_Delete(sync);
     cli_free(&c);
     server_stop(SIGTERM);
-    test_cond("schema: migrated to version 3, with the indexes",
-              db_exec_version(NULL) == 3 &&
-              db_exec_version("SELECT * FROM inbox INDEXED BY inbox_session LIMIT 1") == 3 &&
-              db_exec_version("SELECT * FROM msgs INDEXED BY msgs_time LIMIT 1") == 3);
-    db_exec_version("PRAGMA user_version = 4");
+    test_cond("schema: migrated to version 4, with the indexes",
+              db_exec_version(NULL) == 4 &&
+              db_exec_version("SELECT * FROM inbox INDEXED BY inbox_session LIMIT 1") == 4 &&
+              db_exec_version("SELECT * FROM msgs INDEXED BY msgs_time LIMIT 1") == 4 &&
+              db_exec_version("SELECT * FROM accounts INDEXED BY accounts_lower LIMIT 1") == 4);
+    db_exec_version("PRAGMA user_version = 5");
     test_cond("schema: a newer database is refused", server_start(NULL) != 0);
-    db_exec_version("PRAGMA user_version = 3");
+    db_exec_version("PRAGMA user_version = 4");
 }
 
 static void t_open_registration(void) {
@@ -2133,6 +2166,9 @@ static void t_open_registration(void) {
     cli_free(&c);
     test_cond("open registration: existing accounts keep their token",
               cli_login(&c, "alice", "not-secret", "d", NULL, NULL) == 302);
+    cli_free(&c);
+    test_cond("open registration: a case twin of an account is refused (403)",
+              cli_login(&c, "ALICE", "pw", "d", NULL, NULL) == 403 && adduser("Alice", "x") == 2);
     cli_free(&c);
     /* --idle 1: a logged-in connection that stays silent is closed. */
     cli_login(&c, "alice", "secret", "idle", NULL, NULL);
@@ -2152,7 +2188,7 @@ int main(int argc, char **argv) {
         return test_report();
     }
 
-    const char *users[] = { "alice", "bob", "carol", "dave", "erin", "frank", "gina", "hank", "ivy", "kate", "lena", "quin", "vera", "wes" };
+    const char *users[] = { "alice", "bob", "carol", "dave", "erin", "frank", "gina", "hank", "ivy", "kate", "lena", "quin", "vera", "wes", "yuri", "zara" };
     int ok = 1;
     for (size_t i = 0; i < sizeof users / sizeof users[0]; i++) ok &= adduser(users[i], "secret") == 0;
     test_cond("adduser registers accounts", ok);
@@ -2173,6 +2209,7 @@ int main(int argc, char **argv) {
         t_lws_client();
         t_history();
         t_throttle();
+        t_unknown_names();
         t_state_pages();
         t_roaming_resume();
         t_big_offline();
