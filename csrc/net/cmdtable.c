@@ -25,6 +25,9 @@ static const nim_command COMMANDS[] = {
     { "getStickTop",           NIM_NETCMD_GET_TOPS,        NIM_WIRE_GET_STICK_TOP },
     { "createTeam",            NIM_NETCMD_CREATE_TEAM,     NIM_WIRE_CREATE_TEAM },
     { "getHistoryMsgs",        NIM_NETCMD_GET_HISTORY,     NIM_WIRE_GET_HISTORY },
+    { "addTeamMembers",        NIM_NETCMD_ADD_MEMBERS,     NIM_WIRE_ADD_TEAM_MEMBERS },
+    { "removeTeamMembers",     NIM_NETCMD_REMOVE_MEMBERS,  NIM_WIRE_REMOVE_TEAM_MEMBERS },
+    { "leaveTeam",             NIM_NETCMD_LEAVE_TEAM,      NIM_WIRE_LEAVE_TEAM },
     { "disconnect",            NIM_NETCMD_DISCONNECT,      NIM_WIRE_UNKNOWN },
     { "connect",               NIM_NETCMD_CONNECT,         NIM_WIRE_UNKNOWN },
 };

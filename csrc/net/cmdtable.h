@@ -20,6 +20,9 @@ enum {
     NIM_NETCMD_GET_TOPS,               /* {} -> {sessions=} */
     NIM_NETCMD_CREATE_TEAM,            /* {name, accounts} -> {team=} */
     NIM_NETCMD_GET_HISTORY,            /* {scene, to, beginTime?, endTime?, lastMsgId?, limit?, reverse?} -> {msgs=} */
+    NIM_NETCMD_ADD_MEMBERS,            /* {teamId, accounts} -> {team=, msg=} */
+    NIM_NETCMD_REMOVE_MEMBERS,         /* {teamId, accounts} -> {team=, msg=} */
+    NIM_NETCMD_LEAVE_TEAM,             /* {teamId} -> {team=, msg=} */
     NIM_NETCMD_DISCONNECT,             /* {} -> close, no reconnect until CONNECT */
     NIM_NETCMD_CONNECT                 /* {} -> connect now (after a disconnect or a give-up) */
 };

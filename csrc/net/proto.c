@@ -23,6 +23,9 @@ static const char *const cmd_names[NIM_WIRE__COUNT] = {
     [NIM_WIRE_GET_STICK_TOP]    = "getStickTop",
     [NIM_WIRE_CREATE_TEAM]      = "createTeam",
     [NIM_WIRE_GET_HISTORY]      = "getHistoryMsgs",
+    [NIM_WIRE_ADD_TEAM_MEMBERS] = "addTeamMembers",
+    [NIM_WIRE_REMOVE_TEAM_MEMBERS] = "removeTeamMembers",
+    [NIM_WIRE_LEAVE_TEAM]       = "leaveTeam",
 };
 
 static const char *const push_names[NIM_PUSH__COUNT] = {
@@ -449,7 +452,8 @@ nim_scene nim_proto_parse_session_id(const char *s, const char **target) {
 }
 
 int nim_proto_valid_msg_type(const char *s) {
-    return s && (strcmp(s, "text") == 0 || strcmp(s, "custom") == 0 || strcmp(s, "tip") == 0);
+    return s && (strcmp(s, "text") == 0 || strcmp(s, "custom") == 0 || strcmp(s, "tip") == 0 ||
+                 strcmp(s, "notification") == 0);
 }
 
 cJSON *nim_proto_msg_to_json(const nim_proto_msg *m) {

@@ -78,6 +78,9 @@ typedef enum {
     NIM_WIRE_GET_STICK_TOP,
     NIM_WIRE_CREATE_TEAM,
     NIM_WIRE_GET_HISTORY,
+    NIM_WIRE_ADD_TEAM_MEMBERS,
+    NIM_WIRE_REMOVE_TEAM_MEMBERS,
+    NIM_WIRE_LEAVE_TEAM,
     NIM_WIRE__COUNT
 } nim_wire_cmd;
 
@@ -177,7 +180,9 @@ nim_scene   nim_proto_scene_from_name(const char *s);
 nim_scene nim_proto_parse_session_id(const char *s, const char **target);
 
 /* Message types a client may send. */
-int nim_proto_valid_msg_type(const char *s); /* "text", "custom", "tip" */
+/* "text", "custom", "tip", or "notification" (made by the server only:
+ * team membership changes; never counted unread) */
+int nim_proto_valid_msg_type(const char *s);
 
 /* A message as it travels in roamingMsgs/offlineMsgs/msg pushes and in the
  * sendMsg reply. Strings point into the JSON (or the caller's memory). */

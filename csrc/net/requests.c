@@ -344,6 +344,23 @@ static int same_str(const cJSON *a, const cJSON *b, const char *k) {
     return x && y && strcmp(x, y) == 0;
 }
 
+/* A message of mine from a reply (m: in no list), stored, normalised in
+ * place, with the cursor it advances: 0, or -1 when it could not be. During
+ * a sync the cursor stays where the sync's pages put it: this id may be
+ * above messages not yet synced. */
+static int store_mine(nim_net *n, cJSON *m) {
+    cJSON *arr = cJSON_CreateArray();
+    if (!arr) return -1;
+    cJSON_AddItemToArray(arr, m);       /* lent, taken back below */
+    nim_engine_cursor c = { KEY_MSGS, nim_jid(m, "idServer"), NULL };
+    int rc = nim_engine_ingest(n->e, &(nim_ingest){ .msgs = arr, .cursor = n->sync == SYNC_NONE ? &c : NULL });
+    cJSON_DetachItemViaPointer(arr, m);
+    cJSON_Delete(arr);
+    if (rc < 0) return -1;
+    if (n->sync == SYNC_NONE && c.value > n->cur_msgs) n->cur_msgs = c.value;
+    return 0;
+}
+
 /* sendMsg's reply: the message as the server stored it, stored here too,
  * once it is checked to be the message sent (p->msg, the sending copy; it
  * is missing only when memory ran out). */
@@ -361,22 +378,37 @@ static void on_sent(nim_net *n, pending *p, cJSON *data) {
         return;
     }
     cJSON_DetachItemViaPointer(data, m);
-    cJSON *arr = cJSON_CreateArray();
-    if (!arr) { cJSON_Delete(m); return; }
-    cJSON_AddItemToArray(arr, m);
-    /* During a sync the cursor stays where the sync's pages put it: this
-     * id may be above messages not yet synced. */
-    nim_engine_cursor c = { KEY_MSGS, nim_jid(m, "idServer"), NULL };
-    if (nim_engine_ingest(n->e, &(nim_ingest){ .msgs = arr,
-                                               .cursor = n->sync == SYNC_NONE ? &c : NULL }) < 0) {
-        cJSON_Delete(arr);
+    if (store_mine(n, m) < 0) {
+        cJSON_Delete(m);
         nim_engine_reply(n->e, p->req, NIM_ERR_DB, "sent, but could not be stored", NULL);
         return;
     }
-    if (n->sync == SYNC_NONE && c.value > n->cur_msgs) n->cur_msgs = c.value;
-    cJSON_DetachItemViaPointer(arr, m);
-    cJSON_Delete(arr);
     nim_engine_reply(n->e, p->req, NULL, NULL, m);
+}
+
+/* add/removeTeamMembers, leaveTeam: the change's notification (mine: my
+ * other devices get it pushed) stored here too, then the reply. */
+static void on_team_changed(nim_net *n, pending *p, nim_frame *f) {
+    cJSON *m = cJSON_GetObjectItemCaseSensitive(f->data, "msg");
+    const char *why = NULL;
+    if (m && (!net_check_msg(n, m, NULL, &why) || strcmp(nim_jstr(m, "from"), n->account) != 0 ||
+              strcmp(nim_jstr(m, "type"), "notification") != 0)) {
+        reply_code(n, p->req, NIM_CODE_SERVER, "the server's reply is not this change's notification");
+        net_refuse(n, why ? why : "a team change reply with another message");
+        return;
+    }
+    if (m) {
+        cJSON_DetachItemViaPointer(f->data, m);
+        int stored = store_mine(n, m) == 0;
+        cJSON_AddItemToObject(f->data, "msg", m);
+        if (!stored) {
+            nim_engine_reply(n->e, p->req, NIM_ERR_DB, "changed, but its notification could not be stored", NULL);
+            return;
+        }
+    }
+    cJSON *d = f->data;
+    if (d) cJSON_DetachItemViaPointer(f->root, d);
+    nim_engine_reply(n->e, p->req, NULL, NULL, d);
 }
 
 /* add/update/deleteStickTopSession's reply: the change stored here too. */
@@ -493,6 +525,9 @@ static void on_app_reply(nim_net *n, pending *p, nim_frame *f) {
         return;
     case NIM_NETCMD_GET_HISTORY:
         on_history(n, p, f->data);
+        return;
+    case NIM_NETCMD_ADD_MEMBERS: case NIM_NETCMD_REMOVE_MEMBERS: case NIM_NETCMD_LEAVE_TEAM:
+        on_team_changed(n, p, f);
         return;
     case NIM_NETCMD_ADD_TOP: case NIM_NETCMD_UPDATE_TOP: case NIM_NETCMD_DELETE_TOP:
         on_top_changed(n, p, f->data);

@@ -112,6 +112,8 @@ static const char *const sql_text[S__COUNT] = {
                           "ON CONFLICT DO NOTHING",
     [S_TEAM_GET] = "SELECT name FROM teams WHERE id = ?1",
     [S_TEAM_MEMBERS] = "SELECT account FROM team_members WHERE team_id = ?1 ORDER BY joined, account",
+    [S_TEAM_OWNER] = "SELECT owner FROM teams WHERE id = ?1",
+    [S_TEAM_MEMBER_DEL] = "DELETE FROM team_members WHERE team_id = ?1 AND account = ?2",
     [S_TEAM_IS_MEMBER] = "SELECT 1 FROM team_members WHERE team_id = ?1 AND account = ?2",
 };
 

@@ -157,5 +157,8 @@ int srv_db_team_add_member(srv_db *db, int64_t team_id, const char *account, int
 int srv_db_team_members(srv_db *db, int64_t team_id, cJSON *arr, char *name, size_t namelen);
 /* NIM_CODE_OK if member, NIM_CODE_FORBIDDEN if not, NIM_CODE_NOT_FOUND if no team. */
 int srv_db_team_is_member(srv_db *db, int64_t team_id, const char *account);
+/* The team's owner into owner; NIM_CODE_NOT_FOUND if no team. */
+int srv_db_team_owner(srv_db *db, int64_t team_id, char *owner, size_t len);
+int srv_db_team_remove_member(srv_db *db, int64_t team_id, const char *account);
 
 #endif

@@ -230,3 +230,19 @@ int srv_db_count_rows(srv_db *db, srv_rows what, const char *account, int64_t *n
     sqlite3_reset(s);
     return rc == NIM_CODE_OK ? rc : NIM_CODE_SERVER;
 }
+
+int srv_db_team_owner(srv_db *db, int64_t team_id, char *owner, size_t len) {
+    sqlite3_stmt *s = db_stmt(db, S_TEAM_OWNER);
+    sqlite3_bind_int64(s, 1, team_id);
+    int rc = db_one(db, S_TEAM_OWNER);
+    if (rc == NIM_CODE_OK) snprintf(owner, len, "%s", db_col_text(s, 0) ? db_col_text(s, 0) : "");
+    sqlite3_reset(s);
+    return rc;
+}
+
+int srv_db_team_remove_member(srv_db *db, int64_t team_id, const char *account) {
+    sqlite3_stmt *s = db_stmt(db, S_TEAM_MEMBER_DEL);
+    sqlite3_bind_int64(s, 1, team_id);
+    db_bind_text(s, 2, account);
+    return db_run(db, S_TEAM_MEMBER_DEL);
+}

@@ -572,6 +572,9 @@ void srv_handle_message(srv_conn *c, const char *buf, size_t len) {
         case NIM_WIRE_GET_STICK_TOP:    h_get_stick_top(&r); break;
         case NIM_WIRE_CREATE_TEAM:      h_create_team(&r); break;
         case NIM_WIRE_GET_HISTORY:      srv_h_get_history(&r); break;
+        case NIM_WIRE_ADD_TEAM_MEMBERS: srv_h_add_members(&r); break;
+        case NIM_WIRE_REMOVE_TEAM_MEMBERS: srv_h_remove_members(&r); break;
+        case NIM_WIRE_LEAVE_TEAM:       srv_h_leave_team(&r); break;
         default:                       srv_answer(&r, NIM_CODE_UNKNOWN_CMD, NULL, NULL); break;
         }
     }

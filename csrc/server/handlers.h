@@ -33,6 +33,16 @@ void srv_h_send_msg(const req *r);
 void srv_h_mark_received(const req *r);
 void srv_h_send_receipt(const req *r);
 void srv_h_get_history(const req *r);
+/* A stored message to everyone who should see it live: the peer's (or
+ * every member's) devices and the sender's other devices (from: the
+ * sending connection, or NULL). */
+void srv_push_msg(const srv_conn *from, const char *from_account, const cJSON *msg,
+                  const cJSON *members, const char *peer);
+
+/* teams.c: who is in a team, with consent */
+void srv_h_add_members(const req *r);
+void srv_h_remove_members(const req *r);
+void srv_h_leave_team(const req *r);
 /* The connection is gone: its grouped replies have nowhere to go. */
 void srv_group_forget(const srv_conn *c);
 

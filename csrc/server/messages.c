@@ -32,9 +32,6 @@ static struct {
     grouped_reply e[SRV_GROUP_MAX];
 } group;
 
-static void push_msg(const srv_conn *from, const char *from_account, const cJSON *msg,
-                     const cJSON *members, const char *peer);
-
 /* Adds an entry (data, msg and members are taken). Only while group.open. */
 static void group_add(const req *r, int code, const char *error, cJSON *data, cJSON *msg,
                       cJSON *members, const char *peer) {
@@ -67,7 +64,7 @@ static void group_deliver(int committed) {
             else if (e->reply) srv_queue_raw(e->c, e->reply, e->reply_len);
             else srv_reply(e->c, e->id, nim_proto_cmd_name(NIM_WIRE_SEND_MSG), e->code, NULL, NULL);
         }
-        if (committed && e->msg) push_msg(e->c, e->from, e->msg, e->members, e->peer[0] ? e->peer : NULL);
+        if (committed && e->msg) srv_push_msg(e->c, e->from, e->msg, e->members, e->peer[0] ? e->peer : NULL);
         nim_free(e->reply);
         cJSON_Delete(e->msg);
         cJSON_Delete(e->members);
@@ -96,8 +93,8 @@ static void session_id(char *buf, size_t n, nim_scene scene, const char *to) {
 /* Pushes a stored message to everyone who should see it live: the peer's (or
  * every member's) devices and the sender's other devices (from: the sending
  * connection, NULL if it is gone). */
-static void push_msg(const srv_conn *from, const char *from_account, const cJSON *msg,
-                     const cJSON *members, const char *peer) {
+void srv_push_msg(const srv_conn *from, const char *from_account, const cJSON *msg,
+                  const cJSON *members, const char *peer) {
     cJSON *d = cJSON_CreateObject();
     cJSON *copy = cJSON_Duplicate(msg, 1);
     if (!d || !copy || !cJSON_AddItemToObject(d, "msg", copy)) {
@@ -146,7 +143,10 @@ void srv_h_send_msg(const req *r) {
     CHECK(nim_proto_get_str(r->data, "content", 0, NIM_PROTO_MAX_CONTENT, 0, &m.content, &err));
     m.scene = nim_proto_scene_from_name(scene_s);
     if (m.scene == NIM_SCENE_NONE) { srv_answer(r, NIM_CODE_PARAM, "scene: must be \"p2p\" or \"team\"", NULL); return; }
-    if (!nim_proto_valid_msg_type(m.type)) { srv_answer(r, NIM_CODE_PARAM, "type: must be \"text\", \"custom\" or \"tip\"", NULL); return; }
+    if (!nim_proto_valid_msg_type(m.type) || strcmp(m.type, "notification") == 0) {
+        srv_answer(r, NIM_CODE_PARAM, "type: must be \"text\", \"custom\" or \"tip\"", NULL);
+        return;
+    }
     if (strcmp(m.type, "custom") == 0 ? !m.content : !m.text) {
         srv_answer(r, NIM_CODE_PARAM, strcmp(m.type, "custom") == 0 ? "content: missing" : "text: missing", NULL);
         return;

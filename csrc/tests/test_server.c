@@ -687,6 +687,13 @@ static void t_teams(void) {
               code_of(r) == 404 && cJSON_GetArraySize(obj_of(obj_of(r, "data"), "unknown")) == 2);
     cJSON_Delete(r);
     test_cond("team: name missing gets 414", cli_call_code(&a, "createTeam", "{\"accounts\":[\"bob\"]}") == 414);
+    test_cond("team: a client may not send a notification (the server's own type)",
+              cli_call_code(&a, "sendMsg", "{\"scene\":\"p2p\",\"to\":\"bob\",\"type\":\"notification\","
+                            "\"idClient\":\"tm-n\",\"content\":\"{}\"}") == 414);
+    test_cond("team: membership changes of a team that does not exist get 404, bad ids 414",
+              cli_call_code(&a, "leaveTeam", "{\"teamId\":\"999999\"}") == 404 &&
+              cli_call_code(&a, "addTeamMembers", "{\"teamId\":\"x\",\"accounts\":[\"bob\"]}") == 414 &&
+              cli_call_code(&a, "removeTeamMembers", "{\"teamId\":\"1\"}") == 414);
     r = cli_call(&a, "createTeam", "{\"name\":\"friends\",\"accounts\":[\"bob\",\"carol\",\"bob\",\"alice\"]}");
     const cJSON *team = obj_of(obj_of(r, "data"), "team");
     snprintf(g_team, sizeof g_team, "%s", str_of(team, "teamId"));

@@ -25,6 +25,29 @@ local function send(msgtype, field, maxlen)
   end }
 end
 
+-- teamId: a team id string (digits).
+local function team_id(F, opts)
+  local id = opts.teamId
+  if type(id) ~= "string" or not id:match("^[1-9]%d*$") or #id > 19 then
+    argerror(F, "teamId", "a team id string expected, got " .. (type(id) == "string" and "'" .. id .. "'" or type(id)))
+  end
+  return id
+end
+
+-- accounts: an array of account names (at most 199; non-empty unless may_be_empty).
+local function account_list(F, opts, may_be_empty)
+  local accounts = opts.accounts
+  if type(accounts) ~= "table" then argerror(F, "accounts", "array of accounts expected, got " .. type(accounts)) end
+  local list = {}
+  for i, a in ipairs(accounts) do
+    if type(a) ~= "string" or a == "" then argerror(F, "accounts[" .. i .. "]", "account string expected") end
+    list[i] = a
+  end
+  if #list == 0 and not may_be_empty then argerror(F, "accounts", "at least one account expected") end
+  if #list > 199 then argerror(F, "accounts", "at most 199 members besides me") end
+  return list
+end
+
 -- add/update/deleteStickTopSession{id=, topCustom=?, done=} -> done(err, {session=})
 local function top(cmd, with_custom)
   return { kind = "opts", cmd = cmd, args = function(F, opts)
@@ -80,16 +103,19 @@ return {
 
   -- nim:createTeam{name=, accounts={...}, done=} -> done(err, {team={teamId=, name=, owner=, members=, createTime=}})
   createTeam = { kind = "opts", cmd = "createTeam", args = function(F, opts)
-    local name = check.str(F, opts, "name", true, 128)
-    local accounts = opts.accounts
-    if type(accounts) ~= "table" then argerror(F, "accounts", "array of accounts expected, got " .. type(accounts)) end
-    local list = {}
-    for i, a in ipairs(accounts) do
-      if type(a) ~= "string" or a == "" then argerror(F, "accounts[" .. i .. "]", "account string expected") end
-      list[i] = a
-    end
-    if #list > 199 then argerror(F, "accounts", "at most 199 members besides me") end
-    return { name = name, accounts = list }
+    return { name = check.str(F, opts, "name", true, 128), accounts = account_list(F, opts, true) }
+  end },
+  -- nim:addTeamMembers{teamId=, accounts={...}, done=}, nim:removeTeamMembers{...}
+  -- (the owner only) -> done(err, {team=, msg=}): msg is the notification
+  addTeamMembers = { kind = "opts", cmd = "addTeamMembers", args = function(F, opts)
+    return { teamId = team_id(F, opts), accounts = account_list(F, opts) }
+  end },
+  removeTeamMembers = { kind = "opts", cmd = "removeTeamMembers", args = function(F, opts)
+    return { teamId = team_id(F, opts), accounts = account_list(F, opts) }
+  end },
+  -- nim:leaveTeam{teamId=, done=} -> done(err, {team=, msg=})
+  leaveTeam = { kind = "opts", cmd = "leaveTeam", args = function(F, opts)
+    return { teamId = team_id(F, opts) }
   end },
 
   -- nim:getHistoryMsgs{scene=, to=, beginTime=0, endTime=0 (no bound), lastMsgId=?,
