@@ -95,5 +95,10 @@ describe("network TLS #net", function()
     assert.error_matches(function()
       NIM.getInstance { account = "a", token = "t", server = "wss://127.0.0.1:1", tlsCAFile = dir .. "/none.pem" }
     end, "bad argument 'tlsCAFile' %(cannot read .*none.pem")
+    local junk = dir .. "/junk.pem"
+    local f = assert(io.open(junk, "w")); f:write("not a certificate\n"); f:close()
+    assert.error_matches(function()
+      NIM.getInstance { account = "a", token = "t", server = "wss://127.0.0.1:1", tlsCAFile = junk }
+    end, "bad argument 'tlsCAFile' %(no PEM certificate")
   end)
 end)

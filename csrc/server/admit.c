@@ -6,9 +6,11 @@
  * RLIMIT_NOFILE, so accept never fails with EMFILE and never spins).
  *
  * Counts live in a fixed table of addresses and a table by descriptor. A
- * connection is uncounted when lws destroys it (LWS_CALLBACK_WSI_DESTROY);
+ * connection is uncounted when lws destroys it (LWS_CALLBACK_WSI_DESTROY,
+ * with the descriptor ws.c kept on the wsi: lws has closed it by then);
  * should that ever miss one, the descriptor being accepted again proves
- * the old connection gone, and it is uncounted then. Event-loop thread. */
+ * the old connection gone, and it is uncounted then. IPv6 addresses count
+ * by their /64 (one host usually holds a whole one). Event-loop thread. */
 #include "server/admit.h"
 #include "server/server.h"
 #include "core/alloc.h"
@@ -69,8 +71,11 @@ static void addr_text(const struct sockaddr_storage *sa, char *out, size_t n) {
     out[0] = '\0';
     if (sa->ss_family == AF_INET)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)n);
-    else if (sa->ss_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)n);
+    else if (sa->ss_family == AF_INET6) {
+        struct in6_addr a = ((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (!IN6_IS_ADDR_V4MAPPED(&a)) memset(a.s6_addr + 8, 0, 8);   /* its /64 */
+        inet_ntop(AF_INET6, &a, out, (socklen_t)n);
+    }
 }
 
 int srv_admit(const struct sockaddr_storage *peer, int fd) {

@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 int srv_kdf(const char *token, const uint8_t salt[SRV_SALT_LEN], int iterations, uint8_t out[SRV_HASH_LEN]) {
@@ -53,7 +54,9 @@ static void derive(srv_auth_job *j) {
     uint8_t got[SRV_HASH_LEN];
     j->failed = srv_kdf(j->token, j->stored.salt, j->stored.iterations, got) != 0;
     j->equal = !j->failed && j->found && srv_cred_equal(got, j->stored.hash);
-    if (!j->failed && j->make_iterations > 0 && (j->equal || !j->found))
+    /* made whether the token matched or not: a wrong token for an account
+     * with an old, cheaper hash costs what it costs for any other */
+    if (!j->failed && j->make_iterations > 0)
         j->failed = srv_cred_make(j->token, j->make_iterations, &j->made) != 0;
 }
 
@@ -66,7 +69,8 @@ static void *worker(void *arg) {
         srv_auth_job *j = w.todo;
         if (!(w.todo = j->next)) w.todo_tail = NULL;
         pthread_mutex_unlock(&w.lock);
-        derive(j);
+        if (atomic_load(&j->dead)) j->skipped = 1;   /* nobody waits for it */
+        else derive(j);
         pthread_mutex_lock(&w.lock);
         push(&w.done, &w.done_tail, j);
         if (srv.ctx) lws_cancel_service(srv.ctx);   /* the loop collects it */
@@ -82,7 +86,12 @@ int srv_auth_start(void) {
     return 0;
 }
 
+static int queued;   /* loop thread only: submitted, not yet finished */
+
+int srv_auth_queued(void) { return queued; }
+
 void srv_auth_submit(srv_auth_job *j) {
+    queued++;
     pthread_mutex_lock(&w.lock);
     push(&w.todo, &w.todo_tail, j);
     pthread_cond_signal(&w.more);
@@ -96,6 +105,7 @@ void srv_auth_collect(void) {
     pthread_mutex_unlock(&w.lock);
     while (j) {
         srv_auth_job *next = j->next;
+        queued--;
         j->finish(j, 0);
         j = next;
     }

@@ -28,7 +28,14 @@ typedef struct srv_auth_job {
     int      failed, equal;    /* out */
     srv_cred made;             /* out, with make_iterations */
     void   (*finish)(struct srv_auth_job *j, int cancelled);
+    _Atomic int dead;          /* set by the loop: its connection is gone, skip it */
+    int      skipped;          /* out: dead when the worker reached it (nothing derived) */
 } srv_auth_job;
+
+/* Jobs submitted and not yet finished; the loop refuses logins (429)
+ * beyond SRV_AUTH_MAX_QUEUED, so a flood never makes every login wait. */
+#define SRV_AUTH_MAX_QUEUED 32
+int  srv_auth_queued(void);
 
 int  srv_auth_start(void);
 void srv_auth_submit(srv_auth_job *j);

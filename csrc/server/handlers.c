@@ -8,6 +8,7 @@
 #include "server/auth.h"
 #include "server/throttle.h"
 #include <openssl/crypto.h>
+#include <stdatomic.h>
 #include "core/alloc.h"
 #include "core/jfield.h"
 #include <libwebsockets.h>
@@ -18,6 +19,12 @@
 int64_t srv_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t srv_mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -91,11 +98,14 @@ static void h_login(const req *r) {
     if (!nim_proto_valid_device(device)) { srv_answer(r, NIM_CODE_PARAM, "deviceId: not printable ASCII", NULL); return; }
 
     /* Too many failures for this account or from this address: no hashing. */
-    int64_t wait = srv_throttle_check(account, c->addr, srv_now_ms());
+    int64_t wait = srv_throttle_check(account, c->addr, srv_mono_ms());
+    int busy = !wait && srv_auth_queued() >= SRV_AUTH_MAX_QUEUED;
+    if (busy) wait = 1000;
     if (wait > 0) {
         char why[128];
-        snprintf(why, sizeof why, "too many failed logins for this account or address: try again in %lld s",
-                 (long long)(wait + 999) / 1000);
+        if (busy) snprintf(why, sizeof why, "too many logins being checked: try again in 1 s");
+        else snprintf(why, sizeof why, "too many failed logins for this account or address: try again in %lld s",
+                      (long long)(wait + 999) / 1000);
         cJSON *d = cJSON_CreateObject();
         if (d) cJSON_AddNumberToObject(d, "retryAfter", (double)wait);
         srv_answer(r, NIM_CODE_THROTTLED, why, d);
@@ -127,7 +137,15 @@ static void h_login(const req *r) {
         j->make_iterations = srv.kdf_iterations;
     lj->registering = rc == NIM_CODE_NOT_FOUND && srv.open_registration;
     j->finish = login_derived;
+    if (srv_throttle_begin(account, c->addr, srv_mono_ms()) != 0) {
+        login_free(lj);
+        cJSON *d = cJSON_CreateObject();
+        if (d) cJSON_AddNumberToObject(d, "retryAfter", 1000);
+        srv_answer(r, NIM_CODE_THROTTLED, "too many logins being checked: try again in 1 s", d);
+        return;
+    }
     c->auth_pending = 1;
+    c->login_job = j;
     srv_auth_submit(j);
 }
 
@@ -146,11 +164,14 @@ static srv_conn *login_conn(const login_job *lj) {
 /* Loop thread: the credentials thread has derived lj's login. */
 static void login_derived(srv_auth_job *j, int cancelled) {
     login_job *lj = (login_job *)j;   /* job is its first member */
-    /* a wrong token counts, even when its connection has gone */
-    if (!cancelled && !j->failed && !j->equal && !lj->registering)
-        srv_throttle_failed(lj->account, lj->addr, srv_now_ms());
+    int wrong = !cancelled && !j->skipped && !j->failed && !j->equal && !lj->registering;
     srv_conn *c = cancelled ? NULL : login_conn(lj);
-    if (!c) { login_free(lj); return; }
+    if (!c) {
+        /* a wrong token counts, even when its connection has gone */
+        srv_throttle_end(lj->account, lj->addr, wrong ? -1 : 0, srv_mono_ms());
+        login_free(lj);
+        return;
+    }
     if (!j->failed && lj->registering && srv_db_get_cred(srv.db, lj->account, &j->stored) == NIM_CODE_OK) {
         /* registered by another login meanwhile: this token must match it */
         lj->registering = 0;
@@ -160,22 +181,23 @@ static void login_derived(srv_auth_job *j, int cancelled) {
         return;
     }
     c->auth_pending = 0;
+    c->login_job = NULL;
     int rc = j->failed ? NIM_CODE_SERVER : j->equal ? NIM_CODE_OK : NIM_CODE_AUTH;
     if (!j->failed && lj->registering) {
         int created = 0;
         rc = srv_db_put_cred(srv.db, lj->account, &j->made, &created);
-    } else if (rc == NIM_CODE_OK && j->make_iterations > 0) {
+    } else if (rc == NIM_CODE_OK && j->make_iterations > 0 && j->found) {
         /* a weaker hash than today's: stored again, stronger (a failure here
          * only leaves the old one) */
         (void)srv_db_put_cred(srv.db, lj->account, &j->made, NULL);
     }
+    srv_throttle_end(lj->account, lj->addr, rc == NIM_CODE_OK ? 1 : rc == NIM_CODE_AUTH ? -1 : 0, srv_mono_ms());
     if (rc != NIM_CODE_OK) {
         srv_reply(c, lj->id, nim_proto_cmd_name(NIM_WIRE_LOGIN), rc,
                   rc == NIM_CODE_FORBIDDEN ? "account: another account differs from it only in case" : NULL, NULL);
         if (rc == NIM_CODE_AUTH && ++c->auth_failures >= SRV_MAX_AUTH_FAILURES)
             srv_close_after_flush(c, NIM_CLOSE_POLICY, "too many failed logins");
     } else {
-        srv_throttle_ok(lj->account, srv_now_ms());
         login_accepted(c, lj);
     }
     login_free(lj);
@@ -461,7 +483,7 @@ static void h_create_team(const req *r) {
     CHECK(nim_proto_get_str(r->data, "name", 1, NIM_PROTO_MAX_TEAM_NAME, 1, &name, &err));
     CHECK(nim_proto_get_array(r->data, "accounts", NIM_PROTO_MAX_TEAM_SIZE - 1, 1, &accounts, &n, &err));
     /* the unknown list tells which names exist: only so many of those */
-    int64_t wait = srv_throttle_unknown_wait(r->c->account, srv_now_ms());
+    int64_t wait = srv_throttle_unknown_wait(r->c->account, srv_mono_ms());
     if (wait > 0) { srv_throttled_unknown(r, wait); return; }
     cJSON *members = cJSON_CreateArray(), *unknown = cJSON_CreateArray();
     if (!members || !unknown || !cJSON_AddItemToArray(members, cJSON_CreateString(r->c->account))) {
@@ -485,7 +507,7 @@ static void h_create_team(const req *r) {
         else { cJSON_Delete(members); cJSON_Delete(unknown); srv_answer(r, rc, NULL, NULL); return; }
     }
     if (cJSON_GetArraySize(unknown) > 0) {
-        srv_throttle_unknown_spend(r->c->account, cJSON_GetArraySize(unknown), srv_now_ms());
+        srv_throttle_unknown_spend(r->c->account, cJSON_GetArraySize(unknown), srv_mono_ms());
         cJSON_Delete(members);
         cJSON *d = cJSON_CreateObject();
         if (d && cJSON_AddItemToObject(d, "unknown", unknown)) unknown = NULL;
@@ -583,6 +605,8 @@ void srv_handle_message(srv_conn *c, const char *buf, size_t len) {
 
 void srv_conn_gone(srv_conn *c) {
     c->logged_in = 0;
+    if (c->login_job) atomic_store(&c->login_job->dead, 1);   /* nobody to answer: skip it */
+    c->login_job = NULL;
     /* Its grouped replies have nowhere to go; its messages still commit and
      * push (they were stored). */
     srv_group_forget(c);

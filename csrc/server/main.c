@@ -16,6 +16,8 @@
 #include <sys/resource.h>
 #include <libwebsockets.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <unistd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,12 +149,12 @@ int main(int argc, char **argv) {
                   strcmp(argv[i], "--max-send-rate") == 0) && i + 1 < argc) {
             char *end;
             long v = strtol(argv[i + 1], &end, 10);
-            if (*end || v < 1 || v > 10000000L) {
-                fprintf(stderr, "nim-server: %s wants 1 ... 10000000, got %s\n", argv[i], argv[i + 1]);
+            if (*end || v < 1 || v > 1000000L) {
+                fprintf(stderr, "nim-server: %s wants 1 ... 1000000, got %s\n", argv[i], argv[i + 1]);
                 return 2;
             }
             if (strcmp(argv[i], "--max-connections") == 0) max_conns = v;
-            else if (strcmp(argv[i], "--max-send-rate") == 0) send_rate = v > 1000000 ? 1000000 : v;
+            else if (strcmp(argv[i], "--max-send-rate") == 0) send_rate = v;
             else max_per_addr = v;
             i++;
         }
@@ -219,6 +221,9 @@ int main(int argc, char **argv) {
     srv.max_conns = (int)max_conns;
     srv.max_per_addr = (int)max_per_addr;
     srv.send_rate = (int)send_rate;
+    uint32_t seed = 0;
+    if (RAND_bytes((unsigned char *)&seed, sizeof seed) != 1) seed = (uint32_t)srv_now_ms() ^ (uint32_t)getpid();
+    srv_throttle_init(seed);
     for (int k = 0; k < 3; k++) srv.caps[k] = caps[k];
     srv.last_msg_time = srv_db_last_msg_time(srv.db);
 

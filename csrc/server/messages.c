@@ -125,16 +125,6 @@ void srv_h_send_msg(const req *r) {
     int rc;
     /* A group never grows past SRV_GROUP_MAX entries (this request adds one). */
     if (group.n >= SRV_GROUP_MAX) srv_group_flush();
-    int64_t wait = srv_throttle_send(c->account, srv.send_rate, srv_now_ms());
-    if (wait > 0) {
-        char why[128];
-        snprintf(why, sizeof why, "sending too fast: at most %d messages a second per account; "
-                 "try again in %lld ms", srv.send_rate, (long long)wait);
-        cJSON *d = cJSON_CreateObject();
-        if (d) cJSON_AddNumberToObject(d, "retryAfter", (double)wait);
-        srv_answer(r, NIM_CODE_THROTTLED, why, d);
-        return;
-    }
     CHECK(nim_proto_get_str(r->data, "scene", 1, 8, 1, &scene_s, &err));
     CHECK(nim_proto_get_str(r->data, "to", 1, NIM_PROTO_MAX_ACCOUNT, 1, &m.to, &err));
     CHECK(nim_proto_get_str(r->data, "type", 1, 16, 1, &m.type, &err));
@@ -175,9 +165,9 @@ void srv_h_send_msg(const req *r) {
     if (m.scene == NIM_SCENE_P2P) {
         if ((rc = srv_db_account_exists(srv.db, m.to)) != NIM_CODE_OK) {
             /* a 404 says the name is free: only so many of those */
-            int64_t wait = rc == NIM_CODE_NOT_FOUND ? srv_throttle_unknown_wait(c->account, srv_now_ms()) : 0;
+            int64_t wait = rc == NIM_CODE_NOT_FOUND ? srv_throttle_unknown_wait(c->account, srv_mono_ms()) : 0;
             if (wait > 0) { srv_throttled_unknown(r, wait); return; }
-            if (rc == NIM_CODE_NOT_FOUND) srv_throttle_unknown_spend(c->account, 1, srv_now_ms());
+            if (rc == NIM_CODE_NOT_FOUND) srv_throttle_unknown_spend(c->account, 1, srv_mono_ms());
             srv_answer(r, rc, rc == NIM_CODE_NOT_FOUND ? "to: no such account" : NULL, NULL);
             return;
         }
@@ -199,6 +189,18 @@ void srv_h_send_msg(const req *r) {
         }
     }
 
+    /* the send rate, once the request is valid and not a resend: a
+     * resend of a stored message is answered above, whatever the rate */
+    int64_t wait = srv_throttle_send(c->account, srv.send_rate, srv_mono_ms());
+    if (wait > 0) {
+        char why[128];
+        snprintf(why, sizeof why, "sending too fast: at most %d messages a second per account; "
+                 "try again in %lld ms", srv.send_rate, (long long)wait);
+        cJSON *d = cJSON_CreateObject();
+        if (d) cJSON_AddNumberToObject(d, "retryAfter", (double)wait);
+        srv_answer(r, NIM_CODE_THROTTLED, why, d);
+        return;
+    }
     m.time = srv_msg_time();
     char sid[NIM_PROTO_MAX_SESSION_ID + 1];
     /* The first message of a pass opens the group's transaction; each message

@@ -81,6 +81,7 @@ typedef struct srv_conn {
     uint64_t         serial;               /* unique per connection: a finished login finds it */
     char             addr[64];             /* the peer's address (login throttling) */
     int              auth_pending;         /* a login is with the credentials thread */
+    struct srv_auth_job *login_job;        /* that login, while pending */
     srv_held        *held, *held_tail;     /* its requests meanwhile (reading is paused) */
     struct srv_conn *prev, *next;          /* every open connection */
     int              logged_in;
@@ -118,6 +119,7 @@ typedef struct {
 extern srv_state srv;
 
 int64_t srv_now_ms(void);
+int64_t srv_mono_ms(void);   /* for throttles: never steps with the wall clock */
 /* A message time: now, but never before the previous message's time. */
 int64_t srv_msg_time(void);
 

@@ -127,10 +127,10 @@ static void change(const req *r, team_op op) {
         else rc = ex;
     }
     if (rc == NIM_CODE_OK && cJSON_GetArraySize(unknown) > 0) {
-        int64_t wait = srv_throttle_unknown_wait(r->c->account, srv_now_ms());
+        int64_t wait = srv_throttle_unknown_wait(r->c->account, srv_mono_ms());
         cJSON_Delete(members); cJSON_Delete(changed);
         if (wait > 0) { cJSON_Delete(unknown); srv_throttled_unknown(r, wait); return; }
-        srv_throttle_unknown_spend(r->c->account, cJSON_GetArraySize(unknown), srv_now_ms());
+        srv_throttle_unknown_spend(r->c->account, cJSON_GetArraySize(unknown), srv_mono_ms());
         cJSON *d = cJSON_CreateObject();
         if (d && cJSON_AddItemToObject(d, "unknown", unknown)) unknown = NULL;
         cJSON_Delete(unknown);

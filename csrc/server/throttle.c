@@ -21,54 +21,85 @@
 
 #define SLOTS        8192          /* per table; a power of two */
 #define PROBE        16
-#define FORGET_MS    (15 * 60 * 1000)
 #define MAX_BLOCK_MS (15 * 60 * 1000)
+#define FORGET_MS    (4 * MAX_BLOCK_MS) /* well past the longest block */
 
 typedef struct {
     char    key[NIM_PROTO_MAX_ACCOUNT + 1];   /* "" : free (addresses are shorter) */
-    int     failures;
+    int64_t failures;                          /* senders, askers: tokens */
+    int     pending;                           /* logins being derived */
     int64_t last, until;
 } slot;
 
 static slot accounts[SLOTS], addresses[SLOTS], senders[SLOTS];
+static uint32_t seed;   /* so nobody can pick names that share a victim's window */
+
+void srv_throttle_init(uint32_t random_seed) { seed = random_seed; }
 
 /* The slot of key: its own, else a free or forgotten one, else the stalest
- * of the window (evicted), when make; NULL when absent and !make. */
+ * of the window that holds nothing of weight (no block, no login being
+ * derived), when make; NULL when absent and !make, or when every slot of
+ * the window holds something of weight. */
 static slot *find(slot *t, const char *key, int64_t now, int make) {
-    uint32_t h = nim_strmap_hash(key, strlen(key));
+    uint32_t h = nim_strmap_hash(key, strlen(key)) + seed;
+    h ^= h >> 15;
+    h *= 2246822519u;
     slot *spare = NULL;
-    int spare_rank = 3;                 /* 0 free, 1 forgotten, 2 in use */
+    int spare_rank = 4;                 /* 0 free, 1 forgotten, 2 in use; heavy slots never */
     for (int i = 0; i < PROBE; i++) {
         slot *s = &t[(h + (uint32_t)i) & (SLOTS - 1)];
         if (s->key[0] && strcmp(s->key, key) == 0) {
-            if (now - s->last > FORGET_MS) s->failures = 0, s->until = 0;
+            if (now - s->last > FORGET_MS && !s->pending) s->failures = 0, s->until = 0;
             return s;
         }
+        int heavy = s->key[0] && (s->until > now || s->pending > 0);
+        if (heavy) continue;
         int rank = !s->key[0] ? 0 : now - s->last > FORGET_MS ? 1 : 2;
         if (rank < spare_rank || (rank == spare_rank && s->last < spare->last)) {
             spare = s;
             spare_rank = rank;
         }
     }
-    if (!make) return NULL;
+    if (!make || !spare) return NULL;
     memset(spare, 0, sizeof *spare);
     snprintf(spare->key, sizeof spare->key, "%s", key);
     return spare;
 }
 
-static int64_t closed_for(slot *t, const char *key, int64_t now) {
+/* ms until key may try a login: closed, or already as many failures and
+ * logins being derived as it may have (a wait for those to end). */
+static int64_t closed_for(slot *t, const char *key, int free_failures, int max_pending, int64_t now) {
     slot *s = key && *key ? find(t, key, now, 0) : NULL;
-    return s && s->until > now ? s->until - now : 0;
+    if (!s) return 0;
+    if (s->until > now) return s->until - now;
+    if (s->pending >= max_pending || s->failures + s->pending >= free_failures) return s->pending ? 500 : 0;
+    return 0;
 }
 
 int64_t srv_throttle_check(const char *account, const char *addr, int64_t now) {
-    int64_t a = closed_for(accounts, account, now), b = closed_for(addresses, addr, now);
+    int64_t a = closed_for(accounts, account, SRV_THROTTLE_FREE_PER_ACCOUNT, SRV_THROTTLE_FREE_PER_ACCOUNT, now);
+    int64_t b = closed_for(addresses, addr, SRV_THROTTLE_FREE_PER_ADDRESS, SRV_THROTTLE_PENDING_PER_ADDRESS, now);
     return a > b ? a : b;
+}
+
+int srv_throttle_begin(const char *account, const char *addr, int64_t now) {
+    slot *a = find(accounts, account, now, 1), *b = addr && *addr ? find(addresses, addr, now, 1) : NULL;
+    if (!a || (addr && *addr && !b)) return -1;   /* windows full of weight: refuse */
+    a->pending++;
+    a->last = now;
+    if (b) { b->pending++; b->last = now; }
+    return 0;
+}
+
+static void end_pending(slot *t, const char *key, int64_t now) {
+    slot *s = key && *key ? find(t, key, now, 0) : NULL;
+    if (s && s->pending > 0) s->pending--;
 }
 
 static void failed(slot *t, const char *key, int free_failures, int64_t now) {
     if (!key || !*key) return;
     slot *s = find(t, key, now, 1);
+    if (!s) return;
     s->failures++;
     s->last = now;
     int over = s->failures - free_failures;
@@ -79,14 +110,16 @@ static void failed(slot *t, const char *key, int free_failures, int64_t now) {
     }
 }
 
-void srv_throttle_failed(const char *account, const char *addr, int64_t now) {
-    failed(accounts, account, SRV_THROTTLE_FREE_PER_ACCOUNT, now);
-    failed(addresses, addr, SRV_THROTTLE_FREE_PER_ADDRESS, now);
-}
-
-void srv_throttle_ok(const char *account, int64_t now) {
-    slot *s = find(accounts, account, now, 0);
-    if (s) memset(s, 0, sizeof *s);
+void srv_throttle_end(const char *account, const char *addr, int outcome, int64_t now) {
+    end_pending(accounts, account, now);
+    end_pending(addresses, addr, now);
+    if (outcome < 0) {
+        failed(accounts, account, SRV_THROTTLE_FREE_PER_ACCOUNT, now);
+        failed(addresses, addr, SRV_THROTTLE_FREE_PER_ADDRESS, now);
+    } else if (outcome > 0) {
+        slot *s = find(accounts, account, now, 0);
+        if (s) { int p = s->pending; memset(s, 0, sizeof *s); s->pending = p; snprintf(s->key, sizeof s->key, "%s", account); }
+    }
 }
 
 int64_t srv_throttle_send(const char *account, int rate, int64_t now) {
@@ -94,14 +127,15 @@ int64_t srv_throttle_send(const char *account, int rate, int64_t now) {
      * a full bucket */
     int64_t burst = 2000 * (int64_t)rate;
     slot *s = find(senders, account, now, 1);
+    if (!s) return 0;
     int64_t tokens = s->last == 0 ? burst : s->failures + (now - s->last) * rate;
     if (tokens > burst) tokens = burst;
     s->last = now;
     if (tokens < 1000) {
-        s->failures = (int)tokens;
+        s->failures = tokens;
         return (1000 - tokens + rate - 1) / rate;   /* ms until one message's worth */
     }
-    s->failures = (int)(tokens - 1000);
+    s->failures = tokens - 1000;
     return 0;
 }
 
@@ -111,12 +145,14 @@ int64_t srv_throttle_send(const char *account, int rate, int64_t now) {
 static slot askers[SLOTS];
 
 static slot *asker(const char *account, int64_t now, int64_t *tokens) {
+    static slot none;    /* a window full of weight: a bucket nobody keeps */
     slot *s = find(askers, account, now, 1);
+    if (!s) { memset(&none, 0, sizeof none); s = &none; }
     int64_t burst = 1000 * (int64_t)SRV_UNKNOWN_BURST;
     int64_t t = s->last == 0 ? burst : s->failures + (now - s->last) * SRV_UNKNOWN_PER_MIN / 60;
     *tokens = t > burst ? burst : t;
     s->last = now;
-    s->failures = (int)*tokens;
+    s->failures = *tokens;
     return s;
 }
 
@@ -130,5 +166,5 @@ void srv_throttle_unknown_spend(const char *account, int count, int64_t now) {
     int64_t tokens;
     slot *s = asker(account, now, &tokens);
     tokens -= 1000 * (int64_t)count;
-    s->failures = (int)(tokens < 0 ? 0 : tokens);
+    s->failures = tokens < 0 ? 0 : tokens;
 }

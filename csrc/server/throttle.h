@@ -11,11 +11,21 @@
 #define SRV_THROTTLE_FREE_PER_ACCOUNT 5
 #define SRV_THROTTLE_FREE_PER_ADDRESS 20
 
-/* ms until a login for account from addr may be tried again; 0: now. */
+/* Logins being derived at once, per address (the credentials thread is one:
+ * a flood from one address must not queue ahead of everyone). */
+#define SRV_THROTTLE_PENDING_PER_ADDRESS 2
+
+/* Every time is monotonic ms (srv_mono_ms). seed: random, at start. */
+void    srv_throttle_init(uint32_t seed);
+/* ms until a login for account from addr may be tried again; 0: now. A
+ * key that has as many failures and logins being derived as it may have
+ * waits for those to end. */
 int64_t srv_throttle_check(const char *account, const char *addr, int64_t now);
-void    srv_throttle_failed(const char *account, const char *addr, int64_t now);
-/* A good login: the account's failures are forgotten (not the address's). */
-void    srv_throttle_ok(const char *account, int64_t now);
+/* A login goes to be derived (counted while it is): 0, or -1 when it cannot
+ * be counted (refuse it). end: outcome < 0 a failure, > 0 a good login
+ * (the account's failures are forgotten, not the address's), 0 neither. */
+int     srv_throttle_begin(const char *account, const char *addr, int64_t now);
+void    srv_throttle_end(const char *account, const char *addr, int outcome, int64_t now);
 
 #define SRV_SEND_RATE_DEFAULT 100   /* --max-send-rate: messages a second per account */
 /* One message from account: 0 when within rate (messages/s, bursts of

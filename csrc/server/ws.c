@@ -226,9 +226,16 @@ static int callback_nim(struct lws *wsi, enum lws_callback_reasons reason, void 
         const struct lws_filter_network_conn_args *a = user;
         return a && srv_admit(&a->cli_addr, (int)a->accept_fd) == 0 ? 0 : 1;
     }
-    case LWS_CALLBACK_WSI_DESTROY:
-        srv_admit_gone((int)lws_get_socket_fd(wsi));
+    case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+        /* remember the counted descriptor: by WSI_DESTROY lws has closed
+         * it and forgotten its number */
+        lws_set_opaque_user_data(wsi, (void *)(intptr_t)(lws_get_socket_fd(wsi) + 1));
         break;
+    case LWS_CALLBACK_WSI_DESTROY: {
+        intptr_t fd1 = (intptr_t)lws_get_opaque_user_data(wsi);
+        if (fd1 > 0) srv_admit_gone((int)(fd1 - 1));
+        break;
+    }
 
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         srv_auth_collect();   /* logins the credentials thread has derived */

@@ -1918,9 +1918,13 @@ static int closed_by_server(int fd, int ms) {
  * its 20, a client from 127.0.0.1 logs in meanwhile, and once they close
  * 127.0.0.2 gets its 20 again. */
 static void t_conn_caps(void) {
-    enum { N = 1000, PER = 20 };
+    enum { N = 1000, PER = 20, LOW = 10 };
     test_cond("conn caps: the server restarts with --max-connections-per-address 20",
               adduser("alice", "secret") == 0 && server_start3("--max-connections-per-address", "20", NULL) == 0);
+    /* 127.0.0.3 takes the server's lowest free descriptors first: when all
+     * close, 127.0.0.2's next ones get those numbers, not its own */
+    int low[LOW];
+    for (int i = 0; i < LOW; i++) low[i] = bare_connect(3);
     static int fds[N];
     int opened = 0;
     for (int i = 0; i < N; i++) if ((fds[i] = bare_connect(2)) >= 0) opened++;
@@ -1937,6 +1941,7 @@ static void t_conn_caps(void) {
               cli_login(&a, "alice", "secret", "caps-1", NULL, NULL) == 200 && test_now_ms() - t0 < 1000);
     cli_free(&a);
     for (int i = 0; i < N; i++) if (fds[i] >= 0) close(fds[i]);
+    for (int i = 0; i < LOW; i++) if (low[i] >= 0) close(low[i]);
     /* once the server has seen them go, 127.0.0.2 has its 20 again */
     g_ws_source = 2;
     int code = -1;
@@ -2085,11 +2090,14 @@ static void t_kdf(void) {
               (cli_free(&a), cli_login(&a, "sara", "wrong", "kdf-s", NULL, NULL)) == 302);
     cli_free(&a);
 
-    /* four logins at once (0.8 s of derivation) while tina pings */
+    /* four logins at once (0.8 s of derivation) while tina pings, each
+     * from its own address (one address has at most 2 being derived) */
     cli_login(&o, "tina", "piped-secret", "kdf-o", NULL, NULL);
     char login[256];
     for (int k = 0; k < 4; k++) {
+        g_ws_source = 10 + k;
         cli_open(&l[k], NIM_PROTO_SUBPROTOCOL);
+        g_ws_source = 0;
         snprintf(login, sizeof login, "{\"id\":1,\"cmd\":\"login\",\"data\":{\"account\":\"%s\",\"token\":\"%s\","
                  "\"deviceId\":\"kdf-l%d\",\"version\":%d}}", k % 2 ? "sara" : "nobody", k % 2 ? "old-secret" : "x",
                  k, NIM_PROTO_VERSION);
@@ -2111,6 +2119,33 @@ static void t_kdf(void) {
         cli_free(&l[k]);
     }
     test_cond("kdf: and every one of them is answered, right", answered == 4);
+
+    /* a flood from one address (connect, login, hang up) while sara logs
+     * in from another: the flood gets 429s, her login is not queued behind it */
+    g_ws_source = 20;
+    int busy = 0;
+    for (int k = 0; k < 60; k++) {
+        cli f;
+        if (cli_open(&f, NIM_PROTO_SUBPROTOCOL) != 0) continue;
+        snprintf(login, sizeof login, "{\"id\":1,\"cmd\":\"login\",\"data\":{\"account\":\"ghost%d\",\"token\":\"x\","
+                 "\"deviceId\":\"kdf-f\",\"version\":%d}}", k, NIM_PROTO_VERSION);
+        ws_send_text(&f.ws, login);
+        if (k % 2) {   /* every other one waits for its answer, the rest hang up at once */
+            cJSON *r = cli_read(&f, 200);
+            busy += r && code_of(r) == 429;
+            cJSON_Delete(r);
+        }
+        cli_free(&f);
+    }
+    g_ws_source = 0;
+    int64_t t0 = test_now_ms();
+    int code = cli_login(&a, "sara", "old-secret", "kdf-s2", NULL, NULL);
+    int64_t took = test_now_ms() - t0;
+    cli_free(&a);
+    printf("# kdf: a flood of 60 logins from one address: %d answered 429; another login then took %lld ms\n",
+           busy, (long long)took);
+    test_cond("kdf: a login flood from one address gets 429 and does not hold another address's login",
+              busy > 0 && code == 200 && took < 2000);
 
     /* a request right behind the login, in the same write: answered after it */
     cli_open(&a, NIM_PROTO_SUBPROTOCOL);

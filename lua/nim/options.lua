@@ -72,7 +72,11 @@ local function net_options(opts)
     if not opts.server:match("^wss://") then bad("tlsCAFile", "only for a wss:// server") end
     local f, why = io.open(ca, "r")
     if not f then bad("tlsCAFile", "cannot read " .. why) end
+    local pem = f:read(1 << 20) or ""
     f:close()
+    if not pem:find("-----BEGIN CERTIFICATE-----", 1, true) then
+      bad("tlsCAFile", "no PEM certificate (-----BEGIN CERTIFICATE-----) in " .. ca)
+    end
   end
   if type(opts.token) ~= "string" or opts.token == "" then
     bad("token", "non-empty string expected with server, got " .. type(opts.token))
