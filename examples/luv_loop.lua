@@ -8,12 +8,14 @@ local uv = require "luv"
 local NIM = require "nim"
 
 local updates, received = 0, 0
+local finish   -- below: once every message is stored and its update delivered
 local nim = NIM.getInstance{
   account = "alice", db = false,                       -- in memory: nothing written
   onsyncdone = function() print("sync done: the session list is ready") end,
   onupdatesession = function(s)
     updates = updates + 1
     print(("update: %-10s unread=%d  %s"):format(s.id, s.unread, s.lastMsg and s.lastMsg.text or ""))
+    finish()
   end,
 }
 
@@ -32,16 +34,23 @@ timer:start(0, 20, function()
     done = function(err)
       assert(not err, err)
       received = received + 1
-      if received == 6 then                             -- enough: shut down cleanly
-        timer:stop()
-        nim:destroy(function()
-          watcher:stop()
-          watcher:close()
-          timer:close()
-          print(("%d messages stored, %d session updates delivered"):format(received, updates))
-        end)
-      end
+      if received == 6 then timer:stop() end            -- enough
+      finish()
     end}
 end)
+
+-- The done of a save can come before its session's update: shut down
+-- cleanly once both are in.
+local closing = false
+function finish()
+  if closing or received < 6 or updates < 6 then return end
+  closing = true
+  nim:destroy(function()
+    watcher:stop()
+    watcher:close()
+    timer:close()
+    print(("%d messages stored, %d session updates delivered"):format(received, updates))
+  end)
+end
 
 uv.run()
