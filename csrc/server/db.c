@@ -37,6 +37,8 @@ static const char *const sql_text[S__COUNT] = {
                    "AND account <> ?1 LIMIT 1",
     [S_DEV_TOUCH] = "INSERT INTO devices(account, device_id, first_login, last_login) VALUES(?1, ?2, ?3, ?3) "
                     "ON CONFLICT(account, device_id) DO UPDATE SET last_login = excluded.last_login",
+    [S_DEV_KNOWN] = "SELECT 1 FROM devices WHERE account = ?1 AND device_id = ?2",
+    [S_DEV_COUNT] = "SELECT count(*) FROM devices WHERE account = ?1 AND last_login > ?2",
     [S_MSG_BY_CLIENT] = "SELECT " MSG_COLS " FROM msgs m WHERE m.from_account = ?1 AND m.id_client = ?2",
     [S_MSG_INSERT] = "INSERT INTO msgs(id_client, scene, from_account, from_device, to_target, time, type, text, content) "
                      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -431,6 +433,24 @@ int srv_db_account_exists(srv_db *db, const char *account) {
     int rc = db_one(db, S_ACC_EXISTS);
     sqlite3_reset(s);
     return rc;
+}
+
+int srv_db_devices(srv_db *db, const char *account, const char *device, int64_t since,
+                   int *known, int64_t *recent) {
+    sqlite3_stmt *s = db_stmt(db, S_DEV_KNOWN);
+    db_bind_text(s, 1, account);
+    db_bind_text(s, 2, device);
+    int rc = db_one(db, S_DEV_KNOWN);
+    sqlite3_reset(s);
+    if (rc == NIM_CODE_SERVER) return rc;
+    *known = rc == NIM_CODE_OK;
+    s = db_stmt(db, S_DEV_COUNT);
+    db_bind_text(s, 1, account);
+    sqlite3_bind_int64(s, 2, since);
+    rc = db_one(db, S_DEV_COUNT);
+    if (rc == NIM_CODE_OK) *recent = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return rc == NIM_CODE_OK ? rc : NIM_CODE_SERVER;
 }
 
 int srv_db_touch_device(srv_db *db, const char *account, const char *device, int64_t now) {

@@ -60,6 +60,10 @@ int srv_db_put_cred(srv_db *db, const char *account, const srv_cred *cred, int *
 /* NIM_CODE_OK if it exists, NIM_CODE_NOT_FOUND if not. */
 int srv_db_account_exists(srv_db *db, const char *account);
 int srv_db_touch_device(srv_db *db, const char *account, const char *device, int64_t now);
+/* Whether account has logged in with device before (*known), and how many
+ * of its devices logged in after since (*recent). */
+int srv_db_devices(srv_db *db, const char *account, const char *device, int64_t since,
+                   int *known, int64_t *recent);
 
 /* Messages. find_client_msg: NIM_CODE_OK with *out set when from already
  * sent id_client, NIM_CODE_NOT_FOUND otherwise. */

@@ -154,6 +154,16 @@ static void login_free(login_job *lj) {
     nim_free(lj);
 }
 
+/* 419 for a device the account has not used, when it already has
+ * srv.max_devices seen in SRV_DEVICE_DAYS (old ones age out). */
+static int device_room(const login_job *lj) {
+    int known = 0;
+    int64_t recent = 0, since = srv_now_ms() - (int64_t)SRV_DEVICE_DAYS * 86400000;
+    int rc = srv_db_devices(srv.db, lj->account, lj->device, since, &known, &recent);
+    if (rc != NIM_CODE_OK) return NIM_CODE_OK;   /* a note, not a reason to refuse */
+    return !known && recent >= srv.max_devices ? NIM_CODE_LIMIT : NIM_CODE_OK;
+}
+
 /* The connection lj was for, if it is still open (and the same one). */
 static srv_conn *login_conn(const login_job *lj) {
     for (srv_conn *o = srv.conns; o; o = o->next)
@@ -183,6 +193,7 @@ static void login_derived(srv_auth_job *j, int cancelled) {
     c->auth_pending = 0;
     c->login_job = NULL;
     int rc = j->failed ? NIM_CODE_SERVER : j->equal ? NIM_CODE_OK : NIM_CODE_AUTH;
+    if (rc == NIM_CODE_OK) rc = device_room(lj);
     if (!j->failed && lj->registering) {
         int created = 0;
         rc = srv_db_put_cred(srv.db, lj->account, &j->made, &created);
@@ -193,8 +204,12 @@ static void login_derived(srv_auth_job *j, int cancelled) {
     }
     srv_throttle_end(lj->account, lj->addr, rc == NIM_CODE_OK ? 1 : rc == NIM_CODE_AUTH ? -1 : 0, srv_mono_ms());
     if (rc != NIM_CODE_OK) {
+        char why[128];
+        snprintf(why, sizeof why, "limit reached: at most %d devices per account in %d days (this one is new)",
+                 srv.max_devices, SRV_DEVICE_DAYS);
         srv_reply(c, lj->id, nim_proto_cmd_name(NIM_WIRE_LOGIN), rc,
-                  rc == NIM_CODE_FORBIDDEN ? "account: another account differs from it only in case" : NULL, NULL);
+                  rc == NIM_CODE_FORBIDDEN ? "account: another account differs from it only in case" :
+                  rc == NIM_CODE_LIMIT ? why : NULL, NULL);
         if (rc == NIM_CODE_AUTH && ++c->auth_failures >= SRV_MAX_AUTH_FAILURES)
             srv_close_after_flush(c, NIM_CLOSE_POLICY, "too many failed logins");
     } else {

@@ -14,6 +14,7 @@ srv_state srv;
 
 /* Frees every frame queued for c. */
 static void out_drop_all(srv_conn *c) {
+    srv.out_total -= c->out_bytes;
     while (c->out_head) {
         srv_out *o = c->out_head;
         c->out_head = o->next;
@@ -39,7 +40,19 @@ int srv_queue_raw(srv_conn *c, const char *json, size_t len) {
     else c->out_head = o;
     c->out_tail = o;
     c->out_bytes += len;
+    srv.out_total += len;
     lws_callback_on_writable(c->wsi);
+    /* Over the server's total: the connections holding the most unsent
+     * output (the slowest readers) are cut, their queues freed at once.
+     * What they did not get stays offline for their accounts. */
+    while (srv.out_total > srv.max_output) {
+        srv_conn *big = NULL;
+        for (srv_conn *x = srv.conns; x; x = x->next)
+            if (!x->close_code && (!big || x->out_bytes > big->out_bytes)) big = x;
+        if (!big || !big->out_bytes) break;
+        srv_close_after_flush(big, NIM_CLOSE_POLICY, "server output memory full: reader too slow");
+        if (big == c) return -1;
+    }
     return 0;
 }
 
@@ -304,6 +317,7 @@ static int callback_nim(struct lws *wsi, enum lws_callback_reasons reason, void 
                 c->out_head = o->next;
                 if (!c->out_head) c->out_tail = NULL;
                 c->out_bytes -= o->len;
+                srv.out_total -= o->len;
                 int n = lws_write(wsi, o->buf + LWS_PRE, o->len, LWS_WRITE_TEXT);
                 size_t want = o->len;
                 nim_free(o);

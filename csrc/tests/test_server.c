@@ -2048,6 +2048,88 @@ static void t_unknown_names(void) {
     cli_free(&z);
 }
 
+/* Devices per account (--max-devices): a new device past the cap gets
+ * 419, known ones log in. */
+static void t_devices(void) {
+    test_cond("devices: the server restarts with --max-devices 3",
+              adduser("ola", "secret") == 0 && server_start3("--max-devices", "3", NULL) == 0);
+    cli c;
+    int ok = 0;
+    char dev[16];
+    for (int k = 1; k <= 3; k++) {
+        snprintf(dev, sizeof dev, "ola-%d", k);
+        ok += cli_login(&c, "ola", "secret", dev, NULL, NULL) == 200;
+        cli_free(&c);
+    }
+    cJSON *r = login_once("ola", "secret", "ola-4");
+    test_cond("devices: three devices log in, a fourth gets 419 naming the cap",
+              ok == 3 && code_of(r) == 419 && strstr(str_of(r, "error"), "at most 3 devices") != NULL);
+    cJSON_Delete(r);
+    test_cond("devices: a known one still logs in", cli_login(&c, "ola", "secret", "ola-2", NULL, NULL) == 200);
+    cli_free(&c);
+    server_stop(SIGTERM);
+}
+
+/* The server's total unsent output (--max-output-mb): with it full the
+ * slowest readers are cut and their queues freed, a reader that reads
+ * gets everything, and the cut ones find everything offline after. */
+static void t_output_cap(void) {
+    enum { N = 600, TEXT = 15000, STALLED = 3 };
+    const char *names[STALLED] = { "pia", "rob", "sam" };
+    int ok = adduser("tom", "secret") == 0;
+    for (int k = 0; k < STALLED; k++) ok &= adduser(names[k], "secret") == 0;
+    test_cond("output: the server restarts with --max-output-mb 4",
+              ok && server_start3("--max-output-mb", "4", NULL) == 0);
+    cli a, reader, st[STALLED];
+    cli_login(&a, "tom", "secret", "out-a", NULL, NULL);
+    cli_login(&reader, "ola", "secret", "ola-1", NULL, NULL);
+    for (int k = 0; k < STALLED; k++) cli_login(&st[k], names[k], "secret", "out-s", NULL, NULL);
+    cJSON *r = cli_call(&a, "createTeam", "{\"name\":\"wide\",\"accounts\":[\"pia\",\"rob\",\"sam\",\"ola\"]}");
+    char team[24];
+    snprintf(team, sizeof team, "%s", str_of(obj_of(obj_of(r, "data"), "team"), "teamId"));
+    cJSON_Delete(r);
+    /* 600 x 15 KB = 9 MB to each of four members: far more than the 4 MB allowed, and than the sockets hold */
+    char *buf = malloc(TEXT + 256), *fill = malloc(TEXT + 1);
+    memset(fill, 'o', TEXT);
+    fill[TEXT] = 0;
+    int acked = 0, got = 0;
+    for (int i = 0; i < N; i++) {
+        snprintf(buf, TEXT + 256, "{\"scene\":\"team\",\"to\":\"%s\",\"type\":\"text\",\"idClient\":\"out-%d\","
+                 "\"text\":\"%d %s\"}", team, i, i, fill);
+        cJSON *x = cli_call(&a, "sendMsg", buf);
+        acked += code_of(x) == 200;
+        cJSON_Delete(x);
+        for (cJSON *p; (p = cli_take(&reader, "msg")) || (p = cli_read(&reader, 0)); cJSON_Delete(p))
+            got += strcmp(str_of(p, "push"), "msg") == 0;
+    }
+    int64_t deadline = test_now_ms() + T_MS;
+    while (got < N && test_now_ms() < deadline) {
+        cJSON *p = cli_read(&reader, 200);
+        if (p) { got += strcmp(str_of(p, "push"), "msg") == 0; cJSON_Delete(p); }
+    }
+    int cut = 0;
+    for (int k = 0; k < STALLED; k++) { cut += ws_wait_closed(&st[k].ws, T_MS); cli_free(&st[k]); }
+    printf("# output: %d acknowledged, the reader got %d, %d of %d stalled readers cut\n", acked, got, cut, STALLED);
+    test_cond("output: every send acknowledged, the reading member gets all of them",
+              acked == N && got == N);
+    test_cond("output: the stalled readers were cut", cut == STALLED);
+    int all = 1;
+    for (int k = 0; k < STALLED; k++) {
+        cJSON *sync = NULL;
+        cli c;
+        cli_login(&c, names[k], "secret", "out-s2", NULL, &sync);
+        all &= arr_len(sync, "offlineMsgs") == N;
+        cJSON_Delete(sync);
+        cli_free(&c);
+    }
+    test_cond("output: and find every one of them offline afterwards", all);
+    free(buf);
+    free(fill);
+    cli_free(&a);
+    cli_free(&reader);
+    server_stop(SIGTERM);
+}
+
 /* The stored iteration count of account's token (-1: none). */
 static int kdf_iterations_of(const char *account) {
     sqlite3 *h = NULL;
@@ -2268,6 +2350,8 @@ int main(int argc, char **argv) {
         t_kdf();
         t_conn_caps();
         t_send_rate();
+        t_devices();
+        t_output_cap();
     }
     server_teardown("test_server");
     return test_report();
