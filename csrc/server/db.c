@@ -37,6 +37,8 @@ static const char *const sql_text[S__COUNT] = {
                    "AND account <> ?1 LIMIT 1",
     [S_DEV_TOUCH] = "INSERT INTO devices(account, device_id, first_login, last_login) VALUES(?1, ?2, ?3, ?3) "
                     "ON CONFLICT(account, device_id) DO UPDATE SET last_login = excluded.last_login",
+    [S_ACC_STORED] = "SELECT stored FROM accounts WHERE account = ?1",
+    [S_ACC_STORE] = "UPDATE accounts SET stored = stored + ?2 WHERE account = ?1",
     [S_DEV_KNOWN] = "SELECT 1 FROM devices WHERE account = ?1 AND device_id = ?2",
     [S_DEV_COUNT] = "SELECT count(*) FROM devices WHERE account = ?1 AND last_login > ?2",
     [S_MSG_BY_CLIENT] = "SELECT " MSG_COLS " FROM msgs m WHERE m.from_account = ?1 AND m.id_client = ?2",
@@ -175,8 +177,17 @@ static const char schema_v4[] =
     "CREATE INDEX accounts_lower ON accounts(lower(account));"
     "PRAGMA user_version = 4;";
 
+/* Version 5: the bytes of messages each account has sent, kept with every
+ * message it sends (--max-storage-mb caps it); counted once for what was
+ * stored before. */
+static const char schema_v5[] =
+    "ALTER TABLE accounts ADD COLUMN stored INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE accounts SET stored = (SELECT coalesce(sum(coalesce(length(text), 0) + coalesce(length(content), 0)"
+    " + " SRV_MSG_OVERHEAD_TEXT "), 0) FROM msgs WHERE msgs.from_account = accounts.account);"
+    "PRAGMA user_version = 5;";
+
 /* Each migration takes the schema from its index to the next version. */
-static const char *const migrations[] = { schema_v1, schema_v2, schema_v3, schema_v4 };
+static const char *const migrations[] = { schema_v1, schema_v2, schema_v3, schema_v4, schema_v5 };
 
 
 const char *srv_db_errmsg(srv_db *db) { return sqlite3_errmsg(db->h); }
@@ -502,7 +513,27 @@ int srv_db_insert_msg(srv_db *db, nim_proto_msg *m) {
     db_bind_text(s, 9, m->content);
     int rc = db_run(db, S_MSG_INSERT);
     if (rc == NIM_CODE_OK) m->id_server = sqlite3_last_insert_rowid(db->h);
+    if (rc == NIM_CODE_OK) {   /* its sender's storage, in the same transaction */
+        s = db_stmt(db, S_ACC_STORE);
+        db_bind_text(s, 1, m->from);
+        sqlite3_bind_int64(s, 2, srv_msg_bytes(m));
+        rc = db_run(db, S_ACC_STORE);
+    }
     return rc;
+}
+
+int64_t srv_msg_bytes(const nim_proto_msg *m) {
+    return (int64_t)(m->text ? strlen(m->text) : 0) + (int64_t)(m->content ? strlen(m->content) : 0) +
+           SRV_MSG_OVERHEAD;
+}
+
+int srv_db_stored_bytes(srv_db *db, const char *account, int64_t *bytes) {
+    sqlite3_stmt *s = db_stmt(db, S_ACC_STORED);
+    db_bind_text(s, 1, account);
+    int rc = db_one(db, S_ACC_STORED);
+    *bytes = rc == NIM_CODE_OK ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    return rc == NIM_CODE_NOT_FOUND ? NIM_CODE_OK : rc;
 }
 
 int srv_db_insert_inbox(srv_db *db, const char *account, int64_t msg_id,

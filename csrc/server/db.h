@@ -10,7 +10,11 @@
 #include <cjson/cJSON.h>
 #include "net/proto.h"
 
-#define SRV_DB_SCHEMA_VERSION 4
+#define SRV_DB_SCHEMA_VERSION 5
+/* What one stored message counts against its sender's storage: its text
+ * and content, and this much for the rest of the row and its inbox rows. */
+#define SRV_MSG_OVERHEAD      200
+#define SRV_MSG_OVERHEAD_TEXT "200"
 #define SRV_SALT_LEN 16
 #define SRV_HASH_LEN 32
 
@@ -69,7 +73,10 @@ int srv_db_devices(srv_db *db, const char *account, const char *device, int64_t 
  * sent id_client, NIM_CODE_NOT_FOUND otherwise. */
 int srv_db_find_client_msg(srv_db *db, const char *from, const char *id_client, cJSON **out);
 /* Stores m (id_server is set from the new row). */
-int srv_db_insert_msg(srv_db *db, nim_proto_msg *m);
+int srv_db_insert_msg(srv_db *db, nim_proto_msg *m);   /* and adds it to m->from's storage */
+int64_t srv_msg_bytes(const nim_proto_msg *m);
+/* The bytes of messages account has sent (stored). */
+int srv_db_stored_bytes(srv_db *db, const char *account, int64_t *bytes);
 int srv_db_insert_inbox(srv_db *db, const char *account, int64_t msg_id,
                         const char *session_id, int delivered);
 /* The fields of one message that receipts need; NIM_CODE_NOT_FOUND if none. */

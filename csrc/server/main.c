@@ -42,7 +42,7 @@ static void usage(FILE *to) {
         "usage: nim-server --listen HOST:PORT --db PATH [--open-registration] [--idle SECONDS]\n"
         "                  [--max-state POINTERS,RECEIPTS,TOPS] [--tls-cert FILE --tls-key FILE] [--verbose]\n"
         "                  [--kdf-iterations N] [--max-connections N] [--max-connections-per-address N]\n"
-        "                  [--max-send-rate N] [--max-output-mb N] [--max-devices N]\n"
+        "                  [--max-send-rate N] [--max-output-mb N] [--max-devices N] [--max-storage-mb N]\n"
         "       nim-server --db PATH [--kdf-iterations N] adduser ACCOUNT [TOKEN]   (no TOKEN: read from stdin)\n"
         "PORT 0 picks a free port; the server prints \"listening on HOST:PORT\" when ready.\n"
         "--max-state: per-account caps on sessions with a read pointer, peers sent a\n"
@@ -54,10 +54,11 @@ static void usage(FILE *to) {
         "--max-connections-per-address N (default %d): refused at accept beyond them.\n"
         "--max-send-rate N: messages a second per account, bursts of 2N (default %d).\n"
         "--max-output-mb N: unsent output of all connections (default %d MiB; the slowest readers are cut).\n"
-        "--max-devices N: devices per account seen in %d days (default %d).\n",
+        "--max-devices N: devices per account seen in %d days (default %d).\n"
+        "--max-storage-mb N: MiB of messages an account may have sent (default %d).\n",
         SRV_MAX_POINTERS, SRV_MAX_RECEIPTS, SRV_MAX_TOPS, SRV_MAX_TOPS, SRV_KDF_ITERATIONS, SRV_KDF_MIN_ITERATIONS,
         SRV_MAX_CONNS_DEFAULT, SRV_MAX_PER_ADDR_DEFAULT, SRV_SEND_RATE_DEFAULT, SRV_MAX_OUTPUT_MB,
-        SRV_DEVICE_DAYS, SRV_MAX_DEVICES);
+        SRV_DEVICE_DAYS, SRV_MAX_DEVICES, SRV_MAX_STORAGE_MB);
 }
 
 /* "P,R,T": three integers 0 ... 10^9, nothing else. 0 or -1. */
@@ -139,6 +140,7 @@ int main(int argc, char **argv) {
     const char *max_state = NULL, *tls_cert = NULL, *tls_key = NULL;
     long kdf = SRV_KDF_ITERATIONS, max_conns = SRV_MAX_CONNS_DEFAULT, max_per_addr = SRV_MAX_PER_ADDR_DEFAULT;
     long send_rate = SRV_SEND_RATE_DEFAULT, max_output = SRV_MAX_OUTPUT_MB, max_devices = SRV_MAX_DEVICES;
+    long max_storage = SRV_MAX_STORAGE_MB;
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) listen = argv[++i];
         else if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) dbpath = argv[++i];
@@ -150,7 +152,7 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--tls-key") == 0 && i + 1 < argc) tls_key = argv[++i];
         else if ((strcmp(argv[i], "--max-connections") == 0 || strcmp(argv[i], "--max-connections-per-address") == 0 ||
                   strcmp(argv[i], "--max-send-rate") == 0 || strcmp(argv[i], "--max-output-mb") == 0 ||
-                  strcmp(argv[i], "--max-devices") == 0) && i + 1 < argc) {
+                  strcmp(argv[i], "--max-devices") == 0 || strcmp(argv[i], "--max-storage-mb") == 0) && i + 1 < argc) {
             char *end;
             long v = strtol(argv[i + 1], &end, 10);
             if (*end || v < 1 || v > 1000000L) {
@@ -161,6 +163,7 @@ int main(int argc, char **argv) {
             else if (strcmp(argv[i], "--max-send-rate") == 0) send_rate = v;
             else if (strcmp(argv[i], "--max-output-mb") == 0) max_output = v;
             else if (strcmp(argv[i], "--max-devices") == 0) max_devices = v;
+            else if (strcmp(argv[i], "--max-storage-mb") == 0) max_storage = v;
             else max_per_addr = v;
             i++;
         }
@@ -229,6 +232,7 @@ int main(int argc, char **argv) {
     srv.send_rate = (int)send_rate;
     srv.max_output = (size_t)max_output * 1024 * 1024;
     srv.max_devices = (int)max_devices;
+    srv.max_storage = (int64_t)max_storage << 20;
     uint32_t seed = 0;
     if (RAND_bytes((unsigned char *)&seed, sizeof seed) != 1) seed = (uint32_t)srv_now_ms() ^ (uint32_t)getpid();
     srv_throttle_init(seed);

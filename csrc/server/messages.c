@@ -189,6 +189,21 @@ void srv_h_send_msg(const req *r) {
         }
     }
 
+    /* the account's storage: what it has sent, within --max-storage-mb */
+    int64_t used = 0;
+    if ((rc = srv_db_stored_bytes(srv.db, c->account, &used)) != NIM_CODE_OK) {
+        cJSON_Delete(members);
+        srv_answer(r, rc, NULL, NULL);
+        return;
+    }
+    if (used + srv_msg_bytes(&m) > srv.max_storage) {
+        char why[128];
+        snprintf(why, sizeof why, "limit reached: at most %lld MiB of messages per account",
+                 (long long)(srv.max_storage >> 20));
+        cJSON_Delete(members);
+        srv_answer(r, NIM_CODE_LIMIT, why, NULL);
+        return;
+    }
     /* the send rate, once the request is valid and not a resend: a
      * resend of a stored message is answered above, whatever the rate */
     int64_t wait = srv_throttle_send(c->account, srv.send_rate, srv_mono_ms());

@@ -17,6 +17,7 @@ struct lws_context;
 #define SRV_MAX_OUTPUT_MB      256  /* --max-output-mb: unsent output of all connections */
 #define SRV_MAX_DEVICES        100  /* --max-devices: per account, among those seen in 30 days */
 #define SRV_DEVICE_DAYS        30
+#define SRV_MAX_STORAGE_MB     1024 /* --max-storage-mb: messages an account has sent */
 #define SRV_MAX_BAD_FRAMES     16   /* malformed frames per connection, then close 1008 */
 #define SRV_MAX_AUTH_FAILURES  5    /* failed logins per connection, then close 1008 */
 #define SRV_LOGIN_TIMEOUT_S    30   /* a connection must log in within this */
@@ -117,6 +118,7 @@ typedef struct {
     int                 send_rate;      /* --max-send-rate (throttle.c) */
     size_t              out_total, max_output; /* unsent output of all connections; --max-output-mb */
     int                 max_devices;    /* --max-devices: per account, seen in 30 days */
+    int64_t             max_storage;    /* --max-storage-mb: bytes of messages an account sends */
     int64_t             caps[3];        /* per srv_rows: --max-state, default SRV_MAX_* */
     int64_t             last_msg_time;  /* message times never go backwards */
 } srv_state;

@@ -1295,6 +1295,29 @@ static void t_state_caps(void) {
               server_stop(SIGTERM) == 0 && server_start3("--max-state", "1,1,101", NULL) != 0);
 }
 
+/* Sends texts of 15,000 bytes to `to` (idClient prefix-i) until one is
+ * answered `stop` or max are sent; returns how many got 200, the refusal's
+ * error in why. */
+static int send_until(cli *c, const char *to, const char *prefix, int max, int stop, char *why, size_t whylen) {
+    enum { TEXT = 15000 };
+    char *buf = malloc(TEXT + 512), *fill = malloc(TEXT + 1);
+    memset(fill, 'z', TEXT);
+    fill[TEXT] = 0;
+    int acked = 0, refused = 0;
+    why[0] = '\0';
+    for (int i = 0; i < max && !refused; i++) {
+        snprintf(buf, TEXT + 512, "{\"scene\":\"p2p\",\"to\":\"%s\",\"type\":\"text\",\"idClient\":\"%s-%d\","
+                 "\"text\":\"%d %s\"}", to, prefix, i, i, fill);
+        cJSON *r = cli_call(c, "sendMsg", buf);
+        if (code_of(r) == 200) acked++;
+        else if (code_of(r) == stop) { refused = 1; snprintf(why, whylen, "%s", str_of(r, "error")); }
+        cJSON_Delete(r);
+    }
+    free(buf);
+    free(fill);
+    return refused ? acked : -acked - 1;   /* never refused: negative */
+}
+
 /* A full disk: logins and syncs go on, writes answer a clear 500 and store
  * nothing, nothing acknowledged is lost, and once there is space again the
  * server stores again by itself. */
@@ -1309,19 +1332,10 @@ static void t_disk_full(void) {
     test_cond("disk full: the server starts with 2 MB of space", server_start(NULL) == 0);
     g_fsize_limit = 0;
     cli_login(&a, "mona", "secret", "full-a", NULL, NULL);
-    char *buf = malloc(TEXT + 512), *fill = malloc(TEXT + 1);
-    memset(fill, 'z', TEXT);
-    fill[TEXT] = 0;
-    int acked = 0, refused = 0;
-    char error[200] = "";
-    for (int i = 0; i < MAX && !refused; i++) {
-        snprintf(buf, TEXT + 512, "{\"scene\":\"p2p\",\"to\":\"nick\",\"type\":\"text\",\"idClient\":\"full-%d\","
-                 "\"text\":\"%d %s\"}", i, i, fill);
-        cJSON *r = cli_call(&a, "sendMsg", buf);
-        if (code_of(r) == 200) acked++;
-        else if (code_of(r) == 500) { refused = 1; snprintf(error, sizeof error, "%s", str_of(r, "error")); }
-        cJSON_Delete(r);
-    }
+    char error[200];
+    int acked = send_until(&a, "nick", "full", MAX, 500, error, sizeof error), refused = acked >= 0;
+    if (acked < 0) acked = -acked - 1;
+    char *buf = malloc(TEXT + 512);
     test_cond("disk full: sends are acknowledged until the space runs out", acked > 10 && refused);
     test_cond("disk full: then refused with a clear reason", strstr(error, "cannot be written") != NULL);
     if (!strstr(error, "cannot be written")) fprintf(stderr, "  got: %s\n", error);
@@ -1344,7 +1358,6 @@ static void t_disk_full(void) {
               arr_len(sync, "offlineMsgs") == acked + 1 && find_by(obj_of(sync, "offlineMsgs"), "idClient", "full-after"));
     cJSON_Delete(sync);
     free(buf);
-    free(fill);
     cli_free(&a);
     cli_free(&b);
     server_stop(SIGTERM);
@@ -2130,6 +2143,35 @@ static void t_output_cap(void) {
     server_stop(SIGTERM);
 }
 
+/* Storage per account (--max-storage-mb): sends past it get 419 and are
+ * not stored; everything acknowledged is; another account still sends. */
+static void t_storage(void) {
+    enum { MAX = 200 };
+    test_cond("storage: the server restarts with --max-storage-mb 1",
+              adduser("uli", "secret") == 0 && server_start3("--max-storage-mb", "1", NULL) == 0);
+    cli u, o;
+    cli_login(&u, "uli", "secret", "st-u", NULL, NULL);
+    char why[160];
+    int acked = send_until(&u, "ola", "st", MAX, 419, why, sizeof why), limited = acked >= 0;
+    if (acked < 0) acked = -acked - 1;
+    printf("# storage: %d messages of 15 KB before the 1 MiB cap\n", acked);
+    test_cond("storage: about 1 MiB of messages acknowledged, then 419 naming the cap",
+              acked >= 60 && acked <= 70 && limited && strstr(why, "at most 1 MiB") != NULL);
+    cJSON *sync = NULL;
+    cli_login(&o, "ola", "secret", "ola-1", NULL, &sync);
+    int stored = 0;
+    for (const cJSON *m = obj_of(sync, "offlineMsgs")->child; m; m = m->next)
+        stored += strcmp(str_of(m, "from"), "uli") == 0;
+    cJSON_Delete(sync);
+    test_cond("storage: exactly the acknowledged ones are stored", stored == acked);
+    cJSON *r = send_text(&o, "p2p", "uli", "st-o", "ola is not held back");
+    test_cond("storage: another account still sends", code_of(r) == 200);
+    cJSON_Delete(r);
+    cli_free(&u);
+    cli_free(&o);
+    server_stop(SIGTERM);
+}
+
 /* The stored iteration count of account's token (-1: none). */
 static int kdf_iterations_of(const char *account) {
     sqlite3 *h = NULL;
@@ -2263,21 +2305,23 @@ static void t_schema(void) {
     cJSON *sync = NULL;
     test_cond("schema: made a version 1 database",
               db_exec_version("DROP INDEX inbox_session; DROP INDEX msgs_time; DROP INDEX receipts_reader; "
-                              "DROP INDEX accounts_lower; PRAGMA user_version = 1") == 1);
+                              "DROP INDEX accounts_lower; ALTER TABLE accounts DROP COLUMN stored; "
+                              "PRAGMA user_version = 1") == 1);
     test_cond("schema: the server starts on it", server_start(NULL) == 0);
     cli_login(&c, "frank", "secret", "schema-f", NULL, &sync);
     test_cond("schema: its messages are all there", arr_len(sync, "roamingMsgs") == 100);
     cJSON_Delete(sync);
     cli_free(&c);
     server_stop(SIGTERM);
-    test_cond("schema: migrated to version 4, with the indexes",
-              db_exec_version(NULL) == 4 &&
-              db_exec_version("SELECT * FROM inbox INDEXED BY inbox_session LIMIT 1") == 4 &&
-              db_exec_version("SELECT * FROM msgs INDEXED BY msgs_time LIMIT 1") == 4 &&
-              db_exec_version("SELECT * FROM accounts INDEXED BY accounts_lower LIMIT 1") == 4);
-    db_exec_version("PRAGMA user_version = 5");
+    test_cond("schema: migrated to version 5, with the indexes and the storage counts",
+              db_exec_version(NULL) == 5 &&
+              db_exec_version("SELECT * FROM inbox INDEXED BY inbox_session LIMIT 1") == 5 &&
+              db_exec_version("SELECT * FROM msgs INDEXED BY msgs_time LIMIT 1") == 5 &&
+              db_exec_version("SELECT * FROM accounts INDEXED BY accounts_lower LIMIT 1") == 5 &&
+              db_exec_version("SELECT stored FROM accounts LIMIT 1") == 5);
+    db_exec_version("PRAGMA user_version = 6");
     test_cond("schema: a newer database is refused", server_start(NULL) != 0);
-    db_exec_version("PRAGMA user_version = 4");
+    db_exec_version("PRAGMA user_version = 5");
 }
 
 static void t_open_registration(void) {
@@ -2352,6 +2396,7 @@ int main(int argc, char **argv) {
         t_send_rate();
         t_devices();
         t_output_cap();
+        t_storage();
     }
     server_teardown("test_server");
     return test_report();
