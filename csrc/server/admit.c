@@ -14,6 +14,7 @@
 #include "server/admit.h"
 #include "server/server.h"
 #include "core/alloc.h"
+#include <libwebsockets.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -82,7 +83,19 @@ int srv_admit(const struct sockaddr_storage *peer, int fd) {
     uncount(fd);                    /* accepted again: whatever held it is gone */
     char addr[INET6_ADDRSTRLEN];
     addr_text(peer, addr, sizeof addr);
-    if (fd < 0 || fd >= fd_cap || total >= srv.max_conns) return -1;
+    if (fd < 0 || fd >= fd_cap) return -1;
+    if (total >= srv.max_conns) {
+        /* full: a connection that has not logged in (the oldest) makes
+         * room, so sockets that never log in cannot keep users out */
+        srv_conn *old = NULL;
+        if (total >= srv.max_conns + SRV_FD_RESERVE / 2) return -1;   /* evictions still closing */
+        for (srv_conn *c = srv.conns; c; c = c->next)
+            if (!c->logged_in && !c->auth_pending && !c->close_code && (!old || c->serial < old->serial)) old = c;
+        if (!old) return -1;
+        old->close_code = NIM_CLOSE_POLICY;
+        lws_set_timeout(old->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        /* it is uncounted when lws destroys it; meanwhile one over */
+    }
     slot *s = find(addr);
     if (!s || s->count >= srv.max_per_addr) {
         if (s && !s->count) memset(s, 0, sizeof *s);

@@ -2143,6 +2143,29 @@ static void t_output_cap(void) {
     server_stop(SIGTERM);
 }
 
+/* At the total cap, a connection that has not logged in makes room for a
+ * new one: 30 idle sockets from other addresses do not keep a user out. */
+static void t_conn_total(void) {
+    enum { IDLE = 30 };
+    test_cond("conn total: the server restarts with --max-connections 30",
+              server_start3("--max-connections", "30", NULL) == 0);
+    cli idle[IDLE];
+    int opened = 0;
+    for (int i = 0; i < IDLE; i++) {
+        g_ws_source = 30 + i;
+        opened += cli_open(&idle[i], NIM_PROTO_SUBPROTOCOL) == 0 && cli_barrier(&idle[i]);
+    }
+    g_ws_source = 0;
+    cli a;
+    int code = cli_login(&a, "ola", "secret", "ola-1", NULL, NULL);
+    int evicted = 0;
+    for (int i = 0; i < IDLE; i++) { evicted += ws_wait_closed(&idle[i].ws, 200); cli_free(&idle[i]); }
+    test_cond("conn total: 30 idle connections, then a user logs in, and one idle one made room",
+              opened == IDLE && code == 200 && evicted >= 1);
+    cli_free(&a);
+    server_stop(SIGTERM);
+}
+
 /* Storage per account (--max-storage-mb): sends past it get 419 and are
  * not stored; everything acknowledged is; another account still sends. */
 static void t_storage(void) {
@@ -2397,6 +2420,7 @@ int main(int argc, char **argv) {
         t_devices();
         t_output_cap();
         t_storage();
+        t_conn_total();
     }
     server_teardown("test_server");
     return test_report();
