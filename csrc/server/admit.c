@@ -12,6 +12,7 @@
  * the old connection gone, and it is uncounted then. IPv6 addresses count
  * by their /64 (one host usually holds a whole one). Event-loop thread. */
 #include "server/admit.h"
+#include "server/throttle.h"
 #include "server/server.h"
 #include "core/alloc.h"
 #include <libwebsockets.h>
@@ -19,7 +20,6 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
-#include "core/strmap.h"
 #include <sys/socket.h>
 
 #define SLOTS 4096          /* addresses with connections at once; a power of two */
@@ -49,7 +49,7 @@ void srv_admit_free(void) {
 /* The slot of addr, or a free one for it; NULL when the window is full
  * (so many addresses at once: refused, which bounds the table). */
 static slot *find(const char *addr) {
-    uint32_t h = nim_strmap_hash(addr, strlen(addr));
+    uint32_t h = srv_key_hash(addr);
     slot *free_slot = NULL;
     for (int i = 0; i < PROBE; i++) {
         slot *s = &addrs[(h + (uint32_t)i) & (SLOTS - 1)];

@@ -235,6 +235,19 @@ int db_one(srv_db *db, int i) {
     return db_failed(db, i);
 }
 
+int db_get_int(srv_db *db, int i, const char *a, const char *b, int64_t *out) {
+    sqlite3_stmt *s = db_stmt(db, i);
+    db_bind_text(s, 1, a);
+    if (b) db_bind_text(s, 2, b);
+    int rc = db_one(db, i);
+    *out = 0;
+    if (rc == NIM_CODE_NOT_FOUND) return NIM_CODE_OK;
+    if (rc != NIM_CODE_OK) return rc;
+    *out = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return NIM_CODE_OK;
+}
+
 void db_bind_text(sqlite3_stmt *s, int i, const char *v) {
     if (v) sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
     else sqlite3_bind_null(s, i);
@@ -528,12 +541,7 @@ int64_t srv_msg_bytes(const nim_proto_msg *m) {
 }
 
 int srv_db_stored_bytes(srv_db *db, const char *account, int64_t *bytes) {
-    sqlite3_stmt *s = db_stmt(db, S_ACC_STORED);
-    db_bind_text(s, 1, account);
-    int rc = db_one(db, S_ACC_STORED);
-    *bytes = rc == NIM_CODE_OK ? sqlite3_column_int64(s, 0) : 0;
-    sqlite3_reset(s);
-    return rc == NIM_CODE_NOT_FOUND ? NIM_CODE_OK : rc;
+    return db_get_int(db, S_ACC_STORED, account, NULL, bytes);
 }
 
 int srv_db_insert_inbox(srv_db *db, const char *account, int64_t msg_id,

@@ -38,6 +38,9 @@ int db_run(srv_db *db, int i);
 /* Steps a statement expected to give at most one row: NIM_CODE_OK with the
  * row ready, NIM_CODE_NOT_FOUND, or 500. The caller resets. */
 int db_one(srv_db *db, int i);
+/* Statement i with text parameters a (and b unless NULL): its first
+ * column's integer into *out, 0 when there is no row. */
+int db_get_int(srv_db *db, int i, const char *a, const char *b, int64_t *out);
 void db_bind_text(sqlite3_stmt *s, int i, const char *v);   /* NULL binds NULL */
 const char *db_col_text(sqlite3_stmt *s, int i);
 /* The current row, in MSG_COLS order, as a protocol message object; NULL

@@ -7,23 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-/* The integer that statement i selects for the key (a, b); 0 when there
- * is no row. */
-static int get_int(srv_db *db, int i, const char *a, const char *b, int64_t *out) {
-    sqlite3_stmt *s = db_stmt(db, i);
-    db_bind_text(s, 1, a);
-    db_bind_text(s, 2, b);
-    int rc = db_one(db, i);
-    *out = 0;
-    if (rc == NIM_CODE_NOT_FOUND) return NIM_CODE_OK;
-    if (rc != NIM_CODE_OK) return rc;
-    *out = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    return NIM_CODE_OK;
-}
-
 int srv_db_read_ptr_get(srv_db *db, const char *account, const char *session_id, int64_t *ack) {
-    return get_int(db, S_PTR_GET, account, session_id, ack);
+    return db_get_int(db, S_PTR_GET, account, session_id, ack);
 }
 
 int srv_db_read_ptr_set(srv_db *db, const char *account, const char *session_id, int64_t ack,
@@ -68,7 +53,7 @@ int srv_db_delete_session(srv_db *db, const char *account, const char *session_i
 }
 
 int srv_db_receipt_get(srv_db *db, const char *reader, const char *peer, int64_t *time) {
-    return get_int(db, S_RCPT_GET, reader, peer, time);
+    return db_get_int(db, S_RCPT_GET, reader, peer, time);
 }
 
 int srv_db_receipt_set(srv_db *db, const char *reader, const char *peer, int64_t time,

@@ -40,13 +40,7 @@ int srv_db_sync_after(srv_db *db, const char *account, int64_t after, int limit,
 
 /* The session's deletion mark (0: never deleted) into *mark. */
 static int deletion_mark(srv_db *db, const char *account, const char *session_id, int64_t *mark) {
-    sqlite3_stmt *s = db_stmt(db, S_DEL_MARK);
-    db_bind_text(s, 1, account);
-    db_bind_text(s, 2, session_id);
-    int rc = db_one(db, S_DEL_MARK);
-    *mark = rc == NIM_CODE_OK ? sqlite3_column_int64(s, 0) : 0;
-    sqlite3_reset(s);
-    return rc == NIM_CODE_NOT_FOUND ? NIM_CODE_OK : rc;
+    return db_get_int(db, S_DEL_MARK, account, session_id, mark);
 }
 
 int srv_db_sync_session(srv_db *db, const char *account, const char *session_id, int64_t before,

@@ -481,13 +481,23 @@ static void h_get_stick_top(const req *r) {
     srv_answer_ok(r, d);
 }
 
-void srv_throttled_unknown(const req *r, int64_t wait) {
+static void throttled_unknown(const req *r, int64_t wait) {
     char why[160];
     snprintf(why, sizeof why, "too many unknown account names: at most %d a minute; try again in %lld s",
              SRV_UNKNOWN_PER_MIN, (long long)(wait + 999) / 1000);
     cJSON *d = cJSON_CreateObject();
     if (d) cJSON_AddNumberToObject(d, "retryAfter", (double)wait);
     srv_answer(r, NIM_CODE_THROTTLED, why, d);
+}
+
+void srv_answer_unknown(const req *r, cJSON *unknown, const char *error) {
+    int64_t now = srv_mono_ms(), wait = srv_throttle_unknown_wait(r->c->account, now);
+    if (wait > 0) { cJSON_Delete(unknown); throttled_unknown(r, wait); return; }
+    srv_throttle_unknown_spend(r->c->account, unknown ? cJSON_GetArraySize(unknown) : 1, now);
+    cJSON *d = unknown ? cJSON_CreateObject() : NULL;
+    if (d && cJSON_AddItemToObject(d, "unknown", unknown)) unknown = NULL;
+    cJSON_Delete(unknown);
+    srv_answer(r, NIM_CODE_NOT_FOUND, error, d);
 }
 
 static void h_create_team(const req *r) {
@@ -499,7 +509,7 @@ static void h_create_team(const req *r) {
     CHECK(nim_proto_get_array(r->data, "accounts", NIM_PROTO_MAX_TEAM_SIZE - 1, 1, &accounts, &n, &err));
     /* the unknown list tells which names exist: only so many of those */
     int64_t wait = srv_throttle_unknown_wait(r->c->account, srv_mono_ms());
-    if (wait > 0) { srv_throttled_unknown(r, wait); return; }
+    if (wait > 0) { throttled_unknown(r, wait); return; }
     cJSON *members = cJSON_CreateArray(), *unknown = cJSON_CreateArray();
     if (!members || !unknown || !cJSON_AddItemToArray(members, cJSON_CreateString(r->c->account))) {
         cJSON_Delete(members); cJSON_Delete(unknown);
@@ -522,12 +532,8 @@ static void h_create_team(const req *r) {
         else { cJSON_Delete(members); cJSON_Delete(unknown); srv_answer(r, rc, NULL, NULL); return; }
     }
     if (cJSON_GetArraySize(unknown) > 0) {
-        srv_throttle_unknown_spend(r->c->account, cJSON_GetArraySize(unknown), srv_mono_ms());
         cJSON_Delete(members);
-        cJSON *d = cJSON_CreateObject();
-        if (d && cJSON_AddItemToObject(d, "unknown", unknown)) unknown = NULL;
-        cJSON_Delete(unknown);
-        srv_answer(r, NIM_CODE_NOT_FOUND, "accounts: no such account", d);
+        srv_answer_unknown(r, unknown, "accounts: no such account");
         return;
     }
     cJSON_Delete(unknown);

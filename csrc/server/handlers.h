@@ -22,9 +22,10 @@ void srv_answer_ok(const req *r, cJSON *data);
 /* Answers 419 (and returns it) when account would hold more than its cap
  * of what with adding more rows; NIM_CODE_OK otherwise (500 answered too). */
 int srv_check_cap(const req *r, srv_rows what, int64_t adding);
-/* Answers 429 for a request whose answer would name unknown accounts past
- * the rate (throttle.h), retryAfter wait ms. */
-void srv_throttled_unknown(const req *r, int64_t wait);
+/* Answers 404 with error, naming the unknown accounts (an array, taken; NULL:
+ * one name, not listed), counted against the asker's allowance of such
+ * answers (throttle.h); past it 429 with retryAfter instead. */
+void srv_answer_unknown(const req *r, cJSON *unknown, const char *error);
 /* The 419 text for what at the cap, with have rows. */
 void srv_cap_error(srv_rows what, int64_t have, char *buf, size_t len);
 

@@ -165,10 +165,8 @@ void srv_h_send_msg(const req *r) {
     if (m.scene == NIM_SCENE_P2P) {
         if ((rc = srv_db_account_exists(srv.db, m.to)) != NIM_CODE_OK) {
             /* a 404 says the name is free: only so many of those */
-            int64_t wait = rc == NIM_CODE_NOT_FOUND ? srv_throttle_unknown_wait(c->account, srv_mono_ms()) : 0;
-            if (wait > 0) { srv_throttled_unknown(r, wait); return; }
-            if (rc == NIM_CODE_NOT_FOUND) srv_throttle_unknown_spend(c->account, 1, srv_mono_ms());
-            srv_answer(r, rc, rc == NIM_CODE_NOT_FOUND ? "to: no such account" : NULL, NULL);
+            if (rc == NIM_CODE_NOT_FOUND) srv_answer_unknown(r, NULL, "to: no such account");
+            else srv_answer(r, rc, NULL, NULL);
             return;
         }
     } else {

@@ -6,7 +6,6 @@
  * or leaves gets that one and no later message of the team, and keeps what
  * it had. createTeam is in handlers.c. */
 #include "server/handlers.h"
-#include "server/throttle.h"
 #include "core/alloc.h"
 #include <stdio.h>
 #include <string.h>
@@ -127,14 +126,8 @@ static void change(const req *r, team_op op) {
         else rc = ex;
     }
     if (rc == NIM_CODE_OK && cJSON_GetArraySize(unknown) > 0) {
-        int64_t wait = srv_throttle_unknown_wait(r->c->account, srv_mono_ms());
         cJSON_Delete(members); cJSON_Delete(changed);
-        if (wait > 0) { cJSON_Delete(unknown); srv_throttled_unknown(r, wait); return; }
-        srv_throttle_unknown_spend(r->c->account, cJSON_GetArraySize(unknown), srv_mono_ms());
-        cJSON *d = cJSON_CreateObject();
-        if (d && cJSON_AddItemToObject(d, "unknown", unknown)) unknown = NULL;
-        cJSON_Delete(unknown);
-        srv_answer(r, NIM_CODE_NOT_FOUND, "accounts: no such account", d);
+        srv_answer_unknown(r, unknown, "accounts: no such account");
         return;
     }
     if (rc == NIM_CODE_OK && op == OP_ADD &&

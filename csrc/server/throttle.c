@@ -26,7 +26,8 @@
 
 typedef struct {
     char    key[NIM_PROTO_MAX_ACCOUNT + 1];   /* "" : free (addresses are shorter) */
-    int64_t failures;                          /* senders, askers: tokens */
+    int64_t failures;                          /* logins */
+    int64_t tokens;                            /* buckets: thousandths of one */
     int     pending;                           /* logins being derived */
     int64_t last, until;
 } slot;
@@ -36,14 +37,18 @@ static uint32_t seed;   /* so nobody can pick names that share a victim's window
 
 void srv_throttle_init(uint32_t random_seed) { seed = random_seed; }
 
+uint32_t srv_key_hash(const char *key) {
+    uint32_t h = nim_strmap_hash(key, strlen(key)) + seed;
+    h ^= h >> 15;
+    return h * 2246822519u;
+}
+
 /* The slot of key: its own, else a free or forgotten one, else the stalest
  * of the window that holds nothing of weight (no block, no login being
  * derived), when make; NULL when absent and !make, or when every slot of
  * the window holds something of weight. */
 static slot *find(slot *t, const char *key, int64_t now, int make) {
-    uint32_t h = nim_strmap_hash(key, strlen(key)) + seed;
-    h ^= h >> 15;
-    h *= 2246822519u;
+    uint32_t h = srv_key_hash(key);
     slot *spare = NULL;
     int spare_rank = 4;                 /* 0 free, 1 forgotten, 2 in use; heavy slots never */
     for (int i = 0; i < PROBE; i++) {
@@ -118,24 +123,27 @@ void srv_throttle_end(const char *account, const char *addr, int outcome, int64_
         failed(addresses, addr, SRV_THROTTLE_FREE_PER_ADDRESS, now);
     } else if (outcome > 0) {
         slot *s = find(accounts, account, now, 0);
-        if (s) { int p = s->pending; memset(s, 0, sizeof *s); s->pending = p; snprintf(s->key, sizeof s->key, "%s", account); }
+        if (s) s->failures = 0, s->until = 0;
     }
 }
 
-int64_t srv_throttle_send(const char *account, int rate, int64_t now) {
-    /* tokens in thousandths of a message; a new (or long idle) sender has
-     * a full bucket */
-    int64_t burst = 2000 * (int64_t)rate;
-    slot *s = find(senders, account, now, 1);
-    if (!s) return 0;
-    int64_t tokens = s->last == 0 ? burst : s->failures + (now - s->last) * rate;
-    if (tokens > burst) tokens = burst;
+/* A token bucket of key in t: refilled at per_s a second up to burst (both
+ * in whole tokens), a new or long idle key full; the slot (a throwaway one
+ * when the window is full of weight), its tokens in thousandths. */
+static slot *bucket(slot *t, const char *key, int64_t per_s, int64_t burst, int64_t now) {
+    static slot none;
+    slot *s = find(t, key, now, 1);
+    if (!s) { memset(&none, 0, sizeof none); s = &none; }
+    int64_t full = 1000 * burst, have = s->last == 0 ? full : s->tokens + (now - s->last) * per_s;
+    s->tokens = have > full ? full : have;
     s->last = now;
-    if (tokens < 1000) {
-        s->failures = tokens;
-        return (1000 - tokens + rate - 1) / rate;   /* ms until one message's worth */
-    }
-    s->failures = tokens - 1000;
+    return s;
+}
+
+int64_t srv_throttle_send(const char *account, int rate, int64_t now) {
+    slot *s = bucket(senders, account, rate, 2 * (int64_t)rate, now);
+    if (s->tokens < 1000) return (1000 - s->tokens + rate - 1) / rate;   /* ms until one message's worth */
+    s->tokens -= 1000;
     return 0;
 }
 
@@ -144,27 +152,18 @@ int64_t srv_throttle_send(const char *account, int rate, int64_t now) {
  * (tokens in thousandths). */
 static slot askers[SLOTS];
 
-static slot *asker(const char *account, int64_t now, int64_t *tokens) {
-    static slot none;    /* a window full of weight: a bucket nobody keeps */
-    slot *s = find(askers, account, now, 1);
-    if (!s) { memset(&none, 0, sizeof none); s = &none; }
-    int64_t burst = 1000 * (int64_t)SRV_UNKNOWN_BURST;
-    int64_t t = s->last == 0 ? burst : s->failures + (now - s->last) * SRV_UNKNOWN_PER_MIN / 60;
-    *tokens = t > burst ? burst : t;
-    s->last = now;
-    s->failures = *tokens;
-    return s;
+/* the asker's bucket: SRV_UNKNOWN_PER_MIN a minute (a whole number a second) */
+static slot *asker(const char *account, int64_t now) {
+    return bucket(askers, account, SRV_UNKNOWN_PER_MIN / 60, SRV_UNKNOWN_BURST, now);
 }
 
 int64_t srv_throttle_unknown_wait(const char *account, int64_t now) {
-    int64_t tokens;
-    asker(account, now, &tokens);
-    return tokens >= 1000 ? 0 : (1000 - tokens) * 60 / SRV_UNKNOWN_PER_MIN + 1;
+    slot *s = asker(account, now);
+    return s->tokens >= 1000 ? 0 : (1000 - s->tokens) * 60 / SRV_UNKNOWN_PER_MIN + 1;
 }
 
 void srv_throttle_unknown_spend(const char *account, int count, int64_t now) {
-    int64_t tokens;
-    slot *s = asker(account, now, &tokens);
-    tokens -= 1000 * (int64_t)count;
-    s->failures = tokens < 0 ? 0 : tokens;
+    slot *s = asker(account, now);
+    s->tokens -= 1000 * (int64_t)count;
+    if (s->tokens < 0) s->tokens = 0;
 }

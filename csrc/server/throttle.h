@@ -17,6 +17,9 @@
 
 /* Every time is monotonic ms (srv_mono_ms). seed: random, at start. */
 void    srv_throttle_init(uint32_t seed);
+/* The seeded hash of the fixed tables here and in admit.c, so nobody can
+ * pick keys that crowd another's window. */
+uint32_t srv_key_hash(const char *key);
 /* ms until a login for account from addr may be tried again; 0: now. A
  * key that has as many failures and logins being derived as it may have
  * waits for those to end. */
