@@ -46,6 +46,8 @@ CORE_OBJ   = $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
 LUA_OBJ    = $(LUA_SRC:%.c=$(BUILD)/obj/%.o)
 SERVER_OBJ = $(SERVER_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN   = $(TEST_SRC:csrc/tests/%.c=$(BUILD)/tests/%)
+# the wakeup fd's pipe (core/wakeup.h) on Linux too: two of them again, see below
+TEST_BIN  += $(BUILD)/tests/test_wakeup_pipe $(BUILD)/tests/test_engine_pipe
 MODULE     = $(BUILD)/nim/core.so
 SERVER     = $(if $(SERVER_SRC),$(BUILD)/nim-server)
 
@@ -92,7 +94,20 @@ $(BUILD)/tests/%: csrc/tests/%.c $(CORE_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(DEPFLAGS) -MF $@.d -MT $@ $(LDFLAGS) -o $@ $< $(CORE_OBJ) $(DEP_LIBS)
 
--include $(CORE_OBJ:.o=.d) $(LUA_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(TEST_BIN:=.d)
+# The pipe that stands in for eventfd off Linux: test_*_pipe is test_*.c
+# linked with csrc/core/wakeup.c built -DNIM_WAKEUP_PIPE (only it reads the flag).
+PIPE_OBJ  = $(BUILD)/obj-pipe/csrc/core/wakeup.o
+PIPE_CORE = $(filter-out $(BUILD)/obj/csrc/core/wakeup.o,$(CORE_OBJ)) $(PIPE_OBJ)
+
+$(PIPE_OBJ): csrc/core/wakeup.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(DEPFLAGS) -DNIM_WAKEUP_PIPE -c $< -o $@
+
+$(BUILD)/tests/%_pipe: csrc/tests/%.c $(PIPE_CORE)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(DEPFLAGS) -DNIM_WAKEUP_PIPE -MF $@.d -MT $@ $(LDFLAGS) -o $@ $< $(PIPE_CORE) $(DEP_LIBS)
+
+-include $(CORE_OBJ:.o=.d) $(LUA_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(TEST_BIN:=.d) $(PIPE_OBJ:.o=.d)
 
 # Installs what is missing as root; otherwise prints the one command to run.
 deps:

@@ -54,6 +54,7 @@ build = {
         "csrc/core/strmap.c",
         "csrc/core/unread.c",
         "csrc/core/view.c",
+        "csrc/core/wakeup.c",
         "csrc/net/check.c",
         "csrc/net/client.c",
         "csrc/net/cmdtable.c",

@@ -3,7 +3,6 @@
  * engine_private.h lists. */
 #include "core/engine_private.h"
 #include <pthread.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 #include <sys/stat.h>
 #include <sys/resource.h>
@@ -69,10 +68,13 @@ static void *engine_main(void *arg) {
     char *err = NULL;
     uint64_t close_req = 0;
     /* Below the owner's priority: the Lua thread is usually a frame loop
-     * that must not wait for a core while we write (Linux: per-thread nice). */
+     * that must not wait for a core while we write (Linux: per-thread nice;
+     * elsewhere the same call would lower the whole process: not done). */
+#ifdef __linux__
     errno = 0;
     int prio = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
     if (errno == 0) setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), prio + 5 > 19 ? 19 : prio + 5);
+#endif
     if (e->db_path) make_parent_dirs(e->db_path);
     e->store = nim_store_open(e->db_path, &err);
     if (!e->store) {
@@ -141,7 +143,7 @@ nim_engine *nim_engine_start(const nim_engine_config *cfg) {
     pthread_once(&cjson_once, cjson_hooks);
     nim_engine *e = nim_calloc(1, sizeof *e);
     if (!e) return NULL;
-    e->evfd = -1;
+    e->evwake.rfd = e->evwake.wfd = -1;
     e->account = nim_strdup(cfg->account ? cfg->account : "");
     e->db_path = cfg->db_path ? nim_strdup(cfg->db_path) : NULL;
     e->flags = cfg->flags;
@@ -154,13 +156,12 @@ nim_engine *nim_engine_start(const nim_engine_config *cfg) {
     pthread_mutex_init(&e->qlock, NULL);
     pthread_cond_init(&e->qcond, NULL);
     pthread_mutex_init(&e->evlock, NULL);
-    e->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (e->evfd < 0) goto fail_sync;
+    if (nim_wakeup_open(&e->evwake) < 0) goto fail_sync;
     if (pthread_create(&e->thread, NULL, engine_main, e) != 0) goto fail_sync;
     e->thread_started = 1;
     return e;
 fail_sync:
-    if (e->evfd >= 0) close(e->evfd);
+    nim_wakeup_close(&e->evwake);
     pthread_mutex_destroy(&e->qlock);
     pthread_cond_destroy(&e->qcond);
     pthread_mutex_destroy(&e->evlock);
@@ -216,7 +217,7 @@ void nim_engine_free(nim_engine *e) {
     nim_free(e->curr);
     for (size_t i = 0; i < e->ntouched; i++) nim_free(e->touched[i]);
     nim_free(e->touched);
-    close(e->evfd);
+    nim_wakeup_close(&e->evwake);
     pthread_mutex_destroy(&e->qlock);
     pthread_cond_destroy(&e->qcond);
     pthread_mutex_destroy(&e->evlock);

@@ -1,6 +1,6 @@
 /* The session engine of one instance: a background thread that owns the
  * SQLite store and the session state, fed by a command queue and reporting
- * through an event queue plus an eventfd. Lua-free. This header is the
+ * through an event queue plus a wakeup fd (core/wakeup.h). Lua-free. This header is the
  * owner's API; the network layer's side is core/engine_net.h.
  *
  * Threads:
@@ -95,17 +95,18 @@ typedef struct nim_engine_config {
 
 /* Owner thread. Starts the engine thread, which opens the store (failures
  * become an NIM_EV_ERROR and DB_Error replies, not a failed start). Returns
- * NULL only when memory, the eventfd or the thread cannot be had. */
+ * NULL only when memory, the wakeup fd or the thread cannot be had. */
 nim_engine *nim_engine_start(const nim_engine_config *cfg);
-/* Owner thread. The eventfd, readable while events are queued. */
+/* Owner thread. The wakeup fd (an eventfd on Linux, a pipe's read end
+ * elsewhere: core/wakeup.h), readable while events are queued. */
 int nim_engine_fd(nim_engine *e);
 /* Owner thread. Queues a command (takes args, even on failure). Returns -1
  * after NIM_CMD_CLOSE was submitted or on allocation failure. */
 int nim_engine_submit(nim_engine *e, int type, uint64_t req, cJSON *args);
 /* Owner thread. Takes every queued event (oldest first) and clears the
- * eventfd. NULL when there is none. */
+ * wakeup fd. NULL when there is none. */
 nim_event *nim_engine_take_events(nim_engine *e);
-/* Owner thread. Marks the eventfd readable again (events left unprocessed). */
+/* Owner thread. Marks the wakeup fd readable again (events left unprocessed). */
 void nim_engine_rearm(nim_engine *e);
 /* Owner thread. Hands dispatched events (head..tail, linked by next) back
  * for the engine thread to free: their trees were allocated there, and

@@ -34,7 +34,7 @@ struct nim_engine_hooks {
     int  (*acked)(nim_engine *e, void *ud, const char *sid, int64_t ack);
 };
 
-/* Queues an event (takes ev) and signals the eventfd. */
+/* Queues an event (takes ev) and signals the wakeup fd. */
 void nim_engine_emit(nim_engine *e, nim_event *ev);
 /* Queues the reply to command req (takes data, copies message). */
 void nim_engine_reply(nim_engine *e, uint64_t req, const char *code, const char *message,

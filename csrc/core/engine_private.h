@@ -21,6 +21,7 @@
 #include "core/store.h"
 #include "core/alloc.h"
 #include "core/jfield.h"
+#include "core/wakeup.h"
 #include <pthread.h>
 #include <string.h>
 
@@ -66,7 +67,7 @@ struct nim_engine {
                                       fails for want of memory */
     nim_event *garbage;            /* dispatched events to free (recycle) */
     size_t ngarbage;
-    int evfd;
+    nim_wakeup evwake;             /* readable while events are queued (wakeup.h) */
     int finished;                  /* atomic */
 
     /* engine thread only from here */

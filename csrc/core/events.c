@@ -1,9 +1,8 @@
-/* The event queue (engine -> owner) and its eventfd: every event the
- * owner takes goes through here, and comes back through nim_engine_recycle
- * to be freed on the engine thread that allocated it. */
+/* The event queue (engine -> owner) and its wakeup fd (wakeup.h): every
+ * event the owner takes goes through here, and comes back through
+ * nim_engine_recycle to be freed on the engine thread that allocated it. */
 #include "core/engine_private.h"
 #include <string.h>
-#include <unistd.h>
 
 void nim_event_free(nim_event *ev) {
     while (ev) {
@@ -31,11 +30,7 @@ static void enqueue(nim_engine *e, nim_event *ev, int drop_spare) {
     int was_empty = e->ev_head == NULL;
     if (e->ev_tail) e->ev_tail->next = ev; else e->ev_head = ev;
     e->ev_tail = ev;
-    if (was_empty) {
-        uint64_t one = 1;
-        ssize_t w = write(e->evfd, &one, sizeof one);
-        (void)w;
-    }
+    if (was_empty) nim_wakeup_signal(&e->evwake);
     pthread_mutex_unlock(&e->evlock);
     nim_free(sp);
 }
@@ -73,20 +68,14 @@ void nim_engine_reply(nim_engine *e, uint64_t req, const char *code, const char 
 
 nim_event *nim_engine_take_events(nim_engine *e) {
     pthread_mutex_lock(&e->evlock);
-    uint64_t v;
-    ssize_t r = read(e->evfd, &v, sizeof v);
-    (void)r;
+    nim_wakeup_drain(&e->evwake);   /* under evlock, as the signal: no wakeup lost */
     nim_event *h = e->ev_head;
     e->ev_head = e->ev_tail = NULL;
     pthread_mutex_unlock(&e->evlock);
     return h;
 }
 
-void nim_engine_rearm(nim_engine *e) {
-    uint64_t one = 1;
-    ssize_t w = write(e->evfd, &one, sizeof one);
-    (void)w;
-}
+void nim_engine_rearm(nim_engine *e) { nim_wakeup_signal(&e->evwake); }
 
 /* The engine thread frees them at its next loop; a wake only once enough
  * has piled up (a syscall per poll would cost what freeing here saves). */
@@ -113,7 +102,7 @@ void eng_free_garbage(nim_engine *e) {
     nim_event_free(g);
 }
 
-int nim_engine_fd(nim_engine *e) { return e->evfd; }
+int nim_engine_fd(nim_engine *e) { return nim_wakeup_fd(&e->evwake); }
 
 int nim_engine_finished(nim_engine *e) { return __atomic_load_n(&e->finished, __ATOMIC_ACQUIRE); }
 

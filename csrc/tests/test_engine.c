@@ -1,5 +1,6 @@
 /* C unit test of the session engine's unread rules, driving the engine
- * directly (no Lua): commands in, events out through the eventfd. */
+ * directly (no Lua): commands in, events out through the wakeup fd. Also
+ * built as test_engine_pipe, with the pipe wakeup fd (core/wakeup.h). */
 #include "core/engine.h"
 #include "core/store.h"
 #include "testhelp.h"
