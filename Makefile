@@ -1,7 +1,9 @@
-# nim-lua: recent sessions for Lua 5.4.
+# nim-lua: recent sessions for Lua 5.4, 5.1 and LuaJIT 2.1.
 #
 #   make            build build/nim/core.so (the Lua module) and build/nim-server
-#   make test       install missing Debian packages, C unit tests, then every busted spec
+#   make LUA=luajit BUILD=build-luajit   the module for LuaJIT (LUA=lua5.1 for 5.1)
+#   make test       install missing Debian packages, C unit tests, then every busted
+#                   spec under lua5.4, luajit and lua5.1 (test-lua: under $(LUA) only)
 #   make demo       install, build, run the tour on embedded defaults
 #   make bench      benchmarks, each figure beside its peer's
 #   make asan       C tests and specs under AddressSanitizer + UBSan
@@ -17,18 +19,32 @@
 
 BUILD   ?= build
 CC      ?= cc
+# The interpreter the module is built for and the specs run under: lua5.4,
+# lua5.1 or luajit (each its own BUILD). Its pkg-config name is its name;
+# its ABI (the 5.x of the install paths) is what it reports.
 LUA     ?= lua5.4
-BUSTED  ?= $(LUA) /usr/bin/busted
+LUA_ABI  = $(if $(filter lua5.4,$(LUA)),5.4,5.1)
+# --ignore-lua: .busted names lua5.4 for a bare `busted`; make runs $(LUA).
+BUSTED  ?= $(LUA) /usr/bin/busted --ignore-lua
 PKG_CONFIG ?= pkg-config
 PREFIX  ?= /usr/local
-LUA_LIBDIR ?= $(PREFIX)/lib/lua/5.4
-LUA_DIR    ?= $(PREFIX)/share/lua/5.4
+LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_ABI)
+LUA_DIR    ?= $(PREFIX)/share/lua/$(LUA_ABI)
+# The interpreters make test runs the specs under, the first with BUILD=build.
+TEST_LUAS  = lua5.4 luajit lua5.1
 
 DEB_PACKAGES = lua5.4 liblua5.4-dev libsqlite3-dev libcjson-dev libwebsockets-dev libssl-dev openssl \
                lua-busted lua-cjson lua-luv luarocks pkg-config tmux
+# the compiler and make; git lists the sources (make rockspec, the specs)
+DEB_PACKAGES += gcc libc6-dev make git
+
+# Lua 5.1 and LuaJIT (csrc/lua/compat53 supplies the 5.3 C API).
+DEB_PACKAGES += lua5.1 liblua5.1-0-dev luajit libluajit-5.1-dev
+# examples/cqueues.lua and its spec
+DEB_PACKAGES += lua-cqueues
 
 PKGS      = sqlite3 libcjson libwebsockets openssl
-LUA_CFLAGS = $(shell $(PKG_CONFIG) --cflags lua5.4 2>/dev/null)
+LUA_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(LUA) 2>/dev/null)
 DEP_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 DEP_LIBS   = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lpthread
 
@@ -56,6 +72,8 @@ SERVER     = $(if $(SERVER_SRC),$(BUILD)/nim-server)
 # of this checkout and the module of this $(BUILD).
 export LUA_PATH  := ./lua/?.lua;./lua/?/init.lua;./spec/?.lua;;
 export LUA_CPATH := ./$(BUILD)/?.so;;
+# The interpreter specs and examples start for a child process.
+export NIM_LUA := $(LUA)
 
 .PHONY: all deps test test-c test-lua bench demo asan valgrind install clean rockspec soak
 
@@ -64,10 +82,10 @@ FAULTPROXY = $(BUILD)/faultproxy
 
 all: $(MODULE) $(SERVER) $(TEST_BIN) $(EMBED_HOST) $(FAULTPROXY)
 
-# examples/embed: a C host that embeds Lua 5.4 like a game engine (links liblua5.4).
+# examples/embed: a C host that embeds $(LUA) like a game engine (links its library).
 $(EMBED_HOST): examples/embed/host.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LUA_CFLAGS) $(LDFLAGS) -o $@ $< $(shell $(PKG_CONFIG) --libs lua5.4) -lm -ldl
+	$(CC) $(CFLAGS) $(LUA_CFLAGS) $(LDFLAGS) -o $@ $< $(shell $(PKG_CONFIG) --libs $(LUA)) -lm -ldl
 
 # csrc/tools/faultproxy.c: a fault-injection TCP proxy for soak tests (no libraries).
 $(FAULTPROXY): csrc/tools/faultproxy.c
@@ -82,7 +100,8 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(DEPFLAGS) $(if $(filter csrc/lua/%,$<),$(LUA_CFLAGS)) -c $< -o $@
 
-# Never link -llua5.4: Debian's lua5.4 binary is static and exports the API.
+# Never link liblua: the interpreter (lua5.4 static, lua5.1 and luajit through
+# their shared library, a game engine) exports the API to the modules it loads.
 $(MODULE): $(LUA_OBJ) $(CORE_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -shared $(LDFLAGS) -Wl,-z,nodelete -o $@ $^ $(DEP_LIBS)
@@ -128,6 +147,8 @@ test: deps
 	$(MAKE) all
 	$(MAKE) test-c
 	$(MAKE) test-lua
+	@set -e; for l in $(filter-out lua5.4,$(TEST_LUAS)); do \
+	  echo "== specs under $$l"; $(MAKE) LUA=$$l BUILD=build-$$l test-lua; done
 
 test-c: $(TEST_BIN) $(SERVER)
 	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t; done

@@ -7,7 +7,7 @@
 local function run(count, rate, budget)
   local env = budget and ("NIM_BUDGET=" .. budget .. " ") or ""
   local p = assert(io.popen(("%slua5.4 examples/embed/run.lua %d %d 2>&1"):format(env, count, rate)))
-  local out = p:read("a")
+  local out = p:read("*a")
   local ok = p:close()
   local max, p99, mean = out:match("max ([%d.]+) ms, p99 ([%d.]+) ms, mean ([%d.]+) ms")
   local frames = tonumber(out:match("received %d+ messages in (%d+) frames") or "")

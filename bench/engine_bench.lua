@@ -180,7 +180,7 @@ do
   -- sessions (resident size after minus before)
   if arg[1] ~= "--child" then
     local p = io.popen("lua5.4 bench/engine_bench.lua --memory '" .. dir .. "'")
-    local out = p:read("a")
+    local out = p:read("*a")
     p:close()
     local before, after = out:match("(%d+) (%d+)")
     before, after = tonumber(before), tonumber(after)

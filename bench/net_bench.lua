@@ -179,11 +179,11 @@ do
   local mark = os.tmpname()
   os.remove(mark)
   local p = io.popen(("NIM_SERVER='%s' lua5.4 bench/net_bench.lua --backlog %s %s"):format(bin, srv.url, mark), "r")
-  assert(p:read("l") == "start")
+  assert(p:read("*l") == "start")
   local done_line
   local busy, n = worst_rtt(nil, function()
     local mf = io.open(mark)
-    done_line = mf and mf:read("l")
+    done_line = mf and mf:read("*l")
     if mf then mf:close() end
     return done_line ~= nil
   end)
@@ -255,7 +255,7 @@ do
     onupdatesession = function() end }
   pump({ b }, function() return synced end, 30, "receiver sync")
   local p = io.popen(("NIM_SERVER='%s' lua5.4 bench/net_bench.lua --sender %s %d %d"):format(bin, srv.url, RATE, SECS), "r")
-  assert(p:read("l") == "ready")
+  assert(p:read("*l") == "ready")
   local longest, polls, times = 0, 0, {}
   local total = RATE * SECS
   local t_end = now() + SECS + 30
@@ -269,7 +269,7 @@ do
     if dt > longest then longest = dt end
     uv.sleep(16)                                  -- a 60 Hz frame
   end
-  local line = p:read("l")
+  local line = p:read("*l")
   p:close()
   table.sort(times)
   report(("receiver at 60 Hz, %d msgs/s arriving: longest poll(0)"):format(RATE), ("%.3f"):format(longest), "ms")

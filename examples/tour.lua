@@ -22,7 +22,7 @@ os.execute("mkdir -p " .. dataDir)
 
 ---------------------------------------------------------------- printing
 
-local function when(ms) return ms and os.date("%H:%M:%S", ms // 1000) or "-" end
+local function when(ms) return ms and os.date("%H:%M:%S", math.floor(ms / 1000)) or "-" end
 
 local function show(title, sessions)
   print("\n-- " .. title)

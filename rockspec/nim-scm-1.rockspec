@@ -28,6 +28,7 @@ build = {
   modules = {
     ["nim"] = "lua/nim/init.lua",
     ["nim.check"] = "lua/nim/check.lua",
+    ["nim.compat"] = "lua/nim/compat.lua",
     ["nim.coroutine"] = "lua/nim/coroutine.lua",
     ["nim.instance"] = "lua/nim/instance.lua",
     ["nim.net"] = "lua/nim/net.lua",
@@ -35,6 +36,7 @@ build = {
     ["nim.server"] = "lua/nim/server.lua",
     ["nim.core"] = {
       sources = {
+        "csrc/lua/compat53/compat-5.3.c",
         "csrc/lua/dispatch.c",
         "csrc/lua/instance.c",
         "csrc/lua/json.c",

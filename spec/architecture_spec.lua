@@ -1,5 +1,6 @@
 -- docs/architecture.md is the map a maintainer reads first: every source
 -- file must appear in its file map, and every file it names must exist.
+local H = require "helpers"
 local function sources()
   local out = {}
   local p = assert(io.popen("git ls-files 'csrc/*.c' 'csrc/*.h' 'lua/nim/*.lua' 2>/dev/null"))
@@ -10,7 +11,7 @@ end
 
 describe("docs/architecture.md", function()
   local f = assert(io.open("docs/architecture.md", "rb"))
-  local doc = f:read("a")
+  local doc = f:read("*a")
   f:close()
 
   it("names every source file in its file map", function()
@@ -52,8 +53,8 @@ describe("the Lua layer", function()
       for k in pairs(require("nim.core").Instance) do names[#names + 1] = k end
       table.sort(names)
       io.write(table.concat(names, " "))]]
-    local p = assert(io.popen("lua5.4 -e '" .. code .. "'"))
-    local out = p:read("a")
+    local p = assert(io.popen(H.LUA .. " -e '" .. code .. "'"))
+    local out = p:read("*a")
     p:close()
     return out
   end

@@ -1,6 +1,7 @@
 -- Coroutine style: a request without done, made inside a coroutine, yields
 -- until it completes and returns err, obj; NIM.run drives poll.
 local NIM = require "nim"
+local H = require "helpers"
 
 describe("coroutine style #coroutine", function()
   it("reads top to bottom inside NIM.run and returns fn's results", function()
@@ -120,26 +121,84 @@ describe("coroutine style #coroutine", function()
     assert.has_error(function() NIM.run(42) end, nil)
   end)
 
-  it("works in a coroutine resumed by hand, driven by the app's own poll", function()
+  it("never yields into another scheduler's coroutine: without done it raises there", function()
     local nim = NIM.getInstance{account = "erin", db = false}
+    -- a coroutine resumed by hand, as cqueues or a game's scheduler would
+    for _, call in ipairs {        -- (not tail calls: the caller's line stays on the stack)
+      function() local r = nim:insertLocalSession{scene = "p2p", to = "zed", updateTime = 1}; return r end,
+      function() local r = nim:getLocalSessions{}; return r end,
+      function() local r = nim:saveMsgsToLocal{msgs = {H.msg("bob", "erin", 1, "a")}}; return r end,
+      function() local r = nim:deleteLocalSession{id = "p2p-zed"}; return r end,
+      function() local r = nim:resetAllSessionUnread(); return r end,
+    } do
+      local co = coroutine.create(call)
+      local ok, e = coroutine.resume(co)
+      assert.is_false(ok)
+      assert.matches("coroutine_spec.lua:%d+: %a+: pass done, or call from inside NIM.run", e)
+      assert.equal("dead", coroutine.status(co))
+    end
+    -- with done it works there, driven by the app's own poll
     local result
     local co = coroutine.create(function()
-      local err, obj = nim:insertLocalSession{scene = "p2p", to = "zed", updateTime = 1}
-      result = {err, obj and obj.session.id}
+      nim:insertLocalSession{scene = "p2p", to = "zed", updateTime = 1, done = function(err, obj)
+        result = {err, obj and obj.session.id}
+      end}
     end)
     assert(coroutine.resume(co))
-    assert.equal("suspended", coroutine.status(co))
-    local deadline = os.time() + 5
-    while not result and os.time() < deadline do nim:poll(20) end
-    assert.same({nil, "p2p-zed"}, result)
     assert.equal("dead", coroutine.status(co))
+    assert.is_true(NIM.wait(function() return result ~= nil end, 5000))
+    assert.same({nil, "p2p-zed"}, result)
     nim:destroy()
+    while nim:poll(0) > 0 do end
   end)
 
-  it("does not yield on the main thread", function()
-    local nim = NIM.getInstance{account = "frank", db = false}
-    local r = table.pack(nim:insertLocalSession{scene = "p2p", to = "x"})
-    assert.equal(0, r.n)
+  it("on the main thread: a query without done raises, a command is sent and its failure reaches onerror", function()
+    local errors = {}
+    local nim = NIM.getInstance{account = "frank", db = false, onerror = function(e) errors[#errors + 1] = e end}
+    local ok, e = pcall(function() nim:getLocalSessions{} end)
+    assert.is_false(ok)
+    assert.equal("spec/coroutine_spec.lua:" .. debug.getinfo(1, "l").currentline - 2 ..
+      ": getLocalSessions: pass done, or call from inside NIM.run", e)
+    for _, q in ipairs { function() nim:getLocalMsgs() end, function() nim:getLocalSession{sessionId = "p2p-x"} end } do
+      assert.has_error(q)
+    end
+    local r = H.pack(nim:insertLocalSession{scene = "p2p", to = "x"})
+    assert.equal(0, r.n)                                   -- returns nothing, does not yield
+    nim:insertLocalSession{scene = "p2p", to = "x"}         -- exists now: Session_Exist, to onerror
+    assert.is_true(NIM.wait(function() return #errors > 0 end, 5000))
+    assert.equal(1, #errors)
+    assert.equal("Session_Exist", errors[1].code)
+    assert.equal("insertLocalSession", errors[1].event)
+    local page
+    nim:getLocalSessions{done = function(_, p) page = p end}
+    assert.is_true(NIM.wait(function() return page ~= nil end, 5000))
+    assert.equal("p2p-x", page.sessions[1].id)              -- the first one was stored
+    nim:destroy()
+    while nim:poll(0) > 0 do end
+  end)
+
+  it("a command's failure without onerror goes to stderr", function()
+    local code = [[
+      local NIM = require "nim"
+      local nim = NIM.getInstance{account = "gus", db = false}
+      nim:insertLocalSession{scene = "p2p", to = "x"}
+      nim:insertLocalSession{scene = "p2p", to = "x"}
+      NIM.wait(function() return false end, 300)
+      nim:destroy()
+    ]]
+    local p = assert(io.popen(H.LUA .. " -e " .. H.shell_quote(code) .. " 2>&1"))
+    local out = p:read("*a")
+    p:close()
+    assert.matches("nim: Session_Exist: ", out)
+  end)
+
+  it("NIM.wait returns false and an Error_Timeout error on timeout", function()
+    local nim = NIM.getInstance{account = "hal", db = false}
+    local ok, err = NIM.wait(function() return false end, 30)
+    assert.is_false(ok)
+    assert.equal("Error_Timeout", err.code)
+    assert.equal("wait: the condition is still false after 30 ms", err.message)
+    assert.is_true((NIM.wait(function() return true end, 30)))
     nim:destroy()
     while nim:poll(0) > 0 do end
   end)
@@ -182,10 +241,50 @@ describe("coroutine style with a server #coroutine #net", function()
     assert.matches("302", tostring(err))
   end)
 
-  it("waitSync outside a coroutine raises", function()
-    local nim = NIM.getInstance{account = "zed", db = false}
-    assert.has_error(function() nim:waitSync() end,
-      "waitSync: call it inside a coroutine (NIM.run), or use onsyncdone")
+  it("waitSync outside NIM.run polls until the sync, as NIM.wait does", function()
+    local synced = false
+    local nim = NIM.getInstance{account = "alice", token = N.token("alice"), server = srv.url, db = false,
+      onsyncdone = function() synced = true end}
+    assert.is_false(synced)
+    assert.is_nil(nim:waitSync{timeout = 10000})
+    assert.is_true(synced)
+    local ok, e = pcall(function() nim:waitSync{timeout = -1} end)
+    assert.is_false(ok)
+    assert.equal("spec/coroutine_spec.lua:" .. debug.getinfo(1, "l").currentline - 2 ..
+      ": waitSync: bad argument 'timeout' (non-negative integer expected, got -1)", e)
+    assert.has_error(function() nim:waitSync(5) end)
+    nim:destroy()
+    while nim:poll(0) > 0 do end
+  end)
+end)
+
+describe("a server nobody answers #coroutine #net", function()
+  -- a port that refuses: bound by nobody (a server started, then stopped)
+  local url
+  setup(function()
+    local S = require "nim.server"
+    local srv = S.start{}
+    url = srv.url
+    srv:cleanup()
+  end)
+
+  it("reports the first failed attempt through onerror, once, and waitSync{timeout} returns Error_Timeout naming it", function()
+    local errors, retries = {}, 0
+    local nim = NIM.getInstance{account = "alice", token = "t", server = url, db = false,
+      reconnectDelay = 50, maxReconnectDelay = 50,
+      onerror = function(e) errors[#errors + 1] = e end,
+      onwillreconnect = function() retries = retries + 1 end}
+    local err = NIM.run(function() return nim:waitSync{timeout = 1500} end)
+    assert.equal("Error_Timeout", err.code)
+    assert.matches("^waitSync: no sync after 1500 ms %(last error: " .. url:gsub("%p", "%%%0") .. ": cannot connect", err.message)
+    assert.is_true(retries >= 3, "retries: " .. retries)      -- it went on trying
+    assert.equal(1, #errors)                                  -- but said it once
+    assert.equal("Connect_Error", errors[1].code)
+    assert.equal("connect", errors[1].event)
+    assert.matches("retrying", errors[1].message)
+    -- outside NIM.run the same, by polling
+    local e2 = nim:waitSync{timeout = 100}
+    assert.equal("Error_Timeout", e2.code)
     nim:destroy()
     while nim:poll(0) > 0 do end
   end)

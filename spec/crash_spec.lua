@@ -14,9 +14,9 @@ describe("crash safety", function()
     local env = ("LUA_PATH='%s' LUA_CPATH='%s' "):format(package.path, package.cpath)
     for round = 1, 6 do
       local cmd = "exec sh -c 'echo $$; exec env " .. env:gsub("'", "'\\''") ..
-        "lua5.4 spec/fixtures/crash_writer.lua " .. dir .. " " .. round .. "'"
+        H.LUA .. " spec/fixtures/crash_writer.lua " .. dir .. " " .. round .. "'"
       local p = assert(io.popen(cmd, "r"))
-      local pid = assert(tonumber(p:read("l")), "writer pid")
+      local pid = assert(tonumber(p:read("*l")), "writer pid")
       local target, lines = math.random(2, 40), 0
       -- wait for a random number of acknowledgements (reading blocks until
       -- the writer prints: no sleeping), then kill in the middle of writes

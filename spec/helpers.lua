@@ -1,6 +1,14 @@
 -- Shared spec helpers.
 local H = {}
 
+-- The interpreter under test (make sets NIM_LUA): specs start it, never another.
+H.LUA = os.getenv("NIM_LUA") or "lua5.4"
+-- The SDK's own stand-ins for 5.3+ functions, on every interpreter.
+local compat = require "nim.compat"
+H.math_type, H.pack, H.unpack = compat.math_type, compat.pack, compat.unpack
+
+function H.shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
 -- Deep copy of plain data (tables, scalars); keeps no identity.
 function H.deepcopy(v)
   if type(v) ~= "table" then return v end
@@ -14,11 +22,11 @@ end
 function H.read_json(path)
   local cjson = require "cjson"
   local f = assert(io.open(path, "rb"))
-  local text = f:read("a")
+  local text = f:read("*a")
   f:close()
   local function fix(v)
     if v == cjson.null then return nil end
-    if type(v) == "number" then return math.tointeger(v) or v end
+    if type(v) == "number" then return compat.tointeger(v) or v end
     if type(v) == "table" then
       local t = {}
       for k, x in pairs(v) do t[k] = fix(x) end
@@ -86,10 +94,10 @@ end
 
 -- nim[method](nim, ..., done) (positional arguments, done last) with wait.
 function H.callp_with(wait, nim, method, ...)
-  local args = table.pack(...)
+  local args = compat.pack(...)
   return H.await(wait, method .. " done", 10, function(done)
     args[args.n + 1] = done
-    nim[method](nim, table.unpack(args, 1, args.n + 1))
+    nim[method](nim, compat.unpack(args, 1, args.n + 1))
   end)
 end
 

@@ -123,11 +123,11 @@ describe("storage", function()
   local function sqlite(path, sql)
     -- the sqlite3 shell may be missing: read the header bytes instead where possible
     local p = io.popen("command -v sqlite3")
-    local has = p:read("a") ~= ""
+    local has = p:read("*a") ~= ""
     p:close()
     if not has then return nil end
     p = io.popen("sqlite3 '" .. path .. "' '" .. sql .. "'")
-    local out = p:read("a")
+    local out = p:read("*a")
     p:close()
     return out
   end
@@ -141,7 +141,7 @@ describe("storage", function()
     f:close()
     assert.equals("SQLite format 3\0", header:sub(1, 16))
     assert.equals(2, header:byte(19))           -- write version 2 = WAL
-    local uv = (header:byte(61) << 24) | (header:byte(62) << 16) | (header:byte(63) << 8) | header:byte(64)
+    local uv = ((header:byte(61) * 256 + header:byte(62)) * 256 + header:byte(63)) * 256 + header:byte(64)
     assert.equals(1, uv)                        -- PRAGMA user_version
     local out = sqlite(dir .. "/alice.db", "select id from sessions")
     if out then assert.equals("p2p-bob\n", out) end

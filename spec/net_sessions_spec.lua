@@ -66,10 +66,10 @@ describe("network sessions #net", function()
       N.wait_update(r2, "p2p-bob", function(s) return s.unread == 2 end)
       local env = ("LUA_PATH='%s' LUA_CPATH='%s' "):format(package.path, package.cpath)
       local cmd = "exec sh -c 'echo $$; exec env " .. env:gsub("'", "'\\''") ..
-        ("lua5.4 spec/fixtures/ack_writer.lua %s alice %s %s'"):format(srv.url, N.token("alice"), path)
+        ("%s spec/fixtures/ack_writer.lua %s alice %s %s'"):format(H.LUA, srv.url, N.token("alice"), path)
       local p = assert(io.popen(cmd, "r"))
-      local pid = assert(tonumber(p:read("l")), "writer pid")
-      assert.equals("reset", p:read("l"))              -- the offline reset's done reported success
+      local pid = assert(tonumber(p:read("*l")), "writer pid")
+      assert.equals("reset", p:read("*l"))              -- the offline reset's done reported success
       os.execute("kill -9 " .. pid)
       p:close()
       assert.equals(2, N.session(a2, "p2p-bob").unread) -- nothing reached the server yet

@@ -16,10 +16,10 @@ describe("network stalled recipient #net", function()
     local path = dir .. "/bob.db"
     local env = ("LUA_PATH='%s' LUA_CPATH='%s' "):format(package.path, package.cpath)
     local cmd = "exec sh -c 'echo $$; exec env " .. env:gsub("'", "'\\''") ..
-      ("lua5.4 spec/fixtures/stall_reader.lua %s bob %s %s %d'"):format(srv.url, N.token("bob"), path, TOTAL)
+      ("%s spec/fixtures/stall_reader.lua %s bob %s %s %d'"):format(H.LUA, srv.url, N.token("bob"), path, TOTAL)
     local p = assert(io.popen(cmd, "r"))
-    local pid = assert(tonumber(p:read("l")), "reader pid")
-    assert.equals("synced", p:read("l"))
+    local pid = assert(tonumber(p:read("*l")), "reader pid")
+    assert.equals("synced", p:read("*l"))
     os.execute("kill -STOP " .. pid)
 
     local a = N.open(srv, "alice", { db = false, requestTimeout = 60000 })
@@ -34,7 +34,7 @@ describe("network stalled recipient #net", function()
     assert.equals(0, failed)
 
     os.execute("kill -CONT " .. pid)
-    assert.equals("have " .. TOTAL, p:read("l"))
+    assert.equals("have " .. TOTAL, p:read("*l"))
     p:close()
 
     -- what the device stored: every message, once, unread counted right

@@ -41,7 +41,7 @@ describe("local sessions", function()
       assert.equals("b", s.lastMsg.target)
       assert.equals("p2p-b", s.lastMsg.sessionId)
       assert.is_false(s.isTop)
-      assert.is_true(math.type(s.updateTime) == "integer")
+      assert.is_true(H.math_type(s.updateTime) == "integer")
     end)
 
     it("pages with an exclusive lastSessionId, and in reverse", function()

@@ -36,7 +36,7 @@ local function spawn(argv, errlog)
   local redirect = errlog and (" 2>>" .. quote(errlog)) or ""
   local p = assert(io.popen("exec sh -c 'echo $$; exec env \"$@\"' sh " .. env .. " " .. table.concat(parts, " ")
                             .. redirect, "r"))
-  return assert(tonumber(p:read("l")), "child pid"), p
+  return assert(tonumber(p:read("*l")), "child pid"), p
 end
 
 local function lua_bin() return os.getenv("NIM_LUA") or "lua5.4" end
@@ -58,7 +58,7 @@ function M.run(opts)
   local ppid, ppipe = spawn({ proxy_bin, "--listen", "127.0.0.1:0", "--to", "127.0.0.1:" .. port,
                               "--seed", tostring(seed), "--faults", "0.3", "--max-bytes", "32768",
                               "--max-ms", "2500", "--quiet" }, dir .. "/proxy.log")
-  local pport = assert(tonumber((ppipe:read("l") or ""):match("^listening (%d+)")), "proxy port")
+  local pport = assert(tonumber((ppipe:read("*l") or ""):match("^listening (%d+)")), "proxy port")
   local purl = "ws://127.0.0.1:" .. pport
 
   local devices, stats = {}, { stops = 0, long_stops = 0, kills = 0, server_kills = 0, cuts = 0 }
@@ -85,7 +85,7 @@ function M.run(opts)
   -- everything after its cursor from then on
   for _, d in ipairs(devices) do
     start(d)
-    assert(d.pipe:read("l") == "synced", d.id .. " did not sync")
+    assert(d.pipe:read("*l") == "synced", d.id .. " did not sync")
   end
 
   local t_end, next_event = ms() + seconds * 1000, ms() + 200
@@ -184,7 +184,7 @@ function M.run(opts)
                          accounts[d.account], d.db, d.id, exp, out }
     p:close()
     local rf = io.open(out, "r")
-    local r = rf and cjson.decode(rf:read("a")) or { missing = { "no report" }, dupes = {}, mismatches = {} }
+    local r = rf and cjson.decode(rf:read("*a")) or { missing = { "no report" }, dupes = {}, mismatches = {} }
     if rf then rf:close() end
     r.id = d.id
     report.devices[#report.devices + 1] = r

@@ -111,15 +111,15 @@ static const char *read_session_at(lua_State *L, int t, int type, const char *fn
                                    const char *argname, lua_Integer elem, size_t *len,
                                    nim_sortkey *key) {
     if (type != LUA_TTABLE)
-        nim_argerror(L, fname, argname, "element %I: session table expected, got %s",
-                     elem, luaL_typename(L, t));
+        nim_argerror(L, fname, argname, "element %d: session table expected, got %s",
+                     (int)elem, luaL_typename(L, t));
     lua_pushvalue(L, S_IDKEY);       /* raw: the id string must live in the table */
     if (lua_rawget(L, t) != LUA_TSTRING)
-        nim_argerror(L, fname, argname, "element %I: string 'id' expected, got %s",
-                     elem, luaL_typename(L, -1));
+        nim_argerror(L, fname, argname, "element %d: string 'id' expected, got %s",
+                     (int)elem, luaL_typename(L, -1));
     const char *id = lua_tolstring(L, -1, len);
     if (*len > NIM_STRMAP_MAX_KEY)
-        nim_argerror(L, fname, argname, "element %I: 'id' longer than 4 GiB", elem);
+        nim_argerror(L, fname, argname, "element %d: 'id' longer than 4 GiB", (int)elem);
     lua_settop(L, t);
     if (key) {
         lua_pushvalue(L, S_TIMEKEY);
@@ -135,12 +135,12 @@ static const char *read_session_at(lua_State *L, int t, int type, const char *fn
             } else {
                 key->dkey = lua_tonumber(L, -1);
                 if (isnan(key->dkey))
-                    nim_argerror(L, fname, argname, "element %I: 'updateTime' is NaN", elem);
+                    nim_argerror(L, fname, argname, "element %d: 'updateTime' is NaN", (int)elem);
             }
             key->has_time = 1;
         } else if (ty != LUA_TNIL) {
-            nim_argerror(L, fname, argname, "element %I: number 'updateTime' expected, got %s",
-                         elem, luaL_typename(L, -1));
+            nim_argerror(L, fname, argname, "element %d: number 'updateTime' expected, got %s",
+                         (int)elem, luaL_typename(L, -1));
         }
         lua_settop(L, t);
     }
@@ -348,8 +348,8 @@ static void collect_ids(lua_State *L, const char *F, const char *argname, int by
         const char *id;
         if (by_ids) {
             if (lua_type(L, -1) != LUA_TSTRING)
-                nim_argerror(L, F, argname, "element %I: string expected, got %s",
-                             (lua_Integer)j, luaL_typename(L, -1));
+                nim_argerror(L, F, argname, "element %d: string expected, got %s",
+                             (int)j, luaL_typename(L, -1));
             id = lua_tolstring(L, -1, &len);
         } else {
             id = read_session(L, F, argname, (lua_Integer)j, &len, NULL);

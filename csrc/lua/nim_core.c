@@ -4,10 +4,25 @@
 #include <stdarg.h>
 #include <time.h>
 
+/* Lua thread. Pushes "<file>:<line>: " of the nearest Lua caller: the
+ * caller itself (luaL_where(L, 1)), or, when that frame is gone (LuaJIT's
+ * tail calls) or is C (pcall), the first Lua frame above it; "" if none. */
+static void where_lua(lua_State *L) {
+    lua_Debug ar;
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        lua_getinfo(L, "Sl", &ar);
+        if (ar.currentline > 0) {
+            lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+            return;
+        }
+    }
+    lua_pushliteral(L, "");
+}
+
 /* Lua thread. Builds the message with the caller's position, then raises. */
 int nim_argerror(lua_State *L, const char *fname, const char *arg, const char *fmt, ...) {
     va_list ap;
-    luaL_where(L, 1);
+    where_lua(L);
     lua_pushfstring(L, "%s: bad argument '%s' (", fname, arg);
     va_start(ap, fmt);
     lua_pushvfstring(L, fmt, ap);

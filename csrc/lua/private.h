@@ -2,8 +2,7 @@
  * Every function here runs on the Lua thread. */
 #ifndef NIM_LUA_PRIVATE_H
 #define NIM_LUA_PRIVATE_H
-#include <lua.h>
-#include <lauxlib.h>
+#include "lua/luacompat.h"
 
 #define NIM_VERSION "0.1.0"
 

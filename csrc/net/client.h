@@ -34,6 +34,7 @@ enum {
 #define NIM_ERR_NOT_CONNECTED "Not_Connected"
 #define NIM_ERR_TIMEOUT       "Error_Timeout"
 #define NIM_ERR_TLS           "TLS_Error"     /* onerror: a wss:// handshake failed */
+#define NIM_ERR_CONNECT       "Connect_Error" /* onerror: the server cannot be reached (first failure) */
 
 /* Which optional callbacks the app set (events not wanted are not built). */
 enum {

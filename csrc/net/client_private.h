@@ -108,6 +108,7 @@ struct nim_net {
     int stopping;                /* destroy: no more callbacks */
     int ever_synced;
     int retries;                 /* reconnect attempts since the last sync */
+    int connect_reported;        /* this outage's first failed attempt went to onerror */
     int64_t last_rx, last_tx, ping_at;
     int close_code;              /* from the peer's close frame, else 0 */
     char close_reason[128];

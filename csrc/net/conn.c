@@ -83,6 +83,18 @@ static void schedule_reconnect(nim_net *n) {
     net_callback(n, "onwillreconnect", o);
 }
 
+/* The first attempt that fails to reach the server after a connection (or
+ * since the start) goes to onerror; the retries after it only to
+ * onwillreconnect. A TLS failure was reported already, with its reason. */
+static void report_connect_failure(nim_net *n, const char *why) {
+    if (n->connect_reported || n->user_down) return;
+    n->connect_reported = 1;
+    char msg[400];
+    snprintf(msg, sizeof msg, "%s%s:%d: %s; retrying (onwillreconnect)", n->tls ? "wss://" : "ws://",
+             n->host, n->port, why);
+    net_report_error(n, NIM_ERR_CONNECT, 0, msg, "connect");
+}
+
 void net_connect(nim_net *n) {
     lws_sul_cancel(&n->sul_reconnect);
     struct lws_client_connect_info ci;
@@ -102,6 +114,7 @@ void net_connect(nim_net *n) {
         /* failed at once; CLIENT_CONNECTION_ERROR may or may not have run */
         if (n->state == CONN_CONNECTING) {
             net_set_state(n, CONN_IDLE);
+            report_connect_failure(n, "cannot connect (address or resources)");
             schedule_reconnect(n);
         }
     }
@@ -121,6 +134,7 @@ void net_connection_lost(nim_net *n, int code, const char *reason, int retry) {
     net_sync_link_lost(n);
     if (!retry) n->user_down = 1;
     int was_up = was == CONN_LOGIN || was == CONN_SYNC || was == CONN_READY;
+    if (was == CONN_CONNECTING && retry) report_connect_failure(n, reason);
     if (was_up || !retry) {
         cJSON *o = cJSON_CreateObject();
         if (o) {
@@ -292,6 +306,7 @@ static int callback_client(struct lws *wsi, enum lws_callback_reasons reason, vo
                 snprintf(why, sizeof why, "TLS handshake with %s:%d failed: %s", n->host, n->port,
                          n->tls_error[0] ? n->tls_error : "not a TLS server, or it refused the handshake");
                 net_report_error(n, NIM_ERR_TLS, 0, why, "connect");
+                n->connect_reported = 1;
             } else {
                 snprintf(why, sizeof why, "cannot connect: %s", in ? (const char *)in : "error");
             }
@@ -301,6 +316,7 @@ static int callback_client(struct lws *wsi, enum lws_callback_reasons reason, vo
         return 0;
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
         n->wsi = wsi;
+        n->connect_reported = 0;         /* the next outage is news again */
         n->last_rx = n->last_tx = net_mono_ms();
         net_send_login(n);               /* and so to CONN_LOGIN */
         return 0;

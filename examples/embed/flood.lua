@@ -6,7 +6,7 @@
 -- acknowledged.
 local uv = require "luv"
 local NIM = require "nim"
-local url, account, token, to, count, rate, ready = table.unpack(arg)
+local url, account, token, to, count, rate, ready = (table.unpack or unpack)(arg)
 count, rate = tonumber(count), tonumber(rate)
 
 if ready then

@@ -1,5 +1,5 @@
-/* A game-engine-style host for nim-lua: embeds Lua 5.4, runs a fixed 60 Hz
- * frame loop and calls the script's update(frame) once per frame, the way an
+/* A game-engine-style host for nim-lua: embeds Lua 5.4 (or LuaJIT, 5.1),
+ * runs a fixed 60 Hz frame loop and calls the script's update(frame) once per frame, the way an
  * engine drives gameplay scripts. The script calls nim:poll(0) there. The
  * host measures how much of each 16.7 ms frame the script's update used and
  * prints the budget: max and p99 per frame.
@@ -13,6 +13,9 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
+#if LUA_VERSION_NUM < 503
+#include "lua/compat53/compat-5.3.h"   /* Lua 5.1, LuaJIT: the 5.3 C API */
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -10,36 +10,44 @@
 -- game's line and the host's frame budget; exits non-zero if any part failed.
 --   env NIM_EMBED_HOST   the host binary (default ./build/embed-host)
 --   env NIM_SERVER       the server binary (default ./build/nim-server)
+--   env NIM_LUA          the interpreter for flood.lua (default lua5.4)
 local server = require "nim.server"
 
-local count = math.tointeger(tonumber(arg[1] or "10000"))
+local count = tonumber(arg[1] or "10000")
 local rate = tonumber(arg[2] or "5000")
-assert(count and count > 0 and rate and rate > 0, "usage: run.lua [COUNT > 0] [RATE > 0]")
+assert(count and count > 0 and count == math.floor(count) and rate and rate > 0, "usage: run.lua [COUNT > 0] [RATE > 0]")
 local host = os.getenv("NIM_EMBED_HOST") or "./build/embed-host"
 local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 -- the flooder sends far beyond the server's default 100 messages a second
-local srv <close> = server.start{accounts = {player = "p-token", flooder = "f-token"},
-                                 maxSendRate = math.tointeger(math.max(100, rate * 2))}
+local srv = server.start{accounts = {player = "p-token", flooder = "f-token"},
+                         maxSendRate = math.floor(math.max(100, rate * 2))}
 print("nim-server listening on " .. srv.url)
 local ready = os.tmpname()
 os.remove(ready)                                 -- game.lua creates it once synced
 
 -- The flooder starts now and waits for the ready file; its output is read at the end.
-local flood = assert(io.popen(("lua5.4 %s %s flooder f-token player %d %s %s 2>&1"):format(
-  q(dir .. "flood.lua"), q(srv.url), count, rate, q(ready))))
+-- Each command's last line is its exit status (5.1's close does not return it).
+local lua = os.getenv("NIM_LUA") or "lua5.4"
+local flood = assert(io.popen(("%s %s %s flooder f-token player %d %s %s 2>&1; echo \"exit=$?\""):format(
+  lua, q(dir .. "flood.lua"), q(srv.url), count, rate, q(ready))))
 
 -- Enough frames for the whole flood plus 10 s of slack; the game stops when all arrived.
 local frames = math.ceil(count / rate * 60) + 600
-local game = assert(io.popen(("NIM_URL=%s NIM_ACCOUNT=player NIM_TOKEN=p-token NIM_READY=%s NIM_EXPECT=%d %s %s %d 2>&1"):format(
+local game = assert(io.popen(("NIM_URL=%s NIM_ACCOUNT=player NIM_TOKEN=p-token NIM_READY=%s NIM_EXPECT=%d %s %s %d 2>&1; echo \"exit=$?\""):format(
   q(srv.url), q(ready), count, q(host), q(dir .. "game.lua"), frames)))
-local out = game:read("a")
-local game_ok = game:close()
-local flood_out = flood:read("a")
-local flood_ok = flood:close()
+local function finish(p)
+  local out = p:read("*a")
+  p:close()
+  local body, status = out:match("^(.-)exit=(%d+)\n$")
+  return body or out, status == "0"
+end
+local out, game_ok = finish(game)
+local flood_out, flood_ok = finish(flood)
 os.remove(ready)
+srv:cleanup()
 
 io.write(flood_out, out)
 if not (game_ok and flood_ok) then

@@ -5,7 +5,8 @@
 local M = {}
 
 local type, error, getmetatable, tostring = type, error, getmetatable, tostring
-local math_type, tointeger = math.type, math.tointeger
+local compat = require "nim.compat"
+local math_type, tointeger = compat.math_type, compat.tointeger
 local getinfo = debug.getinfo
 local INTERNAL = { [getinfo(1, "S").source] = true }
 
@@ -14,14 +15,21 @@ function M.internal()
   INTERNAL[getinfo(2, "S").source] = true
 end
 
-function M.argerror(fname, param, why)
+-- Raises msg at the first caller outside the SDK's files.
+function M.fail(msg)
   local level = 2
   while true do
     local info = getinfo(level, "S")
-    if not info or not INTERNAL[info.source] then break end
+    -- (5.1 keeps a "(tail call)" frame where a tail call was: skipped too)
+    if not info or not (INTERNAL[info.source] or info.what == "tail") then break end
     level = level + 1
   end
-  error(fname .. ": bad argument '" .. param .. "' (" .. why .. ")", level)
+  error(msg, level)
+end
+local fail = M.fail
+
+function M.argerror(fname, param, why)
+  fail(fname .. ": bad argument '" .. param .. "' (" .. why .. ")")
 end
 local argerror = M.argerror
 

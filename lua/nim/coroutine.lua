@@ -1,9 +1,13 @@
 -- nim.coroutine: the coroutine style. A request made without `done` from
--- inside a coroutine yields until it completes and returns `err, obj`. A
--- coroutine run by NIM.run is resumed by NIM.run's own loop, between two
+-- inside a coroutine run by NIM.run yields until it completes and returns
+-- `err, obj`; the coroutine is resumed by NIM.run's own loop, between two
 -- polls, so its code never runs inside a callback and may call nim:poll
--- itself; any other coroutine is resumed from inside `nim:poll`, like any
--- callback. resetCurrSession has no `done` and never yields.
+-- itself. In any other coroutine (another scheduler's, such as cqueues',
+-- or one resumed by hand) a request without `done` raises: yielding there
+-- would hand the yield to a scheduler that does not expect it. On the main
+-- thread a query without `done` raises (its result could go nowhere); a
+-- command without `done` is sent and its failure goes to onerror.
+-- resetCurrSession has no `done` and never yields.
 local core = require "nim.core"
 local check = require "nim.check"
 check.internal()
@@ -11,9 +15,11 @@ check.internal()
 local M = {}
 
 local type, error, tostring = type, error, tostring
-local co_running, co_yield, co_resume = coroutine.running, coroutine.yield, coroutine.resume
-local co_isyieldable, co_status = coroutine.isyieldable, coroutine.status
-local callable, argerror = check.callable, check.argerror
+local compat = require "nim.compat"
+local co_running, co_yield, co_resume = compat.running, coroutine.yield, coroutine.resume
+local co_status = coroutine.status
+local pack, unpack, math_type = compat.pack, compat.unpack, compat.math_type
+local callable, argerror, fail = check.callable, check.argerror, check.fail
 local raw_request = core.Instance._request
 local now = core.now
 
@@ -26,42 +32,60 @@ local rounds = {}                                    -- NIM.run coroutines waiti
 -- Error objects made in Lua share the binding's metatable (nim.Error).
 local ERR_MT = debug.getregistry()["nim.Error"]
 
-function M.in_coroutine()
-  local _, main = co_running()
-  return not main and co_isyieldable()
+-- The NIM.run coroutine running now, or nil.
+local function current_run()
+  local co = co_running()
+  if co ~= nil and runs[co] then return co end
+  return nil
+end
+
+-- A timeout's error object (the binding's Error_Timeout code).
+local function timeout_error(message)
+  return setmetatable({ code = "Error_Timeout", message = message }, ERR_MT)
 end
 
 -- Resumes a coroutine run by NIM.run and records how it ended.
 local function step(co, ...)
   local run = runs[co]
-  local r = table.pack(co_resume(co, ...))
+  local r = pack(co_resume(co, ...))
   if not r[1] then run.err = debug.traceback(co, tostring(r[2]))
   elseif co_status(co) == "dead" then run.results = r
   elseif r[2] == WAIT then rounds[#rounds + 1] = co end
 end
 
--- Hands co the results of its request: NIM.run's coroutines are queued for
--- its loop; any other is resumed here and raises its error here, where it
--- reaches onerror like an error in any callback.
+-- Hands a NIM.run coroutine the results of its request: queued for its
+-- loop, which resumes it after the poll.
 local function resume(co, ...)
-  if runs[co] then
-    ready[#ready + 1] = table.pack(co, ...)
-    return
-  end
-  local r = table.pack(co_resume(co, ...))
-  if not r[1] then error(debug.traceback(co, tostring(r[2])), 0) end
+  ready[#ready + 1] = pack(co, ...)
 end
 
--- Queues command cmd (net/cmdtable.c) for nim; F names the API function.
--- Without done, inside a coroutine: yields until the reply, returns err, obj.
-function M.request(nim, cmd, args, done, F)
-  if done == nil and F ~= "resetCurrSession" and M.in_coroutine() then
-    local co = co_running()
-    raw_request(nim, cmd, args, function(err, obj) resume(co, err, obj) end, F)
-    return co_yield()
+-- Queues command cmd (net/cmdtable.c) for nim; F names the API function,
+-- query says its result is the point (a getter). Without done: inside
+-- NIM.run, yields until the reply and returns err, obj; on the main thread
+-- a command is sent with its failure going to onerror; else raises at the
+-- caller's line.
+function M.request(nim, cmd, args, done, F, query)
+  if done == nil and F ~= "resetCurrSession" then
+    local co = current_run()
+    if co then
+      raw_request(nim, cmd, args, function(err, obj) resume(co, err, obj) end, F)
+      return co_yield()
+    end
+    done = M.fire_and_forget(nim, F, query)
   end
   return raw_request(nim, cmd, args, done, F)
 end
+
+-- The done for a call made without one outside NIM.run: on the main thread,
+-- a command's, which hands a failure to onerror; else raises.
+function M.fire_and_forget(nim, F, query)
+  local _, main = co_running()
+  if query or not main then fail(F .. ": pass done, or call from inside NIM.run") end
+  return syncs[nim].report
+end
+
+-- True inside a coroutine run by NIM.run (where a call without done yields).
+function M.in_run() return current_run() ~= nil end
 
 -- The instances with callbacks still to come: open ones, and destroyed ones
 -- whose last callbacks (destroy's done) are still being delivered.
@@ -94,61 +118,85 @@ function M.run(fn, ...)
     while #ready > 0 do                          -- resume outside any callback
       local batch = ready
       ready = {}
-      for _, r in ipairs(batch) do step(table.unpack(r, 1, r.n)) end
+      for _, r in ipairs(batch) do step(unpack(r, 1, r.n)) end
     end
   end
   if run.err then error(run.err, 2) end
-  return table.unpack(run.results, 2, run.results.n)
+  return unpack(run.results, 2, run.results.n)
 end
 
--- NIM.wait(cond [, timeout_ms]): waits until cond() returns true while every
--- instance's callbacks run; returns true, or false after timeout_ms (default:
--- no limit). Inside NIM.run it yields to NIM.run's loop between two looks at
--- cond; elsewhere it polls every live instance itself. Not from a callback.
-function M.wait(cond, timeout)
-  if not callable(cond) then argerror("wait", "cond", "callable expected, got " .. type(cond)) end
-  if timeout ~= nil and (math.type(timeout) ~= "integer" or timeout < 0) then
-    argerror("wait", "timeout_ms", "non-negative integer expected, got " .. tostring(timeout))
-  end
+-- Waits until cond() is true while every instance's callbacks run: true,
+-- or false after timeout ms (nil: no limit). Inside NIM.run it yields to
+-- NIM.run's loop between two looks at cond; elsewhere it polls every live
+-- instance itself (F names the caller in its error).
+local function wait_until(F, cond, timeout)
   local deadline = timeout and now() + timeout
-  local co = co_running()
-  local in_run = runs[co] ~= nil
+  local in_run = current_run() ~= nil
   while not cond() do
     if deadline and now() >= deadline then return false end
     if in_run then
       co_yield(WAIT)
     else
       local live = live_instances()
-      if #live == 0 then error("wait: the condition is false and no nim instance is alive", 2) end
-      for _, nim in ipairs(live) do nim:poll(#live == 1 and 10 or 2) end
+      if #live == 0 then fail(F .. ": the condition is false and no nim instance is alive") end
+      local left = deadline and deadline - now() or 10
+      local slice = #live == 1 and 10 or 2
+      if left < slice then slice = left > 0 and math.ceil(left) or 0 end
+      for _, nim in ipairs(live) do nim:poll(slice) end
     end
   end
   return true
+end
+
+local function check_timeout(F, name, timeout)
+  if timeout ~= nil and (math_type(timeout) ~= "integer" or timeout < 0) then
+    argerror(F, name, "non-negative integer expected, got " .. tostring(timeout))
+  end
+  return timeout
+end
+
+-- NIM.wait(cond [, timeout_ms]): waits until cond() returns true while every
+-- instance's callbacks run; returns true, or false and an Error_Timeout
+-- error after timeout_ms (default: no limit). Not from a callback.
+function M.wait(cond, timeout)
+  if not callable(cond) then argerror("wait", "cond", "callable expected, got " .. type(cond)) end
+  check_timeout("wait", "timeout_ms", timeout)
+  if wait_until("wait", cond, timeout) then return true end
+  return false, timeout_error("wait: the condition is still false after " .. timeout .. " ms")
 end
 
 -- The callbacks of a new instance, wrapped so that nim:waitSync learns of
 -- the sync and of a login that gave up (the app's callbacks run first).
 -- Returns the sync state to hand to M.track.
 function M.watch_sync(callbacks)
-  local sync = { done = false, failed = nil, waiting = {} }
-  local app_syncdone, app_disconnect = callbacks.onsyncdone, callbacks.ondisconnect
-  local function wake(err)
-    local waiting = sync.waiting
-    sync.waiting = {}
-    for _, co in ipairs(waiting) do resume(co, err) end
-  end
+  local sync = { done = false, failed = nil, last_error = nil, report = nil }
+  local app_syncdone, app_disconnect, app_error = callbacks.onsyncdone, callbacks.ondisconnect, callbacks.onerror
   callbacks.onsyncdone = function(...)
     sync.done = true
     if app_syncdone then app_syncdone(...) end
-    wake(nil)
   end
   callbacks.ondisconnect = function(d, ...)
     if app_disconnect then app_disconnect(d, ...) end
     if type(d) == "table" and d.willReconnect == false and not sync.done then
       sync.failed = setmetatable({ code = d.code, message = d.reason, event = "login" }, ERR_MT)
-      wake(sync.failed)
     end
   end
+  -- what a timed-out waitSync names as the last failure
+  callbacks.onerror = function(e, ...)
+    if type(e) == "table" and (e.event == "connect" or e.event == "login") then sync.last_error = e end
+    if app_error then return app_error(e, ...) end
+    -- no onerror of the app's: stderr, as the binding does without one
+    if e.code == "Callback_Error" then
+      io.stderr:write("nim: error in ", tostring(e.event), ": ", tostring(e.message), "\n")
+    elseif type(e.code) == "string" then
+      io.stderr:write("nim: ", e.code, ": ", tostring(e.message or ""), "\n")
+    else
+      io.stderr:write("nim: ", tostring(e.message or "network error"), "\n")
+    end
+  end
+  -- the done of a command sent without one: a failure goes to onerror
+  local onerror = callbacks.onerror
+  sync.report = function(err) if err ~= nil then onerror(err) end end
   return sync
 end
 
@@ -158,20 +206,23 @@ function M.track(nim, sync)
   syncs[nim] = sync
 end
 
--- nim:waitSync(): inside a coroutine, waits until the login sync is done
--- (onsyncdone) and returns nil, or returns the error of a login that gave up
--- (wrong token, ...). At once when the sync is already done. Local-only
--- instances sync at once after getInstance.
-function M.wait_sync(nim)
+-- nim:waitSync([{timeout = ms}]): waits until the login sync is done
+-- (onsyncdone) and returns nil; returns the error of a login that gave up
+-- (wrong token, ...), or an Error_Timeout error after timeout ms naming the
+-- last connection or login error. At once when the sync is already done.
+-- Inside NIM.run it yields to NIM.run's loop; elsewhere it polls, like
+-- NIM.wait. Local-only instances sync at once after getInstance.
+function M.wait_sync(nim, timeout)
   local sync = syncs[nim]
-  if sync.done then return nil end
-  if sync.failed then return sync.failed end
-  if not M.in_coroutine() then
-    error("waitSync: call it inside a coroutine (NIM.run), or use onsyncdone", 3)
+  check_timeout("waitSync", "timeout", timeout)
+  local over = function() return sync.done or sync.failed ~= nil end
+  if not over() and not wait_until("waitSync", over, timeout) then
+    local last = sync.last_error
+    return timeout_error(("waitSync: no sync after %d ms%s"):format(timeout,
+      last and (" (last error: " .. tostring(last.message or last.code) .. ")") or ""))
   end
-  local waiting = sync.waiting
-  waiting[#waiting + 1] = co_running()
-  return co_yield()
+  if sync.done then return nil end
+  return sync.failed
 end
 
 return M

@@ -18,7 +18,8 @@ check.internal()
 
 local M = {}
 local type, tostring = type, tostring
-local math_type = math.type
+local compat = require "nim.compat"
+local math_type = compat.math_type
 local argerror = check.argerror
 local request = co.request
 
@@ -34,7 +35,7 @@ local function check_msg(F, i, m)
     end
   end
   local t = m.time
-  if math_type(t) == "float" then t = math.tointeger(t) end
+  if math_type(t) == "float" then t = compat.tointeger(t) end
   if math_type(t) ~= "integer" then
     argerror(F, where .. ".time", "integer (ms) expected, got " .. (type(m.time) == "number" and tostring(m.time) or type(m.time)))
   end
@@ -55,7 +56,8 @@ end
 -- from getLocalMsgs.
 local function save_msgs(self, F, args, done)
   local msgs = args.msgs
-  if done == nil and co.in_coroutine() then             -- coroutine style: err, {msgs=}
+  if done == nil and not co.in_run() then done = co.fire_and_forget(self, F) end
+  if done == nil then                                   -- coroutine style: err, {msgs=}
     local err = request(self, "saveMsgsToLocal", args, nil, F)
     if err then return err, nil end
     return nil, { msgs = msgs }
@@ -71,7 +73,8 @@ end
 local function delete_local(self, F, args, done)
   if not args.isDeleteRoaming then return request(self, "deleteLocalSession", args, done, F) end
   local ids = args.ids
-  if done == nil and co.in_coroutine() then
+  if done == nil and not co.in_run() then done = co.fire_and_forget(self, F) end
+  if done == nil then                                   -- coroutine style
     local err = request(self, "deleteLocalSession", args, nil, F)
     if err or #ids == 0 then return err end
     return request(self, "deleteSessions", { sessions = ids }, nil, F)
@@ -88,15 +91,16 @@ local function delete_local(self, F, args, done)
 end
 
 -- Kinds: "opts" m(self, opts); "opts?" the same with opts optional;
--- "arg" m(self, a, done); "none" m(self, done); nodone: no done at all.
+-- "arg" m(self, a, done); "none" m(self, done); nodone: no done at all;
+-- query: a getter (without done it raises outside NIM.run).
 local LOCAL = {
-  getLocalSessions = { kind = "opts?", cmd = "getLocalSessions", args = function(F, opts)
+  getLocalSessions = { kind = "opts?", cmd = "getLocalSessions", query = true, args = function(F, opts)
     local last = opts.lastSessionId
     if last ~= nil then check.id(F, "lastSessionId", last) end
     return { lastSessionId = last, limit = check.int(F, opts, "limit", 100, 0),
              reverse = check.bool(F, opts, "reverse", false) }
   end },
-  getLocalSession = { kind = "opts", cmd = "getLocalSession", args = function(F, opts)
+  getLocalSession = { kind = "opts", cmd = "getLocalSession", query = true, args = function(F, opts)
     return { sessionId = check.id(F, "sessionId", opts.sessionId) }
   end },
   insertLocalSession = { kind = "opts", cmd = "insertLocalSession", args = function(F, opts)
@@ -137,7 +141,7 @@ local LOCAL = {
     for i = 1, #msgs do check_msg(F, i, msgs[i]) end
     return { msgs = msgs }
   end },
-  getLocalMsgs = { kind = "opts?", cmd = "getLocalMsgs", args = function(F, opts)
+  getLocalMsgs = { kind = "opts?", cmd = "getLocalMsgs", query = true, args = function(F, opts)
     local sid = opts.sessionId
     if sid ~= nil then check.id(F, "sessionId", sid) end
     return { sessionId = sid, limit = check.int(F, opts, "limit", 100, 0),
@@ -152,7 +156,7 @@ local function no_args() return nil end
 
 local function method(F, row)
   local args_of = row.args or no_args
-  local run = row.run or function(self, _, args, done) return request(self, row.cmd, args, done, F) end
+  local run = row.run or function(self, _, args, done) return request(self, row.cmd, args, done, F, row.query) end
   if row.kind == "opts" or row.kind == "opts?" then
     local optional = row.kind == "opts?"
     return function(self, opts)
@@ -187,9 +191,11 @@ for _, rows in ipairs { LOCAL, net_methods } do
   for name, row in pairs(rows) do methods[name] = method(name, row) end
 end
 
-function methods:waitSync()
+function methods:waitSync(opts)
   check.self_open(self, "waitSync")
-  local err = co.wait_sync(self)
+  if opts == nil then opts = {} end
+  check.opts("waitSync", opts)
+  local err = co.wait_sync(self, opts.timeout)
   return err
 end
 

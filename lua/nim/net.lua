@@ -99,7 +99,7 @@ return {
   updateStickTopSession = top("updateStickTop", true),
   deleteStickTopSession = top("deleteStickTop", false),
   -- nim:getStickTopSessions{done=} -> done(err, {sessions = {{id=, topCustom=, createTime=, updateTime=, isTop=true}, ...}})
-  getStickTopSessions = { kind = "opts?", cmd = "getStickTop" },
+  getStickTopSessions = { kind = "opts?", cmd = "getStickTop", query = true },
 
   -- nim:createTeam{name=, accounts={...}, done=} -> done(err, {team={teamId=, name=, owner=, members=, createTime=}})
   createTeam = { kind = "opts", cmd = "createTeam", args = function(F, opts)
@@ -122,7 +122,7 @@ return {
   --   limit=100, reverse=false, done=} -> done(err, {msgs = {...}}): the server's
   -- messages of one session, newest first (oldest first when reverse), stored
   -- locally; they never change a session's unread.
-  getHistoryMsgs = { kind = "opts", cmd = "getHistoryMsgs", args = function(F, opts)
+  getHistoryMsgs = { kind = "opts", cmd = "getHistoryMsgs", query = true, args = function(F, opts)
     local args = {
       scene = check.wire_scene(F, "scene", opts.scene),
       to = check.str(F, opts, "to", true, 64),

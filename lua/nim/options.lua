@@ -16,7 +16,7 @@ M.CALLBACKS = {
   "onofflinemsgs", "onStickTopSessions",
 }
 
--- Every option getInstance knows (REFERENCE.md plus the network extras).
+-- Every option getInstance knows (the JS SDK's, docs/api.md, plus the network extras).
 local OPTIONS = {
   account = true, token = true, server = true, db = true, dataDir = true, deviceId = true,
   syncSessionUnread = true, syncStickTopSessions = true, needReconnect = true,
@@ -72,7 +72,7 @@ local function net_options(opts)
     if not opts.server:match("^wss://") then bad("tlsCAFile", "only for a wss:// server") end
     local f, why = io.open(ca, "r")
     if not f then bad("tlsCAFile", "cannot read " .. why) end
-    local pem = f:read(1 << 20) or ""
+    local pem = f:read(1048576) or ""
     f:close()
     if not pem:find("-----BEGIN CERTIFICATE-----", 1, true) then
       bad("tlsCAFile", "no PEM certificate (-----BEGIN CERTIFICATE-----) in " .. ca)

@@ -17,6 +17,9 @@
 --
 -- start() returns once the server printed "listening on HOST:PORT", so the
 -- port is ready; it raises with the server's own message if it cannot start.
+local compat = require "nim.compat"
+local math_type, tointeger = compat.math_type, compat.tointeger
+
 local M = {}
 
 local function shell_quote(s)
@@ -46,15 +49,12 @@ end
 local function read_all(path)
   local f = io.open(path, "rb")
   if not f then return "" end
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   return s
 end
 
-local function run_quiet(cmd)
-  local ok, how, code = os.execute(cmd)
-  return ok == true or (how == "exit" and code == 0)
-end
+local run_quiet = compat.execute_ok
 
 local Server = {}
 Server.__index = Server
@@ -101,15 +101,17 @@ end
 -- The token goes through standard input, never the command line (ps).
 function M.adduser(bin, db, account, token, kdfIterations)
   local log = os.tmpname()
-  local kdf = kdfIterations and ("--kdf-iterations " .. math.tointeger(kdfIterations) .. " ") or ""
-  local p = assert(io.popen(("%s %s--db %s adduser %s >%s 2>&1"):format(shell_quote(bin), kdf, shell_quote(db),
-    shell_quote(account), shell_quote(log)), "w"))
+  local kdf = kdfIterations and ("--kdf-iterations %d "):format(tointeger(kdfIterations)) or ""
+  -- The exit status is the log's last line (5.1's close does not return it).
+  local p = assert(io.popen(("%s %s--db %s adduser %s >%s 2>&1; echo \"exit=$?\" >>%s"):format(shell_quote(bin), kdf,
+    shell_quote(db), shell_quote(account), shell_quote(log), shell_quote(log)), "w"))
   p:write(token, "\n")
-  local ok, how, code = p:close()
+  p:close()
   local out = read_all(log)
   os.remove(log)
-  if not (ok == true or (how == "exit" and code == 0)) then
-    error("nim.server: adduser " .. account .. " failed: " .. out, 2)
+  local body, status = out:match("^(.-)exit=(%d+)\n$")
+  if status ~= "0" then
+    error("nim.server: adduser " .. account .. " failed: " .. (body or out), 2)
   end
 end
 
@@ -119,8 +121,8 @@ function M.start(opts)
   local db, owner = opts.db, nil
   if not db then db, owner = tmpname(".db") end
   local kdf, rate = opts.kdfIterations, opts.maxSendRate
-  if kdf ~= nil and math.type(kdf) ~= "integer" then error("nim.server: kdfIterations: an integer expected", 2) end
-  if rate ~= nil and math.type(rate) ~= "integer" then error("nim.server: maxSendRate: an integer expected", 2) end
+  if kdf ~= nil and math_type(kdf) ~= "integer" then error("nim.server: kdfIterations: an integer expected", 2) end
+  if rate ~= nil and math_type(rate) ~= "integer" then error("nim.server: maxSendRate: an integer expected", 2) end
   for account, token in pairs(opts.accounts or {}) do M.adduser(bin, db, account, token, kdf) end
   local host, port = opts.host or "127.0.0.1", opts.port or 0
   local errlog = opts.log or (db .. ".log")
@@ -145,25 +147,32 @@ function M.start(opts)
   if opts.openRegistration then args[#args + 1] = "--open-registration" end
   for _, a in ipairs(opts.args or {}) do args[#args + 1] = a end
   for i, a in ipairs(args) do args[i] = shell_quote(a) end
-  -- sh prints its pid, then becomes the server (exec): that pid is the server's.
-  local cmd = ("exec sh -c 'log=$1; shift; echo $$; exec \"$@\" 2>>\"$log\"' sh %s %s %s"):format(
+  -- sh starts the server, prints its pid, and after it exits its status
+  -- ("exit=N", read by finish: 5.1's close does not return it).
+  local cmd = ("exec sh -c 'log=$1; shift; \"$@\" 2>>\"$log\" & echo $!; wait $!; echo \"exit=$?\"' sh %s %s %s"):format(
     shell_quote(errlog), shell_quote(bin), table.concat(args, " "))
   local pipe = assert(io.popen(cmd, "r"))
-  local pid = tonumber(pipe:read("l"))
-  local line = pipe:read("l")
-  local h, p = (line or ""):match("^listening on (.+):(%d+)$")
+  -- The pid and the server's first line, in either order.
+  local pid, line, h, p
+  for _ = 1, 2 do
+    local l = pipe:read("*l")
+    if not l then break end
+    if not pid and l:match("^%d+$") then pid = tonumber(l)
+    else line = l; h, p = l:match("^listening on (.+):(%d+)$") end
+  end
   if not (pid and h) then
     pipe:close()
-    local why = (line or "") .. read_all(errlog)
+    local status = (line or ""):match("^exit=(%d+)$")
+    local why = (status and "" or (line or "")) .. read_all(errlog) .. (status and (" (exit status " .. status .. ")") or "")
     if owner then for _, f in ipairs { db, db .. "-wal", db .. "-shm", errlog, owner } do os.remove(f) end end
     if tlsdir then run_quiet("rm -rf " .. shell_quote(tlsdir)) end
     error("nim.server: " .. bin .. " did not start: " .. why, 2)
   end
-  return setmetatable({
+  return compat.setgc(setmetatable({
     pid = pid, host = h, port = tonumber(p), url = ("%s://%s:%s"):format(tls and "wss" or "ws", h, p),
     caFile = ca, tls = tls, db = db, log = errlog, bin = bin, kdfIterations = kdf, maxSendRate = rate,
     _pipe = pipe, _owner = owner, _tlsdir = tlsdir,
-  }, Server)
+  }, Server), "_gc", Server.stop)
 end
 
 -- Registers one more account on this server's database (safe while running:
@@ -175,9 +184,11 @@ end
 local function finish(self, signal)
   if not self._pipe then return true end
   os.execute(("kill -%s %d 2>/dev/null"):format(signal, self.pid))
-  local ok, how, code = self._pipe:close()      -- waits for the server to exit
+  local status
+  for line in self._pipe:lines() do status = line:match("^exit=(%d+)$") or status end
+  self._pipe:close()
   self._pipe = nil
-  return ok == true or (how == "exit" and code == 0)
+  return status == "0"
 end
 
 -- SIGTERM and wait: true when the server exited cleanly.
@@ -199,7 +210,7 @@ function Server:cleanup()
   end
 end
 
-Server.__gc = Server.stop
+Server.__gc = Server.stop          -- 5.1 and LuaJIT: compat.setgc in start
 Server.__close = Server.cleanup
 
 return M

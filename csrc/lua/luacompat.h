@@ -1,0 +1,48 @@
+/* The one place the binding meets the Lua version: every binding file
+ * includes this instead of lua.h. The code is written against Lua 5.4's C
+ * API; on Lua 5.1 and LuaJIT 2.1, lua-compat-5.3 (the Kepler project's,
+ * vendored in csrc/lua/compat53/, its functions compiled static into each
+ * file) supplies the 5.2/5.3 calls, and the three 5.4 user-value calls below
+ * are shimmed on the userdata's environment table, which holds the values
+ * by index. */
+#ifndef NIM_LUA_LUACOMPAT_H
+#define NIM_LUA_LUACOMPAT_H
+#include <lua.h>
+#include <lauxlib.h>
+
+#if LUA_VERSION_NUM < 503
+#include "lua/compat53/compat-5.3.h"
+#endif
+
+#if LUA_VERSION_NUM < 504
+/* nuv > 0: the environment becomes a fresh table for nuv values. */
+static inline void *nim_compat_newuserdatauv(lua_State *L, size_t size, int nuv) {
+    void *p = lua_newuserdata(L, size);
+    if (nuv > 0) {
+        lua_createtable(L, nuv, 0);
+        lua_setfenv(L, -2);
+    }
+    return p;
+}
+static inline int nim_compat_getiuservalue(lua_State *L, int idx, int n) {
+    idx = lua_absindex(L, idx);
+    lua_getfenv(L, idx);
+    lua_rawgeti(L, -1, n);
+    lua_remove(L, -2);
+    return lua_type(L, -1);
+}
+/* Pops the value on top into value n of the userdata at idx. */
+static inline int nim_compat_setiuservalue(lua_State *L, int idx, int n) {
+    idx = lua_absindex(L, idx);
+    lua_getfenv(L, idx);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, n);
+    lua_pop(L, 1);
+    return 1;
+}
+#define lua_newuserdatauv nim_compat_newuserdatauv
+#define lua_getiuservalue nim_compat_getiuservalue
+#define lua_setiuservalue nim_compat_setiuservalue
+#endif
+
+#endif
