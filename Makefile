@@ -30,6 +30,10 @@ PKG_CONFIG ?= pkg-config
 PREFIX  ?= /usr/local
 LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_ABI)
 LUA_DIR    ?= $(PREFIX)/share/lua/$(LUA_ABI)
+BINDIR     ?= $(PREFIX)/bin
+# The one place the version is written: NIM.version, nim-server --version,
+# the rockspecs (rockspec/gen.lua) and make dist all read VERSION.
+VERSION   := $(shell cat VERSION)
 # The interpreters make test runs the specs under, the first with BUILD=build.
 TEST_LUAS  = lua5.4 luajit lua5.1
 
@@ -37,6 +41,8 @@ DEB_PACKAGES = lua5.4 liblua5.4-dev libsqlite3-dev libcjson-dev libwebsockets-de
                lua-busted lua-cjson lua-luv luarocks pkg-config tmux
 # the compiler and make; git lists the sources (make rockspec, the specs)
 DEB_PACKAGES += gcc libc6-dev make git
+# make dist (the .src.rock is a zip) and its spec
+DEB_PACKAGES += zip
 
 # Lua 5.1 and LuaJIT (csrc/lua/compat53 supplies the 5.3 C API).
 DEB_PACKAGES += lua5.1 liblua5.1-0-dev luajit libluajit-5.1-dev
@@ -44,13 +50,14 @@ DEB_PACKAGES += lua5.1 liblua5.1-0-dev luajit libluajit-5.1-dev
 DEB_PACKAGES += lua-cqueues
 
 PKGS      = sqlite3 libcjson libwebsockets openssl
-LUA_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(LUA) 2>/dev/null)
+# luarocks passes LUA_INCDIR (the rockspecs): the headers of the Lua it builds for.
+LUA_CFLAGS = $(if $(LUA_INCDIR),-I$(LUA_INCDIR),$(shell $(PKG_CONFIG) --cflags $(LUA) 2>/dev/null))
 DEP_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 DEP_LIBS   = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lpthread
 
 OPT      ?= -O2 -g
 WARN      = -Wall -Wextra -Werror -Wno-unused-parameter
-CFLAGS   += $(OPT) $(WARN) -std=gnu11 -fPIC -D_GNU_SOURCE -Icsrc $(DEP_CFLAGS) $(SAN)
+CFLAGS   += $(OPT) $(WARN) -std=gnu11 -fPIC -D_GNU_SOURCE -Icsrc $(DEP_CFLAGS) $(SAN) -DNIM_VERSION='"$(VERSION)"'
 LDFLAGS  += $(SAN)
 
 CORE_SRC   = $(wildcard csrc/core/*.c) $(wildcard csrc/net/*.c)
@@ -75,7 +82,7 @@ export LUA_CPATH := ./$(BUILD)/?.so;;
 # The interpreter specs and examples start for a child process.
 export NIM_LUA := $(LUA)
 
-.PHONY: all deps test test-c test-lua bench demo asan valgrind install clean rockspec soak
+.PHONY: all deps test test-c test-lua bench demo asan valgrind install clean rockspec soak module dist
 
 EMBED_HOST = $(BUILD)/embed-host
 FAULTPROXY = $(BUILD)/faultproxy
@@ -125,6 +132,9 @@ $(PIPE_OBJ): csrc/core/wakeup.c
 $(BUILD)/tests/%_pipe: csrc/tests/%.c $(PIPE_CORE)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(DEPFLAGS) -DNIM_WAKEUP_PIPE -MF $@.d -MT $@ $(LDFLAGS) -o $@ $< $(PIPE_CORE) $(DEP_LIBS)
+
+# the two files that print the version (-DNIM_VERSION from VERSION)
+$(BUILD)/obj/csrc/lua/nim_core.o $(BUILD)/obj/csrc/server/main.o: VERSION
 
 -include $(CORE_OBJ:.o=.d) $(LUA_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(TEST_BIN:=.d) $(PIPE_OBJ:.o=.d)
 
@@ -199,16 +209,37 @@ valgrind: deps all
 	NIM_SERVER=./$(BUILD)/nim-server valgrind --error-exitcode=1 --leak-check=no -q \
 	  $(LUA) /usr/bin/busted --ignore-lua $(BUSTED_ARGS) spec
 
-install: all
-	install -d $(DESTDIR)$(LUA_LIBDIR)/nim $(DESTDIR)$(LUA_DIR)/nim
+# What install installs, and all the rockspecs build (build_target).
+module: $(MODULE) $(SERVER)
+
+# The rockspecs run it with luarocks' LUA_LIBDIR, LUA_DIR and BINDIR; by
+# hand: make install PREFIX=... (LUA=luajit for LuaJIT's paths). nim.server
+# finds nim-server in BINDIR, next to the module's share/lua/.
+install: module
+	install -d $(DESTDIR)$(LUA_LIBDIR)/nim $(DESTDIR)$(LUA_DIR)/nim $(DESTDIR)$(BINDIR)
 	install -m 755 $(MODULE) $(DESTDIR)$(LUA_LIBDIR)/nim/core.so
 	install -m 644 lua/nim/*.lua $(DESTDIR)$(LUA_DIR)/nim/
-	$(if $(SERVER),install -D -m 755 $(SERVER) $(DESTDIR)$(PREFIX)/bin/nim-server)
+	install -m 755 $(SERVER) $(DESTDIR)$(BINDIR)/nim-server
+
+# The release: dist/nim-lua-$(VERSION).tar.gz (the tracked files as they are
+# in the work tree), its rockspec, and the .src.rock (both in one file) that
+# `luarocks install` builds offline, for Lua 5.4 and 5.1 (LuaJIT) alike.
+DIST = dist
+dist:
+	@test -n "$(VERSION)" || { echo "dist: VERSION is empty" >&2; exit 1; }
+	rm -rf $(DIST) && mkdir -p $(DIST)
+	tree=$$(git stash create); git archive --format=tar.gz --prefix=nim-lua-$(VERSION)/ \
+	  -o $(DIST)/nim-lua-$(VERSION).tar.gz $${tree:-HEAD}
+	cp rockspec/nim-lua-$(VERSION)-1.rockspec $(DIST)/
+	@# a .src.rock is a zip of the rockspec and its source archive (what
+	@# luarocks pack makes, which cannot fetch a source given by a relative path)
+	cd $(DIST) && zip -q nim-lua-$(VERSION)-1.src.rock nim-lua-$(VERSION)-1.rockspec nim-lua-$(VERSION).tar.gz
+	@ls -l $(DIST)
 
 clean:
 	@test -n "$(BUILD)" && test "$(BUILD)" != / || { echo "clean: BUILD is empty or /" >&2; exit 1; }
 	rm -rf $(BUILD)
 
-# Regenerates the rockspec's source list from csrc/ (spec/rockspec_spec.lua checks it).
+# Regenerates the rockspecs from VERSION (spec/rockspec_spec.lua checks them).
 rockspec:
 	$(LUA) rockspec/gen.lua

@@ -4,7 +4,9 @@
 #define NIM_LUA_PRIVATE_H
 #include "lua/luacompat.h"
 
-#define NIM_VERSION "0.1.0"
+#ifndef NIM_VERSION
+#error "NIM_VERSION is defined by the Makefile, from the file VERSION"
+#endif
 
 /* Raises "<fname>: bad argument '<arg>' (<formatted>)" at the caller's line. */
 int nim_argerror(lua_State *L, const char *fname, const char *arg, const char *fmt, ...);

@@ -44,6 +44,7 @@ static void usage(FILE *to) {
         "                  [--kdf-iterations N] [--max-connections N] [--max-connections-per-address N]\n"
         "                  [--max-send-rate N] [--max-output-mb N] [--max-devices N] [--max-storage-mb N]\n"
         "       nim-server --db PATH [--kdf-iterations N] adduser ACCOUNT [TOKEN]   (no TOKEN: read from stdin)\n"
+        "       nim-server --version\n"
         "PORT 0 picks a free port; the server prints \"listening on HOST:PORT\" when ready.\n"
         "--max-state: per-account caps on sessions with a read pointer, peers sent a\n"
         "receipt, sticky-top sessions (default %d,%d,%d; tops at most %d).\n"
@@ -177,6 +178,7 @@ int main(int argc, char **argv) {
             }
         }
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) { usage(stdout); return 0; }
+        else if (strcmp(argv[i], "--version") == 0) { printf("nim-server %s\n", NIM_VERSION); return 0; }
         else break;
     }
     if (i < argc && strcmp(argv[i], "adduser") == 0) {

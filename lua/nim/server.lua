@@ -6,7 +6,7 @@
 --     db = "/tmp/chat.db",          -- optional: default a new temporary file
 --     port = 0,                     -- optional: 0 (default) picks a free port
 --     host = "127.0.0.1",           -- optional
---     bin = "./build/nim-server",   -- optional: else $NIM_SERVER, else found
+--     bin = "./build/nim-server",   -- optional: else $NIM_SERVER, next to the module, PATH
 --     tls = true,                   -- optional: wss:// with a throwaway CA (openssl)
 --     -- or tls = {cert = "server.pem", key = "server.key"} (PEM files of your own)
 --   }
@@ -32,13 +32,45 @@ local function exists(path)
   return false
 end
 
--- The nim-server binary: opts.bin, $NIM_SERVER, ./build/nim-server, then PATH.
+-- Where nim-server sits next to this file: an install (the rock, make
+-- install) puts it in PREFIX/bin beside PREFIX/share/lua/5.x/nim/; a
+-- checkout builds it into build/ beside lua/nim/.
+local function beside_module()
+  local src = debug.getinfo(1, "S").source:match("^@(.*)$") or ""
+  if not src:match("^/") then
+    local cwd = os.getenv("PWD")
+    if cwd then src = cwd .. "/" .. src:gsub("^%./", "") end
+  end
+  local prefix = src:match("^(.*)/share/lua/[^/]+/nim/server%.lua$")
+  if prefix then return prefix .. "/bin/nim-server" end
+  local root = src:match("^(.*)/lua/nim/server%.lua$")
+  if root then return root .. "/build/nim-server" end
+  return nil
+end
+
+local function on_path(name)
+  for dir in (os.getenv("PATH") or ""):gmatch("[^:]+") do
+    local path = dir .. "/" .. name
+    if exists(path) then return path end
+  end
+  return nil
+end
+
+-- The nim-server binary: opts.bin, $NIM_SERVER, next to this module (the
+-- rock's bin/, a checkout's build/), then PATH; else raises saying where it
+-- looked and what to set.
 function M.find_binary(bin)
   if bin then return bin end
   local env = os.getenv("NIM_SERVER")
   if env and env ~= "" then return env end
-  if exists("./build/nim-server") then return "./build/nim-server" end
-  return "nim-server"
+  local beside = beside_module()
+  if beside and exists(beside) then return beside end
+  local found = on_path("nim-server")
+  if found then return found end
+  error("nim.server: nim-server not found; looked at start{bin=} (not given), $NIM_SERVER (not set), " ..
+    (beside and (beside .. " (next to this module)") or "next to this module (not an install or a checkout)") ..
+    " and $PATH (" .. (os.getenv("PATH") or "") .. "). Install the nim-lua rock (it puts nim-server in the " ..
+    "tree's bin/), run make in a checkout, or set NIM_SERVER=/path/to/nim-server (or start{bin = ...})", 3)
 end
 
 local function tmpname(suffix)
