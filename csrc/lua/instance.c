@@ -50,12 +50,9 @@ static int is_callable(lua_State *L, int idx) {
 static int l_instance_poll(lua_State *L) {
     l_instance *in = check_any(L);
     lua_Integer timeout = 0;
-    if (!lua_isnoneornil(L, 2)) {
-        if (!lua_isinteger(L, 2) || lua_tointeger(L, 2) < 0)
-            nim_argerror(L, "poll", "timeout_ms", "non-negative integer expected, got %s",
-                         lua_isnumber(L, 2) ? lua_tostring(L, 2) : luaL_typename(L, 2));
-        timeout = lua_tointeger(L, 2);
-    }
+    if (!lua_isnoneornil(L, 2) && (!nim_lua_integer(L, 2, &timeout) || timeout < 0))
+        nim_argerror(L, "poll", "timeout_ms", "non-negative integer expected, got %s",
+                     lua_isnumber(L, 2) ? lua_tostring(L, 2) : luaL_typename(L, 2));
     in->budget_ns = POLL_BUDGET_NS;
     in->max_upd = POLL_MAX_UPDATES;
     if (!lua_isnoneornil(L, 3)) {

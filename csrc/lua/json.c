@@ -38,8 +38,8 @@ static int is_array(lua_State *L, int idx, size_t n) {
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         lua_pop(L, 1);
-        if (!lua_isinteger(L, -1)) { lua_pop(L, 1); return 0; }
-        lua_Integer k = lua_tointeger(L, -1);
+        lua_Integer k;
+        if (!nim_lua_integer(L, -1, &k)) { lua_pop(L, 1); return 0; }
         if (k < 1 || (size_t)k > n) { lua_pop(L, 1); return 0; }
         count++;
     }
@@ -103,7 +103,8 @@ static cJSON *tojson(lua_State *L, int idx, int depth, char *path, size_t plen, 
     switch (lua_type(L, idx)) {
     case LUA_TBOOLEAN: return cJSON_CreateBool(lua_toboolean(L, idx));
     case LUA_TNUMBER: {
-        double d = lua_isinteger(L, idx) ? (double)lua_tointeger(L, idx) : lua_tonumber(L, idx);
+        lua_Integer i;
+        double d = nim_lua_integer(L, idx, &i) ? (double)i : lua_tonumber(L, idx);
         if (!isfinite(d)) return fail(err, path, plen, "%s number", isnan(d) ? "NaN" : "infinite");
         return cJSON_CreateNumber(d);
     }

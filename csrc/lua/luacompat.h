@@ -9,6 +9,7 @@
 #define NIM_LUA_LUACOMPAT_H
 #include <lua.h>
 #include <lauxlib.h>
+#include <math.h>
 
 #if LUA_VERSION_NUM < 503
 #include "lua/compat53/compat-5.3.h"
@@ -44,5 +45,23 @@ static inline int nim_compat_setiuservalue(lua_State *L, int idx, int n) {
 #define lua_getiuservalue nim_compat_getiuservalue
 #define lua_setiuservalue nim_compat_setiuservalue
 #endif
+
+/* The integer value of the number at idx: 1 and *out for an integer or a
+ * float with an integral value in the int64 range, else 0 -- the same rule
+ * on every Lua (5.1 has only floats), with no undefined cast of a NaN or a
+ * huge float (compat-5.3's lua_isinteger casts first). */
+static inline int nim_lua_integer(lua_State *L, int idx, lua_Integer *out) {
+    if (lua_type(L, idx) != LUA_TNUMBER) return 0;
+#if LUA_VERSION_NUM >= 503
+    if (lua_isinteger(L, idx)) {
+        *out = lua_tointeger(L, idx);
+        return 1;
+    }
+#endif
+    lua_Number n = lua_tonumber(L, idx);
+    if (!(n >= -9223372036854775808.0 && n < 9223372036854775808.0) || n != floor(n)) return 0;
+    *out = (lua_Integer)n;
+    return 1;
+}
 
 #endif

@@ -123,12 +123,12 @@ static const char *read_session_at(lua_State *L, int t, int type, const char *fn
     lua_settop(L, t);
     if (key) {
         lua_pushvalue(L, S_TIMEKEY);
-        int ty = lua_rawget(L, t), isint;
+        int ty = lua_rawget(L, t);
         key->has_time = key->is_int = 0;
         key->ikey = 0; key->dkey = 0;
         if (ty == LUA_TNUMBER) {
-            lua_Integer iv = lua_tointegerx(L, -1, &isint);
-            if (isint) {
+            lua_Integer iv;
+            if (nim_lua_integer(L, -1, &iv)) {
                 key->ikey = iv;
                 key->dkey = (double)iv;
                 key->is_int = 1;

@@ -11,9 +11,10 @@ static int opt_ms(lua_State *L, int idx, const char *k, int dflt) {
     int t = lua_getfield(L, idx, k);
     int v = dflt;
     if (t != LUA_TNIL) {
-        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 || lua_tointeger(L, -1) > 86400000)
+        lua_Integer i = 0;
+        if (!nim_lua_integer(L, -1, &i) || i < 0 || i > 86400000)
             nim_argerror(L, "getInstance", k, "milliseconds (integer >= 0) expected");
-        v = (int)lua_tointeger(L, -1);
+        v = (int)i;
     }
     lua_pop(L, 1);
     return v;

@@ -4,18 +4,28 @@
 #include <stdarg.h>
 #include <time.h>
 
-/* Lua thread. Pushes "<file>:<line>: " of the nearest Lua caller: the
- * caller itself (luaL_where(L, 1)), or, when that frame is gone (LuaJIT's
- * tail calls) or is C (pcall), the first Lua frame above it; "" if none. */
+/* Lua thread. Pushes "<file>:<line>: " of the caller: the first Lua frame
+ * up the stack that is not one of the SDK's own Lua files (the sources
+ * nim.check registered in registry["nim.internal"]), skipping C frames and
+ * frames a tail call removed; "" if there is none. */
 static void where_lua(lua_State *L) {
     lua_Debug ar;
+    lua_getfield(L, LUA_REGISTRYINDEX, "nim.internal");
+    int internal = lua_gettop(L);
     for (int level = 1; lua_getstack(L, level, &ar); level++) {
         lua_getinfo(L, "Sl", &ar);
-        if (ar.currentline > 0) {
-            lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
-            return;
+        if (ar.currentline <= 0) continue;
+        if (lua_istable(L, internal)) {
+            lua_getfield(L, internal, ar.source);
+            int skip = lua_toboolean(L, -1);
+            lua_pop(L, 1);
+            if (skip) continue;
         }
+        lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+        lua_remove(L, internal);
+        return;
     }
+    lua_pop(L, 1);
     lua_pushliteral(L, "");
 }
 

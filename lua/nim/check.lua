@@ -9,19 +9,23 @@ local compat = require "nim.compat"
 local math_type, tointeger = compat.math_type, compat.tointeger
 local getinfo = debug.getinfo
 local INTERNAL = { [getinfo(1, "S").source] = true }
+-- the binding's argument errors (nim_argerror) skip these frames too
+debug.getregistry()["nim.internal"] = INTERNAL
 
 -- Registers the calling file as part of the SDK, so argerror skips it.
 function M.internal()
   INTERNAL[getinfo(2, "S").source] = true
 end
 
--- Raises msg at the first caller outside the SDK's files.
+-- Raises msg at the caller: the first Lua frame outside the SDK's files,
+-- past C frames (pcall) and what a tail call left (5.1's "(tail call)"
+-- frames), as the binding's nim_argerror does.
 function M.fail(msg)
   local level = 2
   while true do
-    local info = getinfo(level, "S")
-    -- (5.1 keeps a "(tail call)" frame where a tail call was: skipped too)
-    if not info or not (INTERNAL[info.source] or info.what == "tail") then break end
+    local info = getinfo(level, "Sl")
+    if not info then return error(msg, 0) end
+    if not INTERNAL[info.source] and info.currentline > 0 then break end
     level = level + 1
   end
   error(msg, level)
