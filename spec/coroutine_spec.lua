@@ -289,3 +289,101 @@ describe("a server nobody answers #coroutine #net", function()
     while nim:poll(0) > 0 do end
   end)
 end)
+
+describe("waiting where it cannot #coroutine", function()
+  -- A request without done inside NIM.run used to be sent before the yield;
+  -- when the yield failed (a callback of the coroutine's own nim:poll, a
+  -- pcall on 5.1), its reply later woke the coroutine's next wait instead.
+  it("a request without done inside a callback raises before sending, and the next one gets its own reply", function()
+    local got, errs = nil, {}
+    NIM.run(function()
+      local nim = NIM.getInstance{account = "alice", db = false, onerror = function(e) errs[#errs + 1] = e end}
+      assert.is_nil(nim:waitSync())
+      local fired = false
+      nim:insertLocalSession{scene = "p2p", to = "bob", updateTime = 5, done = function()
+        fired = true
+        nim:getLocalSessions{}                        -- without done, inside a callback
+      end}
+      assert.is_true(NIM.wait(function() nim:poll(10); return fired end, 5000))
+      local _, obj = nim:insertLocalSession{scene = "p2p", to = "carol", updateTime = 6}
+      got = obj
+      nim:destroy()
+    end)
+    assert.equal("p2p-carol", got and got.session and got.session.id)
+    assert.equal(1, #errs)
+    assert.equal("Callback_Error", errs[1].code)
+    assert.matches("getLocalSessions: cannot wait inside a callback %(poll is dispatching%): pass done", errs[1].message)
+  end)
+
+  it("a request inside pcall inside NIM.run waits (5.1: the VM refuses the yield) and never corrupts the next one", function()
+    local got, perr, first
+    NIM.run(function()
+      local nim = NIM.getInstance{account = "alice", db = false}
+      assert.is_nil(nim:waitSync())
+      local ok, e, obj = pcall(nim.getLocalSessions, nim, {})
+      if ok then first = obj else perr = e end
+      local _, obj2 = nim:insertLocalSession{scene = "p2p", to = "carol", updateTime = 6}
+      got = obj2
+      nim:destroy()
+    end)
+    if _VERSION == "Lua 5.1" and not jit then
+      assert.matches("attempt to yield across", perr)
+    else
+      assert.is_nil(perr)
+      assert.same({}, first.sessions)
+    end
+    assert.equal("p2p-carol", got and got.session and got.session.id)
+  end)
+
+  it("NIM.wait and waitSync inside a callback raise instead of spinning", function()
+    local nim = NIM.getInstance{account = "alice", db = false}
+    local r = {}
+    nim:insertLocalSession{scene = "p2p", to = "bob", done = function()
+      r.wait = { pcall(NIM.wait, function() return false end, 1000) }
+      r.sync = { pcall(nim.waitSync, nim, {timeout = 1000}) }
+    end}
+    local t0 = os.clock()
+    assert.is_true(NIM.wait(function() return r.sync ~= nil end, 5000))
+    assert.is_true(os.clock() - t0 < 0.5, "spun for " .. (os.clock() - t0) .. " s of CPU")
+    assert.is_false(r.wait[1])
+    assert.matches("wait: cannot wait inside a callback", r.wait[2])
+    -- the sync of a local instance is over at once: nothing to wait for, no error
+    assert.is_true(r.sync[1])
+    nim:destroy()
+    while nim:poll(0) > 0 do end
+  end)
+
+  -- syncs[nim] is weak-keyed; 5.1 and LuaJIT have no ephemerons, so a value
+  -- that leads to an app callback referring to nim kept nim alive for ever.
+  it("collects an instance whose onerror refers to it", function()
+    local probe = setmetatable({}, { __mode = "k" })
+    do
+      local nim
+      nim = NIM.getInstance{account = "gc", db = false, onerror = function(e) return nim, e end}
+      probe[nim] = true
+      nim:insertLocalSession{scene = "p2p", to = "x"}     -- a command without done: sync.report
+      nim:destroy()
+      while nim:poll(5) > 0 do end
+    end
+    for _ = 1, 6 do collectgarbage("collect") end
+    assert.is_nil(next(probe))
+  end)
+
+  it("a raising onerror of a command's failure goes to stderr, not to onerror again", function()
+    local code = [[
+      local NIM = require "nim"
+      local calls = 0
+      local nim = NIM.getInstance{account = "gus", db = false, onerror = function(e) calls = calls + 1; error("boom " .. e.code) end}
+      nim:insertLocalSession{scene = "p2p", to = "x"}
+      nim:insertLocalSession{scene = "p2p", to = "x"}
+      NIM.wait(function() return false end, 300)
+      io.write("calls=", calls, "\n")
+      nim:destroy()
+    ]]
+    local p = assert(io.popen(H.LUA .. " -e " .. H.shell_quote(code) .. " 2>&1"))
+    local out = p:read("*a")
+    p:close()
+    assert.matches("nim: error in onerror: [^\n]*boom Session_Exist", out)
+    assert.matches("calls=1\n", out)
+  end)
+end)

@@ -209,6 +209,14 @@ static int l_instance_state(lua_State *L) {
     return 1;
 }
 
+/* nim:_dispatching() -> true while this instance's poll runs callbacks
+ * (the Lua layer refuses to wait there: a nested poll does nothing). */
+static int l_instance_dispatching(lua_State *L) {
+    l_instance *in = check_any(L);
+    lua_pushboolean(L, in->dispatching);
+    return 1;
+}
+
 static int l_instance_tostring(lua_State *L) {
     l_instance *in = check_any(L);
     lua_pushfstring(L, "nim.Instance (%s, %s): %p", in->account, state_name(in->state), (void *)in);
@@ -273,6 +281,7 @@ void nim_instance_open(lua_State *L) {
         { "destroy", l_instance_destroy },
         { "_request", l_instance_request },
         { "_state", l_instance_state },
+        { "_dispatching", l_instance_dispatching },
         { NULL, NULL }
     };
     luaL_newmetatable(L, ERROR_MT);

@@ -18,7 +18,7 @@ local type, error, tostring = type, error, tostring
 local compat = require "nim.compat"
 local co_running, co_yield, co_resume = compat.running, coroutine.yield, coroutine.resume
 local co_status = coroutine.status
-local pack, unpack, math_type = compat.pack, compat.unpack, compat.math_type
+local pack, unpack, math_type, tointeger = compat.pack, compat.unpack, compat.math_type, compat.tointeger
 local callable, argerror, fail = check.callable, check.argerror, check.fail
 local raw_request = core.Instance._request
 local now = core.now
@@ -26,8 +26,9 @@ local now = core.now
 local instances = setmetatable({}, { __mode = "k" }) -- every instance made: NIM.run/wait poll them
 local runs = setmetatable({}, { __mode = "k" })      -- coroutine -> NIM.run record
 local syncs = setmetatable({}, { __mode = "k" })     -- instance -> waitSync state
-local ready = {}                                     -- NIM.run coroutines to resume: {co, ...}
+local ready = {}                                     -- NIM.run coroutines to resume: {co, token, ...}
 local WAIT = {}                                      -- yielded by NIM.wait: "resume me next round"
+local real_isyieldable = coroutine.isyieldable       -- 5.3+, LuaJIT (5.1: nil)
 local rounds = {}                                    -- NIM.run coroutines waiting in NIM.wait
 -- Error objects made in Lua share the binding's metatable (nim.Error).
 local ERR_MT = debug.getregistry()["nim.Error"]
@@ -53,10 +54,35 @@ local function step(co, ...)
   elseif r[2] == WAIT then rounds[#rounds + 1] = co end
 end
 
--- Hands a NIM.run coroutine the results of its request: queued for its
--- loop, which resumes it after the poll.
-local function resume(co, ...)
-  ready[#ready + 1] = pack(co, ...)
+-- Hands a NIM.run coroutine what it waits for: queued for its loop, which
+-- resumes it after the poll only if it still waits for that token (a reply
+-- whose yield failed must not wake a later wait with the wrong results).
+local function resume(co, token, ...)
+  ready[#ready + 1] = pack(co, token, ...)
+end
+
+-- The instances whose poll is dispatching now (we are inside a callback).
+local function in_callback()
+  for nim in pairs(instances) do
+    if nim:_dispatching() then return true end
+  end
+  return false
+end
+
+-- Yields the NIM.run coroutine co until resume(co, token, ...); raises
+-- first (nothing sent yet) where the yield could not happen.
+local function check_can_wait(F)
+  if in_callback() then
+    fail(F .. ": cannot wait inside a callback (poll is dispatching): pass done")
+  end
+  if real_isyieldable and not real_isyieldable() then
+    fail(F .. ": cannot wait across a C call (a metamethod, an iterator): pass done")
+  end
+end
+
+local function wait_for(co, token)
+  runs[co].waiting = token
+  return co_yield(token)
 end
 
 -- Queues command cmd (net/cmdtable.c) for nim; F names the API function,
@@ -68,8 +94,10 @@ function M.request(nim, cmd, args, done, F, query)
   if done == nil and F ~= "resetCurrSession" then
     local co = current_run()
     if co then
-      raw_request(nim, cmd, args, function(err, obj) resume(co, err, obj) end, F)
-      return co_yield()
+      check_can_wait(F)
+      local token = {}
+      raw_request(nim, cmd, args, function(err, obj) resume(co, token, err, obj) end, F)
+      return wait_for(co, token)
     end
     done = M.fire_and_forget(nim, F, query)
   end
@@ -113,12 +141,19 @@ function M.run(fn, ...)
     end
     local wait = #ready > 0 and 0 or #rounds > 0 and 10 or #live == 1 and 50 or 5
     for _, nim in ipairs(live) do nim:poll(wait) end
-    for _, c in ipairs(rounds) do ready[#ready + 1] = { c, n = 1 } end
+    for _, c in ipairs(rounds) do ready[#ready + 1] = { c, WAIT, n = 2 } end
     rounds = {}
     while #ready > 0 do                          -- resume outside any callback
       local batch = ready
       ready = {}
-      for _, r in ipairs(batch) do step(unpack(r, 1, r.n)) end
+      for _, r in ipairs(batch) do
+        local c = r[1]
+        local rec = runs[c]
+        if rec and rec.waiting == r[2] and co_status(c) == "suspended" then
+          rec.waiting = nil
+          step(c, unpack(r, 3, r.n))
+        end
+      end
     end
   end
   if run.err then error(run.err, 2) end
@@ -132,10 +167,14 @@ end
 local function wait_until(F, cond, timeout)
   local deadline = timeout and now() + timeout
   local in_run = current_run() ~= nil
+  if cond() then return true end
+  -- inside a callback poll does nothing: waiting would spin to the deadline
+  if in_callback() then fail(F .. ": cannot wait inside a callback (poll is dispatching)") end
+  if in_run then check_can_wait(F) end
   while not cond() do
     if deadline and now() >= deadline then return false end
     if in_run then
-      co_yield(WAIT)
+      wait_for(current_run(), WAIT)
     else
       local live = live_instances()
       if #live == 0 then fail(F .. ": the condition is false and no nim instance is alive") end
@@ -149,10 +188,12 @@ local function wait_until(F, cond, timeout)
 end
 
 local function check_timeout(F, name, timeout)
-  if timeout ~= nil and (math_type(timeout) ~= "integer" or timeout < 0) then
+  if timeout == nil then return nil end
+  local t = math_type(timeout) == "float" and tointeger(timeout) or timeout   -- an integral float is taken
+  if math_type(t) ~= "integer" or t < 0 then
     argerror(F, name, "non-negative integer expected, got " .. tostring(timeout))
   end
-  return timeout
+  return t
 end
 
 -- NIM.wait(cond [, timeout_ms]): waits until cond() returns true while every
@@ -160,7 +201,7 @@ end
 -- error after timeout_ms (default: no limit). Not from a callback.
 function M.wait(cond, timeout)
   if not callable(cond) then argerror("wait", "cond", "callable expected, got " .. type(cond)) end
-  check_timeout("wait", "timeout_ms", timeout)
+  timeout = check_timeout("wait", "timeout_ms", timeout)
   if wait_until("wait", cond, timeout) then return true end
   return false, timeout_error("wait: the condition is still false after " .. timeout .. " ms")
 end
@@ -194,9 +235,18 @@ function M.watch_sync(callbacks)
       io.stderr:write("nim: ", tostring(e.message or "network error"), "\n")
     end
   end
-  -- the done of a command sent without one: a failure goes to onerror
-  local onerror = callbacks.onerror
-  sync.report = function(err) if err ~= nil then onerror(err) end end
+  -- The done of a command sent without one: a failure goes to onerror
+  -- (stderr if that raises). syncs[nim] holds it, so it holds onerror only
+  -- weakly: on 5.1 and LuaJIT (no ephemerons) a strong path from a weak-
+  -- keyed table's value to an app callback that refers to nim would keep
+  -- nim alive for ever. The callbacks table (nim's own) keeps it alive.
+  local weak = setmetatable({ onerror = callbacks.onerror }, { __mode = "v" })
+  sync.report = function(err)
+    local f = weak.onerror
+    if err == nil or not f then return end
+    local ok, e = pcall(f, err)
+    if not ok then io.stderr:write("nim: error in onerror: ", tostring(e), "\n") end
+  end
   return sync
 end
 
@@ -214,7 +264,7 @@ end
 -- NIM.wait. Local-only instances sync at once after getInstance.
 function M.wait_sync(nim, timeout)
   local sync = syncs[nim]
-  check_timeout("waitSync", "timeout", timeout)
+  timeout = check_timeout("waitSync", "timeout", timeout)
   local over = function() return sync.done or sync.failed ~= nil end
   if not over() and not wait_until("waitSync", over, timeout) then
     local last = sync.last_error
