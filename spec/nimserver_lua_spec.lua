@@ -33,4 +33,40 @@ describe("nim.server #server", function()
     assert.has_error(function() srv:adduser("", "z") end)
     srv:cleanup()
   end)
+
+  -- stop/kill go through the server's shell, which stays our child until
+  -- stop reaps it: a server that exited by itself is never signalled (its
+  -- pid may belong to another process by then), and kill prints nothing.
+  it("stop after the server exited by itself signals nothing and reports its status; kill is quiet", function()
+    local H = require "helpers"
+    local srv = S.start{}
+    assert(os.execute("kill -TERM " .. srv.pid))               -- it exits cleanly, by itself
+    local stopped = srv:stop()
+    assert.is_true(stopped)                                    -- exit status 0, read from the shell
+    srv:cleanup()
+    local code = 'local S = require "nim.server"; local s = S.start{}; s:kill(); s:cleanup(); io.write("done")'
+    local p = assert(io.popen(H.LUA .. " -e " .. H.shell_quote(code) .. " 2>&1"))
+    local out = p:read("*a")
+    p:close()
+    assert.equal("done", out)                                  -- no "Killed" from a shell
+  end)
+
+  it("refuses a token with a line break (adduser reads one line) and leaves no temporary file", function()
+    local before = io.popen("ls /tmp | wc -l"):read("*a")
+    local ok, e = pcall(function() S.start{accounts = {alice = "line1\nline2"}} end)
+    assert.is_false(ok)
+    assert.matches("nimserver_lua_spec.lua:%d+: nim.server: adduser alice: a token cannot hold a line break", e)
+    assert.equal(before, io.popen("ls /tmp | wc -l"):read("*a"))
+  end)
+
+  it("finds a checkout's build/nim-server from a relative path, whatever $PWD says", function()
+    local H = require "helpers"
+    local cwd = io.popen("pwd"):read("*l")
+    local cmd = ("cd / && env -C %s PWD=/ NIM_SERVER= PATH=/usr/bin:/bin LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' %s -e %s 2>&1")
+      :format(H.shell_quote(cwd), H.LUA, H.shell_quote("io.write(select(2, pcall(require('nim.server').find_binary)))"))
+    local p = io.popen(cmd)
+    local out = p:read("*a")
+    p:close()
+    assert.equal("./build/nim-server", out)
+  end)
 end)

@@ -37,10 +37,9 @@ end
 -- checkout builds it into build/ beside lua/nim/.
 local function beside_module()
   local src = debug.getinfo(1, "S").source:match("^@(.*)$") or ""
-  if not src:match("^/") then
-    local cwd = os.getenv("PWD")
-    if cwd then src = cwd .. "/" .. src:gsub("^%./", "") end
-  end
+  -- relative to the working directory, as the path that loaded this file
+  -- was ($PWD may be stale: env -C, a subprocess's cwd=)
+  if not src:match("^/") and not src:match("^%.%.?/") then src = "./" .. src end
   local prefix = src:match("^(.*)/share/lua/[^/]+/nim/server%.lua$")
   if prefix then return prefix .. "/bin/nim-server" end
   local root = src:match("^(.*)/lua/nim/server%.lua$")
@@ -132,6 +131,12 @@ end
 -- Registers an account (runs `nim-server --db DB adduser ACCOUNT TOKEN`).
 -- The token goes through standard input, never the command line (ps).
 function M.adduser(bin, db, account, token, kdfIterations)
+  if type(account) ~= "string" or type(token) ~= "string" then
+    error("nim.server: adduser: account and token strings expected", 2)
+  end
+  if token:find("[\r\n]") then
+    error("nim.server: adduser " .. account .. ": a token cannot hold a line break (it is read as one line)", 2)
+  end
   local log = os.tmpname()
   local kdf = kdfIterations and ("--kdf-iterations %d "):format(tointeger(kdfIterations)) or ""
   -- The exit status is the log's last line (5.1's close does not return it).
@@ -155,7 +160,13 @@ function M.start(opts)
   local kdf, rate = opts.kdfIterations, opts.maxSendRate
   if kdf ~= nil and math_type(kdf) ~= "integer" then error("nim.server: kdfIterations: an integer expected", 2) end
   if rate ~= nil and math_type(rate) ~= "integer" then error("nim.server: maxSendRate: an integer expected", 2) end
-  for account, token in pairs(opts.accounts or {}) do M.adduser(bin, db, account, token, kdf) end
+  for account, token in pairs(opts.accounts or {}) do
+    local ok, err = pcall(M.adduser, bin, db, account, token, kdf)
+    if not ok then
+      if owner then for _, f in ipairs { db, db .. "-wal", db .. "-shm", owner } do os.remove(f) end end
+      error(err, 2)
+    end
+  end
   local host, port = opts.host or "127.0.0.1", opts.port or 0
   local errlog = opts.log or (db .. ".log")
   local args = { "--listen", host .. ":" .. port, "--db", db }
@@ -179,17 +190,31 @@ function M.start(opts)
   if opts.openRegistration then args[#args + 1] = "--open-registration" end
   for _, a in ipairs(opts.args or {}) do args[#args + 1] = a end
   for i, a in ipairs(args) do args[i] = shell_quote(a) end
-  -- sh starts the server, prints its pid, and after it exits its status
-  -- ("exit=N", read by finish: 5.1's close does not return it).
-  local cmd = ("exec sh -c 'log=$1; shift; \"$@\" 2>>\"$log\" & echo $!; wait $!; echo \"exit=$?\"' sh %s %s %s"):format(
-    shell_quote(errlog), shell_quote(bin), table.concat(args, " "))
+  -- A shell (our child until close reaps it, so its pid is never reused
+  -- meanwhile) starts the server, prints both pids, passes on TERM (stop)
+  -- and USR1 (kill: SIGKILL) to the server, and prints its exit status
+  -- ("exit=N": 5.1's close does not return it) once the server is gone.
+  local script = [[
+log=$1; shift
+"$@" 2>>"$log" &
+pid=$!
+trap 'got=1; kill -TERM $pid 2>/dev/null' TERM
+trap 'got=1; kill -KILL $pid 2>/dev/null' USR1
+echo "pid $pid $$"
+exec 2>/dev/null
+while :; do got=0; wait $pid; st=$?; [ $got = 1 ] || break; done
+trap - TERM USR1
+echo "exit=$st"]]
+  local cmd = ("exec sh -c %s sh %s %s %s"):format(shell_quote(script), shell_quote(errlog), shell_quote(bin),
+    table.concat(args, " "))
   local pipe = assert(io.popen(cmd, "r"))
-  -- The pid and the server's first line, in either order.
-  local pid, line, h, p
+  -- The pids and the server's first line, in either order.
+  local pid, shpid, line, h, p
   for _ = 1, 2 do
     local l = pipe:read("*l")
     if not l then break end
-    if not pid and l:match("^%d+$") then pid = tonumber(l)
+    local a, b = l:match("^pid (%d+) (%d+)$")
+    if not pid and a then pid, shpid = tonumber(a), tonumber(b)
     else line = l; h, p = l:match("^listening on (.+):(%d+)$") end
   end
   if not (pid and h) then
@@ -203,7 +228,7 @@ function M.start(opts)
   return compat.setgc(setmetatable({
     pid = pid, host = h, port = tonumber(p), url = ("%s://%s:%s"):format(tls and "wss" or "ws", h, p),
     caFile = ca, tls = tls, db = db, log = errlog, bin = bin, kdfIterations = kdf, maxSendRate = rate,
-    _pipe = pipe, _owner = owner, _tlsdir = tlsdir,
+    _pipe = pipe, _shpid = shpid, _owner = owner, _tlsdir = tlsdir,
   }, Server), "_gc", Server.stop)
 end
 
@@ -213,9 +238,11 @@ function Server:adduser(account, token)
   M.adduser(self.bin, self.db, account, token, self.kdfIterations)
 end
 
+-- Signals the server through its shell (TERM, or USR1 for SIGKILL), which
+-- outlives it until close; a server gone by itself is never signalled.
 local function finish(self, signal)
   if not self._pipe then return true end
-  os.execute(("kill -%s %d 2>/dev/null"):format(signal, self.pid))
+  os.execute(("kill -%s %d 2>/dev/null"):format(signal, self._shpid))
   local status
   for line in self._pipe:lines() do status = line:match("^exit=(%d+)$") or status end
   self._pipe:close()
@@ -228,7 +255,7 @@ function Server:stop() return finish(self, "TERM") end
 
 -- SIGKILL and wait: a crash, for tests. The database stays.
 function Server:kill()
-  finish(self, "KILL")
+  finish(self, "USR1")
   return true
 end
 
