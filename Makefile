@@ -46,6 +46,7 @@ DEB_PACKAGES += zip
 
 # Lua 5.1 and LuaJIT (csrc/lua/compat53 supplies the 5.3 C API).
 DEB_PACKAGES += lua5.1 liblua5.1-0-dev luajit libluajit-5.1-dev
+DEB_PACKAGES += love xvfb xauth tesseract-ocr netpbm  # examples/love and its spec (screenshot, OCR)
 # examples/cqueues.lua and its spec
 DEB_PACKAGES += lua-cqueues
 
