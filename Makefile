@@ -17,13 +17,15 @@
 #   csrc/server/*.c nim-server (with core and net)
 #   csrc/tests/test_*.c   one C unit test program each (with core and net)
 
-BUILD   ?= build
+# Each interpreter its own build directory (a module built for one cannot
+# load in another); the binding is rebuilt when its Lua headers change.
+BUILD   ?= $(if $(filter lua5.4,$(LUA)),build,build-$(LUA))
 CC      ?= cc
 # The interpreter the module is built for and the specs run under: lua5.4,
 # lua5.1 or luajit (each its own BUILD). Its pkg-config name is its name;
 # its ABI (the 5.x of the install paths) is what it reports.
 LUA     ?= lua5.4
-LUA_ABI  = $(if $(filter lua5.4,$(LUA)),5.4,5.1)
+LUA_ABI  = $(or $(patsubst lua%,%,$(filter lua5.%,$(LUA))),5.1)
 # --ignore-lua: .busted names lua5.4 for a bare `busted`; make runs $(LUA).
 BUSTED  ?= $(LUA) /usr/bin/busted --ignore-lua
 PKG_CONFIG ?= pkg-config
@@ -107,6 +109,15 @@ DEPFLAGS = -MMD -MP
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(DEPFLAGS) $(if $(filter csrc/lua/%,$<),$(LUA_CFLAGS)) -c $< -o $@
+
+# The Lua headers the binding was compiled with: a change rebuilds it (a
+# checkout built for 5.4 and then installed by luarocks for 5.1, say).
+LUA_STAMP = $(BUILD)/obj/lua-cflags
+$(LUA_STAMP): FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(LUA_CFLAGS)' | cmp -s - $@ || echo '$(LUA_CFLAGS)' > $@
+$(LUA_OBJ) $(EMBED_HOST): $(LUA_STAMP)
+FORCE:
 
 # Never link liblua: the interpreter (lua5.4 static, lua5.1 and luajit through
 # their shared library, a game engine) exports the API to the modules it loads.

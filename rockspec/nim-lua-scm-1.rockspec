@@ -32,10 +32,12 @@ build = {
   type = "make",
   build_target = "module",
   build_variables = {
+    BUILD = "build-rock",
     LUA_INCDIR = "$(LUA_INCDIR)",
     WARN = "-Wall",
   },
   install_variables = {
+    BUILD = "build-rock",
     LUA_INCDIR = "$(LUA_INCDIR)",
     WARN = "-Wall",
     LUA_LIBDIR = "$(LIBDIR)",

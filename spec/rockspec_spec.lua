@@ -148,6 +148,18 @@ srv:cleanup()
     end)
   end
 
+  it("make install after a build for another Lua rebuilds the binding for this one", function()
+    local b, d = tmp .. "/b", tmp .. "/d"
+    local ok, out = sh(("make -s -j2 BUILD=%s module && make -s -j2 LUA=lua5.1 BUILD=%s install DESTDIR=%s PREFIX=/usr")
+      :format(b, b, d))
+    assert(ok, out)
+    local code = 'local S = require "nim.server"; io.write(require("nim").version, " ", S.find_binary())'
+    local ran, got = sh(("cd %s && env -u NIM_SERVER PATH=/usr/bin:/bin LUA_PATH='%s/usr/share/lua/5.1/?.lua;%s/usr/share/lua/5.1/?/init.lua' " ..
+      "LUA_CPATH='%s/usr/lib/lua/5.1/?.so' lua5.1 -e %s"):format(tmp, d, d, d, H.shell_quote(code)))
+    assert(ran, got)
+    assert.equal(VERSION .. " " .. d .. "/usr/bin/nim-server", got)
+  end)
+
   it("luarocks make builds the work tree with the scm rockspec", function()
     -- in a copy: luarocks make builds in the current directory
     local src = tmp .. "/src"

@@ -1,10 +1,10 @@
 /* The one place the binding meets the Lua version: every binding file
  * includes this instead of lua.h. The code is written against Lua 5.4's C
- * API; on Lua 5.1 and LuaJIT 2.1, lua-compat-5.3 (the Kepler project's,
- * vendored in csrc/lua/compat53/, its functions compiled static into each
- * file) supplies the 5.2/5.3 calls, and the three 5.4 user-value calls below
- * are shimmed on the userdata's environment table, which holds the values
- * by index. */
+ * API; on Lua 5.1 and LuaJIT 2.1 (and 5.2), lua-compat-5.3 (the Kepler
+ * project's, vendored in csrc/lua/compat53/, its functions compiled static
+ * into each file) supplies the 5.2/5.3 calls, and below 5.4 the three
+ * user-value calls are shimmed on the one value a userdata has there (5.1:
+ * its environment), a table that holds the values by index. */
 #ifndef NIM_LUA_LUACOMPAT_H
 #define NIM_LUA_LUACOMPAT_H
 #include <lua.h>
@@ -16,18 +16,27 @@
 #endif
 
 #if LUA_VERSION_NUM < 504
-/* nuv > 0: the environment becomes a fresh table for nuv values. */
+/* Below 5.4 a userdata has one value (5.1: its environment, a table): a
+ * table there holds the values by index. */
+#if LUA_VERSION_NUM == 501
+#define nim_compat_uv_get(L, idx) lua_getfenv(L, idx)
+#define nim_compat_uv_set(L, idx) lua_setfenv(L, idx)
+#else
+#define nim_compat_uv_get(L, idx) ((void)lua_getuservalue(L, idx))
+#define nim_compat_uv_set(L, idx) lua_setuservalue(L, idx)
+#endif
+/* nuv > 0: the user value becomes a fresh table for nuv values. */
 static inline void *nim_compat_newuserdatauv(lua_State *L, size_t size, int nuv) {
     void *p = lua_newuserdata(L, size);
     if (nuv > 0) {
         lua_createtable(L, nuv, 0);
-        lua_setfenv(L, -2);
+        nim_compat_uv_set(L, -2);
     }
     return p;
 }
 static inline int nim_compat_getiuservalue(lua_State *L, int idx, int n) {
     idx = lua_absindex(L, idx);
-    lua_getfenv(L, idx);
+    nim_compat_uv_get(L, idx);
     lua_rawgeti(L, -1, n);
     lua_remove(L, -2);
     return lua_type(L, -1);
@@ -35,7 +44,7 @@ static inline int nim_compat_getiuservalue(lua_State *L, int idx, int n) {
 /* Pops the value on top into value n of the userdata at idx. */
 static inline int nim_compat_setiuservalue(lua_State *L, int idx, int n) {
     idx = lua_absindex(L, idx);
-    lua_getfenv(L, idx);
+    nim_compat_uv_get(L, idx);
     lua_insert(L, -2);
     lua_rawseti(L, -2, n);
     lua_pop(L, 1);
