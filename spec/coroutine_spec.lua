@@ -285,6 +285,13 @@ describe("a server nobody answers #coroutine #net", function()
     -- outside NIM.run the same, by polling
     local e2 = nim:waitSync{timeout = 100}
     assert.equal("Error_Timeout", e2.code)
+    assert.equal(1, #errors)
+    -- the app's own disconnect() and connect(): the next failure is news again
+    local done = 0
+    nim:disconnect(function() done = done + 1 end)
+    nim:connect(function() done = done + 1 end)
+    assert.is_true(NIM.wait(function() return done == 2 and #errors == 2 end, 5000), "errors: " .. #errors)
+    assert.equal("Connect_Error", errors[2].code)
     nim:destroy()
     while nim:poll(0) > 0 do end
   end)
