@@ -239,6 +239,9 @@ install: module
 DIST = dist
 dist:
 	@test -n "$(VERSION)" || { echo "dist: VERSION is empty" >&2; exit 1; }
+	@git diff --quiet HEAD -- || echo "dist: note: uncommitted changes to tracked files are in the tarball" >&2
+	@untracked=$$(git ls-files --others --exclude-standard -- csrc lua); test -z "$$untracked" || \
+	  echo "dist: note: untracked sources are left out (git add them): $$untracked" >&2
 	rm -rf $(DIST) && mkdir -p $(DIST)
 	tree=$$(git stash create); git archive --format=tar.gz --prefix=nim-lua-$(VERSION)/ \
 	  -o $(DIST)/nim-lua-$(VERSION).tar.gz $${tree:-HEAD}
