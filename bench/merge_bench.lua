@@ -26,7 +26,7 @@ end
 -- k new sessions: the first `updates` are updates of olds ids, the rest new ids
 local function news(k, updates, n_old)
   local t = {}
-  local step = math.max(1, n_old // math.max(updates, 1))
+  local step = math.max(1, math.floor(n_old / math.max(updates, 1)))
   for j = 1, k do
     local i = j <= updates and ((j - 1) * step % n_old + 1) or (n_old + j)
     t[j] = session(i, T0 + n_old * 1000 + j * 37)
