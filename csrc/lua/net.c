@@ -39,12 +39,22 @@ void *nim_lua_net_new(lua_State *L, int net, int cbs, const char *account,
     memset(&cfg, 0, sizeof cfg);
     cfg.account = account;
     cfg.need_reconnect = 1;
+    const char *servers[NIM_NET_MAX_SERVERS];
     if (lua_istable(L, net)) {
-        lua_getfield(L, net, "server");
+        lua_getfield(L, net, "servers");     /* a list (lua/nim/options.lua checked it) */
         lua_getfield(L, net, "token");
         lua_getfield(L, net, "deviceId");
         lua_getfield(L, net, "tlsCAFile");
-        cfg.server = lua_tostring(L, -4);
+        int n = lua_istable(L, -4) ? (int)lua_rawlen(L, -4) : 0;
+        if (n > NIM_NET_MAX_SERVERS) nim_argerror(L, "getInstance", "server", "at most %d servers", NIM_NET_MAX_SERVERS);
+        for (int i = 0; i < n; i++) {        /* the strings stay alive in the list */
+            lua_rawgeti(L, -4, i + 1);
+            servers[i] = lua_tostring(L, -1);
+            lua_pop(L, 1);
+            if (!servers[i]) nim_argerror(L, "getInstance", "server", "a list of URLs expected");
+        }
+        cfg.servers = servers;
+        cfg.nservers = n;
         cfg.token = lua_tostring(L, -3);
         cfg.device_id = lua_tostring(L, -2);
         cfg.tls_ca_file = lua_tostring(L, -1);
@@ -72,7 +82,7 @@ void *nim_lua_net_new(lua_State *L, int net, int cbs, const char *account,
         luaL_error(L, "getInstance: %s", err ? err : "out of memory");
     }
     nim_net_hooks(n, hooks);
-    if (cfg.server) *flags |= NIM_ENGINE_DEFER_SYNC;
+    if (cfg.nservers > 0) *flags |= NIM_ENGINE_DEFER_SYNC;
     return n;
 }
 

@@ -111,8 +111,8 @@ static int hook_start(nim_engine *e, void *ud) {
     info.uid = -1;
     /* wss verifies the chain and the host name (lws's default; there is no
      * way to turn that off) against the system CAs or tlsCAFile's only */
-    info.options = n->tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0;
-    if (!n->tls || n->ca_file) info.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
+    info.options = n->any_tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0;
+    if (!n->any_tls || n->ca_file) info.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
     info.client_ssl_ca_filepath = n->ca_file;
     struct lws_context *ctx = lws_create_context(&info);
     if (!ctx) {
@@ -186,24 +186,35 @@ void nim_net_hooks(nim_net *n, nim_engine_hooks *h) {
 
 /* ------------------------------------------------------------ life cycle */
 
-static int parse_url(nim_net *n, const char *url, const char **err) {
-    n->tls = strncmp(url, "wss://", 6) == 0;
-    if (!n->tls && strncmp(url, "ws://", 5) != 0) { *err = "server: ws://host:port or wss://host:port expected"; return -1; }
-    const char *h = url + (n->tls ? 6 : 5), *end = h + strcspn(h, ":/");
+static int parse_url(net_server *s, const char *url, const char **err) {
+    s->tls = strncmp(url, "wss://", 6) == 0;
+    if (!s->tls && strncmp(url, "ws://", 5) != 0) { *err = "server: ws://host:port or wss://host:port expected"; return -1; }
+    const char *h = url + (s->tls ? 6 : 5), *end = h + strcspn(h, ":/");
     if (end == h) { *err = "server: no host"; return -1; }
-    n->host = nim_strndup(h, (size_t)(end - h));
-    n->port = n->tls ? 443 : 80;
+    s->url = nim_strdup(url);
+    s->host = nim_strndup(h, (size_t)(end - h));
+    s->port = s->tls ? 443 : 80;
     if (*end == ':') {
         char *e2;
         long p = strtol(end + 1, &e2, 10);
         if (e2 == end + 1 || p <= 0 || p > 65535) { *err = "server: bad port"; return -1; }
-        n->port = (int)p;
+        s->port = (int)p;
         end = e2;
     }
     if (*end && *end != '/') { *err = "server: bad URL"; return -1; }
-    n->path = nim_strdup(*end ? end : "/");
-    if (!n->host || !n->path) { *err = "out of memory"; return -1; }
+    s->path = nim_strdup(*end ? end : "/");
+    if (!s->url || !s->host || !s->path) { *err = "out of memory"; return -1; }
     return 0;
+}
+
+void net_use_server(nim_net *n, int i) {
+    const net_server *s = &n->servers[i];
+    n->cur = i;
+    n->url = s->url;
+    n->host = s->host;
+    n->path = s->path;
+    n->port = s->port;
+    n->tls = s->tls;
 }
 
 /* The reconnect backoff: min, doubling, up to max; lws adds 0..50 % to
@@ -233,7 +244,12 @@ nim_net *nim_net_new(const nim_net_config *cfg, const char **err) {
     nim_net *n = nim_calloc(1, sizeof *n);
     if (!n) return NULL;
     pthread_mutex_init(&n->ctx_lock, NULL);
-    n->local = cfg->server == NULL;
+    n->local = cfg->nservers <= 0;
+    if (cfg->nservers > NIM_NET_MAX_SERVERS) {
+        *err = "server: at most 16 servers";
+        nim_net_free(n);
+        return NULL;
+    }
     n->need_reconnect = cfg->need_reconnect;
     n->sync_unread = cfg->sync_unread;
     n->sync_top = cfg->sync_top;
@@ -245,16 +261,21 @@ nim_net *nim_net_new(const nim_net_config *cfg, const char **err) {
     int rc_max = cfg->reconnect_max_ms > 0 ? cfg->reconnect_max_ms : 8000;
     set_backoff(n, rc_min, rc_max < rc_min ? rc_min : rc_max);
     if (!n->local) {
-        n->server = nim_strdup(cfg->server);
         n->account = nim_strdup(cfg->account);
         n->token = nim_strdup(cfg->token ? cfg->token : "");
         if (cfg->device_id) n->device = nim_strdup(cfg->device_id);
         if (cfg->tls_ca_file) n->ca_file = nim_strdup(cfg->tls_ca_file);
-        if (!n->server || !n->account || !n->token || (cfg->device_id && !n->device) ||
-            (cfg->tls_ca_file && !n->ca_file) || parse_url(n, cfg->server, err) < 0) {
+        int bad = !n->account || !n->token || (cfg->device_id && !n->device) || (cfg->tls_ca_file && !n->ca_file);
+        for (int i = 0; i < cfg->nservers && !bad; i++) {
+            bad = parse_url(&n->servers[i], cfg->servers[i], err) < 0;
+            n->nservers = i + 1;
+            n->any_tls |= n->servers[i].tls;
+        }
+        if (bad) {
             nim_net_free(n);
             return NULL;
         }
+        net_use_server(n, 0);
     }
     return n;
 }
@@ -266,12 +287,14 @@ void nim_net_free(nim_net *n) {
     net_free_requests(n);
     net_out_free(n);
     nim_free(n->rx);
-    nim_free(n->server);
+    for (int i = 0; i < n->nservers; i++) {
+        nim_free(n->servers[i].url);
+        nim_free(n->servers[i].host);
+        nim_free(n->servers[i].path);
+    }
     nim_free(n->account);
     nim_free(n->token);
     nim_free(n->device);
-    nim_free(n->host);
-    nim_free(n->path);
     nim_free(n->ca_file);
     pthread_mutex_destroy(&n->ctx_lock);
     nim_free(n);

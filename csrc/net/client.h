@@ -45,10 +45,15 @@ enum {
     NIM_NET_WANT_UPDATES  = 16   /* onupdatesession(s): the "sending" update */
 };
 
+#define NIM_NET_MAX_SERVERS 16
+
 typedef struct nim_net_config {
-    const char *server;          /* "ws://host:port[/path]" or "wss://..." (TLS);
-                                    NULL: local-only (every network command
-                                    answers Not_Connected) */
+    const char *const *servers;  /* "ws://host:port[/path]" or "wss://..." (TLS),
+                                    tried in turn: each reconnect after a
+                                    failure goes to the next one */
+    int nservers;                /* 0: local-only (every network command
+                                    answers Not_Connected); at most
+                                    NIM_NET_MAX_SERVERS */
     const char *tls_ca_file;     /* wss: the CA certificates (PEM) to trust
                                     instead of the system's; NULL: the system's */
     const char *account;

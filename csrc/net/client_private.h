@@ -80,13 +80,20 @@ typedef struct held_cmd {
     cJSON *args;
 } held_cmd;
 
+/* One server of the list (getInstance's server = {...}). */
+typedef struct {
+    char *url, *host, *path;
+    int port, tls;
+} net_server;
+
 struct nim_net {
     /* config (immutable after new) */
-    char *server, *account, *token, *device;
-    char *host, *path;
+    net_server servers[NIM_NET_MAX_SERVERS];
+    int nservers, any_tls;
+    char *account, *token, *device;
     char *ca_file;               /* wss: trust only these CAs; NULL: the system's */
     char tls_error[200];         /* why the server's certificate was refused, until reported */
-    int port, local, tls;
+    int local;
     int need_reconnect, sync_unread, sync_top;
     unsigned want;
     int req_timeout, heartbeat, sync_timeout;
@@ -107,7 +114,12 @@ struct nim_net {
     int user_down;               /* disconnect asked, kicked or gave up: no reconnect */
     int stopping;                /* destroy: no more callbacks */
     int ever_synced;
-    int retries;                 /* reconnect attempts since the last sync */
+    int retries;                 /* reconnect rounds since the last sync */
+    /* the server of this attempt (servers[cur]; net_use_server is the one
+     * writer), and where the present round of the list began */
+    int cur, round_start;
+    const char *url, *host, *path;
+    int port, tls;
     int connect_reported;        /* this outage's first failed attempt went to onerror */
     int64_t last_rx, last_tx, ping_at;
     int close_code;              /* from the peer's close frame, else 0 */
@@ -154,6 +166,7 @@ void net_report_error(nim_net *n, const char *code, int numcode, const char *msg
 void net_schedule_ms(nim_net *n, lws_sorted_usec_list_t *sul, sul_cb_t cb, int64_t ms);
 void net_set_state(nim_net *n, conn_state to);
 void net_connect(nim_net *n);            /* from CONN_IDLE */
+void net_use_server(nim_net *n, int i);  /* client.c: servers[i] is the one to try */
 /* Drops the link from our side with this close code and reason. */
 void net_drop(nim_net *n, int code, const char *reason);
 /* The link is gone: tell the app, reconnect if retry. */

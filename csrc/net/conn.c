@@ -61,24 +61,30 @@ static void on_reconnect(lws_sorted_usec_list_t *sul) {
     if (n->state == CONN_IDLE && !n->user_down) net_connect(n);
 }
 
-/* The next attempt, after lws's backoff over retry_steps (the first
- * delay doubling up to the max, +-20 % jitter; never under
- * RECONNECT_FLOOR_MS, so a peer that refuses at once is not hammered),
- * told to onwillreconnect. */
+/* The next attempt, on the next server of the list: at once (after
+ * RECONNECT_FLOOR_MS) while this round of the list has servers left, else
+ * after lws's backoff over retry_steps (the first delay doubling up to the
+ * max, +-20 % jitter; never under RECONNECT_FLOOR_MS, so a peer that
+ * refuses at once is not hammered); told to onwillreconnect. */
 static void schedule_reconnect(nim_net *n) {
     if (!n->need_reconnect || n->user_down || n->local) return;
-    char conceal;
-    uint16_t step = n->retries < 0xfffe ? (uint16_t)n->retries : 0xfffe;   /* lws counts to 0xffff */
-    unsigned d = lws_retry_get_delay_ms(n->ctx, &n->retry, &step, &conceal);
-    if (d < RECONNECT_FLOOR_MS) d = RECONNECT_FLOOR_MS;
+    net_use_server(n, (n->cur + 1) % n->nservers);
+    unsigned d = RECONNECT_FLOOR_MS;
+    if (n->cur == n->round_start) {              /* the whole list failed: back off */
+        char conceal;
+        uint16_t step = n->retries < 0xfffe ? (uint16_t)n->retries : 0xfffe;   /* lws counts to 0xffff */
+        d = lws_retry_get_delay_ms(n->ctx, &n->retry, &step, &conceal);
+        if (d < RECONNECT_FLOOR_MS) d = RECONNECT_FLOOR_MS;
+        n->retries++;
+    }
     int64_t wait = n->reconnect_not_before - net_mono_ms();   /* a 429's retryAfter */
     if (wait > (int64_t)d) d = (unsigned)wait;
-    n->retries++;
     net_schedule_ms(n, &n->sul_reconnect, on_reconnect, d);
     cJSON *o = cJSON_CreateObject();
     if (o) {
         cJSON_AddNumberToObject(o, "retryCount", n->retries);
         cJSON_AddNumberToObject(o, "duration", (double)d);
+        cJSON_AddStringToObject(o, "server", n->url);
     }
     net_callback(n, "onwillreconnect", o);
 }
@@ -90,8 +96,8 @@ static void report_connect_failure(nim_net *n, const char *why) {
     if (n->connect_reported || n->user_down) return;
     n->connect_reported = 1;
     char msg[400];
-    snprintf(msg, sizeof msg, "%s%s:%d: %s; retrying (onwillreconnect)", n->tls ? "wss://" : "ws://",
-             n->host, n->port, why);
+    snprintf(msg, sizeof msg, "%s: %s; retrying (onwillreconnect)%s", n->url, why,
+             n->nservers > 1 ? ", on the next server" : "");
     net_report_error(n, NIM_ERR_CONNECT, 0, msg, "connect");
 }
 

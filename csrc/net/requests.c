@@ -293,6 +293,7 @@ static void link_command(nim_net *n, nim_cmd *c) {
     }
     n->user_down = 0;
     n->retries = 0;
+    n->round_start = n->cur;
     n->connect_reported = 0;      /* the app asked: a failure to connect is news again */
     if (n->state == CONN_IDLE && !n->wsi) net_connect(n);
     nim_engine_reply(n->e, c->req, NULL, NULL, NULL);

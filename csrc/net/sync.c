@@ -160,7 +160,9 @@ void net_on_login_reply(nim_net *n, const nim_frame *f) {
         cJSON_AddStringToObject(o, "account", n->account);
         cJSON_AddStringToObject(o, "deviceId", n->device);
         cJSON_AddNumberToObject(o, "serverTime", (double)nim_jnum(f->data, "serverTime"));
+        cJSON_AddStringToObject(o, "server", n->url);
     }
+    n->round_start = n->cur;       /* a later failure tries the others first */
     net_callback(n, "onconnect", o);
 }
 

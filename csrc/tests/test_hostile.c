@@ -190,7 +190,7 @@ static int client_start(client *c, const char *db) {
     c->next_req = 1;
     char url[64];
     snprintf(url, sizeof url, "ws://127.0.0.1:%d", hs.port);
-    nim_net_config nc = { .server = url, .account = "me", .token = "secret", .need_reconnect = 1,
+    nim_net_config nc = { .servers = (const char *[]){ url }, .nservers = 1, .account = "me", .token = "secret", .need_reconnect = 1,
                           .want = NIM_NET_WANT_MSG | NIM_NET_WANT_ROAMING | NIM_NET_WANT_OFFLINE,
                           .reconnect_min_ms = 5, .reconnect_max_ms = 40, .request_timeout_ms = 60000,
                           .sync_timeout_ms = g_sync_timeout_ms };

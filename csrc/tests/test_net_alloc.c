@@ -105,7 +105,7 @@ static int client_start(client *c, const char *account, const char *db) {
     c->next_req = 1;
     char url[64];
     snprintf(url, sizeof url, "ws://127.0.0.1:%d", g_port);
-    nim_net_config nc = { .server = url, .account = account, .token = "secret",
+    nim_net_config nc = { .servers = (const char *[]){ url }, .nservers = 1, .account = account, .token = "secret",
                           .need_reconnect = 1, .want = NIM_NET_WANT_MSG,
                           .reconnect_min_ms = 5, .reconnect_max_ms = 40,
                           /* longer than any wait here: a client stuck until

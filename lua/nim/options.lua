@@ -59,17 +59,43 @@ end
 local F = "getInstance"
 local function bad(param, why) argerror(F, param, why) end
 
+local MAX_SERVERS = 16     -- NIM_NET_MAX_SERVERS (net/client.h)
+
+local function check_url(param, url)
+  if type(url) ~= "string" or not (url:match("^ws://[^/:]+") or url:match("^wss://[^/:]+")) then
+    bad(param, "'ws://host:port' or 'wss://host:port' expected, got " ..
+      (type(url) == "string" and ("'" .. url .. "'") or type(url)))
+  end
+  return url
+end
+
+-- server: one URL, or a list tried in turn (the next after each failure);
+-- always a list for the binding.
+local function server_list(server)
+  if type(server) ~= "table" then return { check_url("server", server) } end
+  local n = #server
+  if n == 0 then bad("server", "a URL or a non-empty list of URLs expected, got an empty table") end
+  if n > MAX_SERVERS then bad("server", "at most " .. MAX_SERVERS .. " servers, got " .. n) end
+  local list = {}
+  for k in pairs(server) do
+    if type(k) ~= "number" or k < 1 or k > n or k ~= math.floor(k) then
+      bad("server", "a list of URLs expected, got the key " .. tostring(k))
+    end
+  end
+  for i = 1, n do list[i] = check_url("server[" .. i .. "]", server[i]) end
+  return list
+end
+
 -- Network mode (csrc/net): server and token, the rest optional.
 local function net_options(opts)
   if opts.server == nil then return nil end
-  if type(opts.server) ~= "string" or not (opts.server:match("^ws://[^/:]+") or opts.server:match("^wss://[^/:]+")) then
-    bad("server", "'ws://host:port' or 'wss://host:port' expected, got " ..
-      (type(opts.server) == "string" and ("'" .. opts.server .. "'") or type(opts.server)))
-  end
+  local servers = server_list(opts.server)
   local ca = opts.tlsCAFile
   if ca ~= nil then
     if type(ca) ~= "string" or ca == "" then bad("tlsCAFile", "file name expected, got " .. type(ca)) end
-    if not opts.server:match("^wss://") then bad("tlsCAFile", "only for a wss:// server") end
+    local wss = false
+    for _, url in ipairs(servers) do wss = wss or url:match("^wss://") ~= nil end
+    if not wss then bad("tlsCAFile", "only for a wss:// server") end
     local f, why = io.open(ca, "r")
     if not f then bad("tlsCAFile", "cannot read " .. why) end
     local pem = f:read(1048576) or ""
@@ -85,7 +111,7 @@ local function net_options(opts)
     bad("deviceId", "non-empty string expected, got " .. type(opts.deviceId))
   end
   return {
-    server = opts.server, token = opts.token, deviceId = opts.deviceId, tlsCAFile = ca,
+    servers = servers, token = opts.token, deviceId = opts.deviceId, tlsCAFile = ca,
     needReconnect = opts.needReconnect, syncSessionUnread = opts.syncSessionUnread,
     syncStickTopSessions = opts.syncStickTopSessions,
     requestTimeout = opts.requestTimeout, syncTimeout = opts.syncTimeout,

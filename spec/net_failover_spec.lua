@@ -1,0 +1,96 @@
+-- getInstance{server = {"ws://a", "ws://b", ...}}: the SDK tries the servers
+-- in turn, moving to the next one whenever an attempt fails or the link is
+-- lost, and backs off only once the whole list failed.
+local N = require "net_helpers"
+local S = require "nim.server"
+local NIM = require "nim"
+
+-- A URL nothing listens on: a server started and stopped (its port free).
+local function dead_url()
+  local srv = N.start({})
+  local url, port = srv.url, srv.port
+  srv:cleanup()
+  return url, port
+end
+
+describe("a list of servers #net #failover", function()
+  after_each(function() N.close_all() end)
+
+  it("connects through the next server when the first cannot be reached, and says so once", function()
+    local dead = dead_url()
+    local srv = N.start({"alice"})
+    local nim, rec = N.open(srv, "alice", {server = {dead, srv.url}})
+    assert.equal(1, rec.syncdone)
+    assert.equal(srv.url, rec.connects[1].server)              -- onconnect names the server
+    local refused = {}
+    for _, e in ipairs(rec.errors) do if e.code == "Connect_Error" then refused[#refused + 1] = e end end
+    assert.equal(1, #refused)
+    assert.equal(dead .. ": ", refused[1].message:sub(1, #dead + 2))
+    assert.matches("on the next server", refused[1].message)
+    assert.equal(srv.url, rec.reconnects[1].server)            -- onwillreconnect names the next one
+    assert.is_true(rec.reconnects[1].duration < 100, "no backoff before the next server of the list")
+    N.close(nim)
+    srv:cleanup()
+  end)
+
+  it("moves to the next server when its server dies, and nothing acknowledged is lost", function()
+    -- A, then B on the same database (never both at once: one SQLite file)
+    local a = N.start({"alice", "bob"})
+    local _, port_b = dead_url()
+    local url_b = "ws://127.0.0.1:" .. port_b
+    local alice, rec = N.open(a, "alice", {server = {a.url, url_b}})
+    assert.equal(a.url, rec.connects[1].server)
+    local done
+    alice:sendText{scene = "p2p", to = "bob", text = "through A", done = function(err, m) done = {err, m} end}
+    N.wait(function() return done ~= nil end, 10, "the send through A")
+    assert.is_nil(done[1])
+    a:kill()                                                   -- SIGKILL: A is gone
+    local b = S.start{db = a.db, port = port_b, kdfIterations = 1000, maxSendRate = 1000000}
+    N.wait(function() return #rec.connects >= 2 and rec.syncdone >= 2 end, 20, "alice on B")
+    assert.equal(url_b, rec.connects[2].server)
+    -- bob, on B only, gets what alice sent through A, and alice gets his reply through B
+    local bob, brec = N.open(b, "bob")
+    local s = N.session(bob, "p2p-alice")
+    assert.equal("through A", s and s.lastMsg.text)
+    N.send(bob, "alice", "through B")
+    N.wait(function() return #rec.msgs >= 1 end, 10, "bob's reply on B")
+    assert.equal("through B", rec.msgs[1].text)
+    assert.equal(0, #brec.errors)
+    N.close(alice); N.close(bob)
+    b:cleanup()
+    a:cleanup()
+  end)
+
+  it("backs off only after every server of the list failed", function()
+    local d1, d2 = dead_url(), dead_url()
+    local nim, rec = N.open({url = d1}, "alice", {server = {d1, d2}, nowait = true,
+                                                 reconnectDelay = 300, maxReconnectDelay = 300})
+    N.wait(function() return #rec.reconnects >= 4 end, 10, "four attempts")
+    local r = rec.reconnects
+    -- d1 fails -> d2 at once; d2 fails -> the list is done: d1 after the backoff; ...
+    assert.same({d2, d1, d2, d1}, {r[1].server, r[2].server, r[3].server, r[4].server})
+    assert.is_true(r[1].duration < 100 and r[3].duration < 100, "the next server at once")
+    assert.is_true(r[2].duration >= 200 and r[4].duration >= 200, "a backoff after a round")
+    N.close(nim)
+  end)
+
+  it("checks the list", function()
+    local function err(server, extra)
+      local o = {account = "alice", token = "t", db = false, server = server}
+      for k, v in pairs(extra or {}) do o[k] = v end
+      local ok, e = pcall(NIM.getInstance, o)
+      assert.is_false(ok)
+      return e
+    end
+    assert.matches("bad argument 'server' %(a URL or a non%-empty list of URLs expected, got an empty table%)", err({}))
+    assert.matches("bad argument 'server%[2%]' %('ws://host:port' or 'wss://host:port' expected, got number%)",
+      err({"ws://127.0.0.1:1", 5}))
+    assert.matches("bad argument 'server%[1%]' .-got 'http://x'", err({"http://x"}))
+    local many = {}
+    for i = 1, 17 do many[i] = "ws://127.0.0.1:" .. i end
+    assert.matches("at most 16 servers, got 17", err(many))
+    assert.matches("a list of URLs expected, got the key x", err({"ws://127.0.0.1:1", x = 1}))
+    assert.matches("bad argument 'tlsCAFile' %(only for a wss:// server%)",
+      err({"ws://127.0.0.1:1", "ws://127.0.0.1:2"}, {tlsCAFile = "/etc/ssl/certs/ca-certificates.crt"}))
+  end)
+end)
