@@ -73,3 +73,39 @@ describe("the Lua layer", function()
     assert.not_matches("sendText", bare)
   end)
 end)
+
+describe("nim-server's arrows", function()
+  -- transport (ws.c) -> request side -> storage; back only through srv.io
+  local objdir = (os.getenv("NIM_SERVER") or "./build/nim-server"):gsub("/nim%-server$", "") .. "/obj/csrc/server"
+  local function symbols(obj, flag)
+    local p = assert(io.popen("nm " .. flag .. " " .. obj .. " 2>/dev/null"))
+    local out = {}
+    for line in p:lines() do
+      local name = line:match("%s(%S+)$")
+      if name then out[#out + 1] = name end
+    end
+    p:close()
+    return out
+  end
+  it("only ws.c refers to lws, and nothing calls into ws.c but through srv.io", function()
+    local p = assert(io.popen("ls " .. objdir .. "/*.o 2>/dev/null"))
+    local objs = {}
+    for f in p:lines() do objs[#objs + 1] = f end
+    p:close()
+    assert.is_true(#objs > 10, "the server's objects in " .. objdir)
+    local ws_defined = {}
+    for _, name in ipairs(symbols(objdir .. "/ws.o", "--defined-only -g")) do ws_defined[name] = true end
+    assert.is_true(ws_defined.srv_ws_open and ws_defined.srv, "ws.o defines the transport")
+    local wrong = {}
+    for _, obj in ipairs(objs) do
+      local base = obj:match("([^/]+)%.o$")
+      if base ~= "ws" then
+        for _, name in ipairs(symbols(obj, "-u")) do
+          local into_ws = ws_defined[name] and name ~= "srv" and not (base == "main" and name:match("^srv_ws_"))
+          if name:match("^lws_") or into_ws then wrong[#wrong + 1] = base .. ".o: " .. name end
+        end
+      end
+    end
+    assert.same({}, wrong)
+  end)
+end)

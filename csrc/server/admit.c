@@ -15,7 +15,6 @@
 #include "server/throttle.h"
 #include "server/server.h"
 #include "core/alloc.h"
-#include <libwebsockets.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -93,7 +92,7 @@ int srv_admit(const struct sockaddr_storage *peer, int fd) {
             if (!c->logged_in && !c->auth_pending && !c->close_code && (!old || c->serial < old->serial)) old = c;
         if (!old) return -1;
         old->close_code = NIM_CLOSE_POLICY;
-        lws_set_timeout(old->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        srv.io->drop(old);
         /* it is uncounted when lws destroys it; meanwhile one over */
     }
     slot *s = find(addr);

@@ -3,11 +3,10 @@
  * a worker thread so that a login's 600,000 iterations (~0.2 s) never hold
  * the event loop. The loop submits a job; the worker derives; the loop
  * takes the finished jobs back (srv_auth_collect, woken by
- * lws_cancel_service) and finishes each on its own thread. */
+ * srv.io->wake) and finishes each on its own thread. */
 #include "server/auth.h"
 #include "server/server.h"
 #include "core/alloc.h"
-#include <libwebsockets.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -73,7 +72,7 @@ static void *worker(void *arg) {
         else derive(j);
         pthread_mutex_lock(&w.lock);
         push(&w.done, &w.done_tail, j);
-        if (srv.ctx) lws_cancel_service(srv.ctx);   /* the loop collects it */
+        srv.io->wake();                             /* the loop collects it */
     }
     pthread_mutex_unlock(&w.lock);
     return NULL;

@@ -39,7 +39,7 @@ int  srv_auth_queued(void);
 
 int  srv_auth_start(void);
 void srv_auth_submit(srv_auth_job *j);
-/* Loop thread: finishes every derived job (woken by lws_cancel_service). */
+/* Loop thread: finishes every derived job (woken by srv.io->wake). */
 void srv_auth_collect(void);
 void srv_auth_stop(void);
 

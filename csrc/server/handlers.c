@@ -11,7 +11,6 @@
 #include <stdatomic.h>
 #include "core/alloc.h"
 #include "core/jfield.h"
-#include <libwebsockets.h>
 #include <string.h>
 #include <stdio.h>
 #include <time.h>
@@ -211,12 +210,12 @@ static void login_derived(srv_auth_job *j, int cancelled) {
                   rc == NIM_CODE_FORBIDDEN ? "account: another account differs from it only in case" :
                   rc == NIM_CODE_LIMIT ? why : NULL, NULL);
         if (rc == NIM_CODE_AUTH && ++c->auth_failures >= SRV_MAX_AUTH_FAILURES)
-            srv_close_after_flush(c, NIM_CLOSE_POLICY, "too many failed logins");
+            srv.io->close_after_flush(c, NIM_CLOSE_POLICY, "too many failed logins");
     } else {
         login_accepted(c, lj);
     }
     login_free(lj);
-    srv_release_held(c);
+    srv.io->release_held(c);
 }
 
 /* The login is good: one live connection per account and device, the reply,
@@ -235,7 +234,7 @@ static void login_accepted(srv_conn *c, const login_job *lj) {
             cJSON *p = nim_proto_push(nim_proto_push_name(NIM_PUSH_KICKED), d);
             srv_queue_json(o, p);
             cJSON_Delete(p);
-            srv_close_after_flush(o, NIM_CLOSE_KICKED, "logged in again elsewhere");
+            srv.io->close_after_flush(o, NIM_CLOSE_KICKED, "logged in again elsewhere");
             o->logged_in = 0;
         }
     }
@@ -243,8 +242,7 @@ static void login_accepted(srv_conn *c, const login_job *lj) {
     snprintf(c->device, sizeof c->device, "%s", device);
     c->logged_in = 1;
     /* The login deadline becomes the idle deadline (refreshed per frame). */
-    lws_set_timeout(c->wsi, srv.idle_timeout_s > 0 ? PENDING_TIMEOUT_USER_OK : NO_PENDING_TIMEOUT,
-                    srv.idle_timeout_s > 0 ? srv.idle_timeout_s : 0);
+    srv.io->set_idle(c, srv.idle_timeout_s > 0 ? srv.idle_timeout_s : 0);
 
     cJSON *d = cJSON_CreateObject();
     if (d && (!cJSON_AddStringToObject(d, "account", c->account) ||
@@ -288,7 +286,7 @@ static void h_ping(const req *r) {
 static void h_logout(const req *r) {
     srv_answer_ok(r, NULL);
     r->c->logged_in = 0;
-    srv_close_after_flush(r->c, NIM_CLOSE_NORMAL, "logout");
+    srv.io->close_after_flush(r->c, NIM_CLOSE_NORMAL, "logout");
 }
 
 static void h_update_read(const req *r) {
@@ -580,7 +578,7 @@ void srv_handle_message(srv_conn *c, const char *buf, size_t len) {
         srv_group_flush(); /* replies stay in request order */
         srv_reply(c, f.id, "", NIM_CODE_BAD_FRAME, err, NULL);
         if (++c->bad_frames >= SRV_MAX_BAD_FRAMES)
-            srv_close_after_flush(c, NIM_CLOSE_POLICY, "too many malformed frames");
+            srv.io->close_after_flush(c, NIM_CLOSE_POLICY, "too many malformed frames");
         return;
     }
     if (f.kind != NIM_FRAME_REQUEST) {
@@ -588,7 +586,7 @@ void srv_handle_message(srv_conn *c, const char *buf, size_t len) {
         srv_reply(c, f.id, "", NIM_CODE_BAD_FRAME, "clients send requests only", NULL);
         nim_frame_free(&f);
         if (++c->bad_frames >= SRV_MAX_BAD_FRAMES)
-            srv_close_after_flush(c, NIM_CLOSE_POLICY, "too many malformed frames");
+            srv.io->close_after_flush(c, NIM_CLOSE_POLICY, "too many malformed frames");
         return;
     }
     req r = { .c = c, .id = f.id, .cmd = f.name, .data = f.data };

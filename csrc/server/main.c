@@ -14,7 +14,6 @@
 #include "server/admit.h"
 #include "server/throttle.h"
 #include <sys/resource.h>
-#include <libwebsockets.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <unistd.h>
@@ -24,18 +23,6 @@
 #include <string.h>
 #include <errno.h>
 
-extern const struct lws_protocols srv_protocols[];
-
-static volatile sig_atomic_t interrupted;
-static struct lws_context *volatile signal_ctx;
-
-/* Signal handler: lws_cancel_service only writes to lws's wake-up pipe, so
- * the blocked poll() returns and the loop sees the flag. */
-static void on_signal(int sig) {
-    (void)sig;
-    interrupted = 1;
-    if (signal_ctx) lws_cancel_service(signal_ctx);
-}
 
 static void usage(FILE *to) {
     fprintf(to,
@@ -241,64 +228,26 @@ int main(int argc, char **argv) {
     for (int k = 0; k < 3; k++) srv.caps[k] = caps[k];
     srv.last_msg_time = srv_db_last_msg_time(srv.db);
 
-    lws_set_log_level(verbose ? (LLL_ERR | LLL_WARN | LLL_NOTICE) : LLL_ERR, NULL);
-    struct lws_context_creation_info info;
-    memset(&info, 0, sizeof info);
-    info.port = port;
-    info.iface = host;
-    info.protocols = srv_protocols;
-    info.options = LWS_SERVER_OPTION_DISABLE_IPV6 * (strchr(host, ':') == NULL);
-    info.timeout_secs = 10;  /* handshake and other lws-internal timeouts */
-    /* One read takes up to a full rx buffer of pipelined frames (default
-     * 4096), so a burst needs fewer passes and shares fewer commits. */
-    info.pt_serv_buf_size = 16384;
-    if (tls_cert) {
-        /* TLS only: lws refuses a plain connection on this port */
-        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-        info.ssl_cert_filepath = tls_cert;
-        info.ssl_private_key_filepath = tls_key;
-    }
-
-    struct lws_context *ctx = lws_create_context(&info);
-    if (!ctx) {
-        fprintf(stderr, "nim-server: cannot listen on %s%s\n", listen,
-                tls_cert ? " (or the TLS certificate and key do not load, or do not match)" : "");
+    int real_port = srv_ws_open(host, port, tls_cert, tls_key, verbose);
+    if (real_port < 0) {
         srv_db_close(srv.db);
         return 1;
     }
-    srv.ctx = ctx;
     if (srv_auth_start() != 0) {
         fprintf(stderr, "nim-server: cannot start the credentials thread\n");
-        lws_context_destroy(ctx);
+        srv_ws_close();
         srv_db_close(srv.db);
         return 1;
     }
-    struct lws_vhost *vh = lws_get_vhost_by_name(ctx, "default");
-    int real_port = vh ? lws_get_vhost_listen_port(vh) : port;
-
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    signal_ctx = ctx;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
 
     if (strchr(host, ':')) printf("listening on [%s]:%d\n", host, real_port);
     else printf("listening on %s:%d\n", host, real_port);
     fflush(stdout);
 
-    /* One lws_service call is one poll() and the servicing of what it found
-     * ready; the sendMsg requests of that pass were stored in one open
-     * transaction, committed here before the next poll (so a reply never
-     * waits for another event). */
-    while (!interrupted && lws_service(ctx, 0) >= 0) srv_group_flush();
-    srv_group_flush();
+    srv_ws_serve();
 
-    signal_ctx = NULL;
     srv_auth_stop();
-    lws_context_destroy(ctx);
+    srv_ws_close();
     srv_admit_free();
     srv_db_close(srv.db);
     if (verbose) fprintf(stderr, "nim-server: stopped\n");

@@ -61,7 +61,7 @@ static void group_deliver(int committed) {
         if (e->c) {
             if (!committed && e->code == NIM_CODE_OK)
                 srv_reply(e->c, e->id, nim_proto_cmd_name(NIM_WIRE_SEND_MSG), NIM_CODE_SERVER, NULL, NULL);
-            else if (e->reply) srv_queue_raw(e->c, e->reply, e->reply_len);
+            else if (e->reply) srv.io->queue(e->c, e->reply, e->reply_len);
             else srv_reply(e->c, e->id, nim_proto_cmd_name(NIM_WIRE_SEND_MSG), e->code, NULL, NULL);
         }
         if (committed && e->msg) srv_push_msg(e->c, e->from, e->msg, e->members, e->peer[0] ? e->peer : NULL);
@@ -113,7 +113,7 @@ void srv_push_msg(const srv_conn *from, const char *from_account, const cJSON *m
         if (!to_it && peer) to_it = strcmp(c->account, peer) == 0;
         for (const cJSON *m = members ? members->child : NULL; m && !to_it; m = m->next)
             to_it = strcmp(c->account, m->valuestring) == 0;
-        if (to_it) srv_queue_raw(c, s, len);
+        if (to_it) srv.io->queue(c, s, len);
     }
     nim_free(s);
 }

@@ -1,5 +1,5 @@
 /* nim-server internals shared by its files. The server is one thread: the
- * lws event loop runs every callback, every handler and every SQLite call,
+ * transport's event loop (ws.c) runs every callback, every handler and every SQLite call,
  * so nothing here is locked. */
 #ifndef NIM_SERVER_H
 #define NIM_SERVER_H
@@ -8,9 +8,9 @@
 #include <cjson/cJSON.h>
 #include "net/proto.h"
 #include "server/db.h"
+#include "server/transport.h"
 
-struct lws;
-struct lws_context;
+struct lws;   /* a connection's handle in the transport (ws.c), opaque here */
 
 /* Limits a client cannot push the server past. */
 #define SRV_MAX_QUEUED_BYTES   (16u * 1024 * 1024) /* unsent output per connection */
@@ -109,7 +109,7 @@ static inline int srv_conn_live(const srv_conn *c) {
 
 typedef struct {
     srv_db             *db;
-    struct lws_context *ctx;
+    const srv_transport *io;            /* the way out: ws.c's (transport.h) */
     srv_conn           *conns;
     int                 open_registration;
     int                 idle_timeout_s;
@@ -130,17 +130,14 @@ int64_t srv_mono_ms(void);   /* for throttles: never steps with the wall clock *
 /* A message time: now, but never before the previous message's time. */
 int64_t srv_msg_time(void);
 
-/* ws.c: queues a frame for c (copied); on a full queue the connection is
- * closed with 1008 instead. Returns 0, or -1 if it was not queued. */
-int  srv_queue_raw(srv_conn *c, const char *json, size_t len);
+/* out.c: frames out, through srv.io. Queues root printed: 0, or -1 if it
+ * was not queued (see srv_transport.queue). */
 int  srv_queue_json(srv_conn *c, const cJSON *root);
 /* Sends the reply to request id (data is taken). */
 void srv_reply(srv_conn *c, int64_t id, const char *cmd, int code, const char *error, cJSON *data);
 /* Sends push `name` (data is taken) to every live connection (srv_conn_live)
  * of account except `except` (may be NULL). */
 void srv_push_account(const char *account, const srv_conn *except, const char *name, cJSON *data);
-/* Closes c with code/reason once everything queued before has been sent. */
-void srv_close_after_flush(srv_conn *c, int code, const char *reason);
 
 /* A push frame carrying an array, data[key], built from printed items, so
  * it is measured exactly without printing it twice:
@@ -176,8 +173,6 @@ typedef struct {
 void srv_sync_start(srv_conn *c, int64_t cur_msgs, int64_t cur_state, const srv_roaming_resume *resume);
 void srv_sync_step(srv_conn *c);
 
-/* ws.c: handles what c received while its login was pending. */
-void srv_release_held(srv_conn *c);
 /* handlers.c: one complete text message from c. */
 void srv_handle_message(srv_conn *c, const char *buf, size_t len);
 /* handlers.c: the connection is going away. */

@@ -16,7 +16,6 @@
 #include "server/server.h"
 #include "core/alloc.h"
 #include "core/jfield.h"
-#include <libwebsockets.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,7 +197,7 @@ void srv_sync_start(srv_conn *c, int64_t cur_msgs, int64_t cur_state, const srv_
     srv_sync *s = &c->sync;
     int64_t max_msg = 0, max_ver = 0;
     if (srv_db_cursors(srv.db, &max_msg, &max_ver) != NIM_CODE_OK) {
-        srv_close_after_flush(c, NIM_CLOSE_SERVER_ERROR, "sync failed");
+        srv.io->close_after_flush(c, NIM_CLOSE_SERVER_ERROR, "sync failed");
         return;
     }
     memset(s, 0, sizeof *s);
@@ -222,7 +221,7 @@ void srv_sync_start(srv_conn *c, int64_t cur_msgs, int64_t cur_state, const srv_
         s->sent = resume->sent;
     }
     s->stage = SRV_SYNC_OFFLINE;
-    lws_callback_on_writable(c->wsi);
+    srv.io->want_write(c);
 }
 
 void srv_sync_step(srv_conn *c) {
@@ -276,10 +275,10 @@ void srv_sync_step(srv_conn *c) {
     if (rc == NIM_CODE_OK && done && state_step(c) < 0) rc = NIM_CODE_SERVER;
     if (rc != NIM_CODE_OK) {
         s->stage = SRV_SYNC_OFF;
-        srv_close_after_flush(c, NIM_CLOSE_SERVER_ERROR, "sync failed");
+        srv.io->close_after_flush(c, NIM_CLOSE_SERVER_ERROR, "sync failed");
         return;
     }
     /* Nothing queued (sessions with nothing to send used the budget): come
      * back at the next WRITEABLE. */
-    if (s->stage != SRV_SYNC_OFF && !c->out_head) lws_callback_on_writable(c->wsi);
+    if (s->stage != SRV_SYNC_OFF && !c->out_head) srv.io->want_write(c);
 }

@@ -1,16 +1,24 @@
-/* nim-server's WebSocket side: the lws protocol callback, message reassembly
- * with the size limit, and the per-connection output queue written only from
- * LWS_CALLBACK_SERVER_WRITEABLE (after the lws minimal examples). Event-loop
- * thread only. */
+/* nim-server's transport (transport.h), the one file that knows lws: the
+ * context and its service loop, the protocol callback, message reassembly
+ * with the size limit, the per-connection output queue written only from
+ * LWS_CALLBACK_SERVER_WRITEABLE (after the lws minimal examples), and the
+ * srv_transport the request side answers through. Event-loop thread only,
+ * but wake. */
 #include "server/server.h"
 #include "server/auth.h"
 #include "server/admit.h"
 #include "core/alloc.h"
 #include <libwebsockets.h>
+#include <signal.h>
 #include <string.h>
 #include <stdio.h>
 
 srv_state srv;
+
+static struct lws_context *ws_ctx;
+static volatile sig_atomic_t interrupted;
+
+static void ws_close_after_flush(srv_conn *c, int code, const char *reason);
 
 /* Frees every frame queued for c. */
 static void out_drop_all(srv_conn *c) {
@@ -24,11 +32,11 @@ static void out_drop_all(srv_conn *c) {
     c->out_bytes = 0;
 }
 
-int srv_queue_raw(srv_conn *c, const char *json, size_t len) {
+static int ws_queue(srv_conn *c, const char *json, size_t len) {
     if (c->close_code) return -1; /* closing: nothing more goes out */
     if (c->out_bytes + len > SRV_MAX_QUEUED_BYTES) {
         /* A reader this slow would make us hold unbounded memory. */
-        srv_close_after_flush(c, NIM_CLOSE_POLICY, "reader too slow");
+        ws_close_after_flush(c, NIM_CLOSE_POLICY, "reader too slow");
         return -1;
     }
     srv_out *o = nim_malloc(sizeof *o + LWS_PRE + len);
@@ -50,50 +58,13 @@ int srv_queue_raw(srv_conn *c, const char *json, size_t len) {
         for (srv_conn *x = srv.conns; x; x = x->next)
             if (!x->close_code && (!big || x->out_bytes > big->out_bytes)) big = x;
         if (!big || !big->out_bytes) break;
-        srv_close_after_flush(big, NIM_CLOSE_POLICY, "server output memory full: reader too slow");
+        ws_close_after_flush(big, NIM_CLOSE_POLICY, "server output memory full: reader too slow");
         if (big == c) return -1;
     }
     return 0;
 }
 
-int srv_queue_json(srv_conn *c, const cJSON *root) {
-    size_t len;
-    char *s = nim_proto_print(root, 0, &len);
-    if (!s) return -1;
-    int rc = srv_queue_raw(c, s, len);
-    nim_free(s);
-    return rc;
-}
-
-void srv_reply(srv_conn *c, int64_t id, const char *cmd, int code, const char *error, cJSON *data) {
-    if (code == NIM_CODE_SERVER && !error) error = srv_db_storage_error(srv.db);
-    cJSON *r = nim_proto_response(id, cmd, code, error, data);
-    if (!r) {
-        /* Out of memory building the reply: the client still gets a code. */
-        char buf[128];
-        int n = snprintf(buf, sizeof buf, "{\"id\":%lld,\"cmd\":\"\",\"code\":500,\"error\":\"server error\"}",
-                         (long long)(id < 0 ? 0 : id));
-        srv_queue_raw(c, buf, (size_t)n);
-        return;
-    }
-    srv_queue_json(c, r);
-    cJSON_Delete(r);
-}
-
-void srv_push_account(const char *account, const srv_conn *except, const char *name, cJSON *data) {
-    cJSON *p = nim_proto_push(name, data);
-    if (!p) return;
-    size_t len;
-    char *s = nim_proto_print(p, 0, &len);
-    cJSON_Delete(p);
-    if (!s) return;
-    for (srv_conn *c = srv.conns; c; c = c->next)
-        if (c != except && srv_conn_live(c) && strcmp(c->account, account) == 0)
-            srv_queue_raw(c, s, len);
-    nim_free(s);
-}
-
-void srv_close_after_flush(srv_conn *c, int code, const char *reason) {
+static void ws_close_after_flush(srv_conn *c, int code, const char *reason) {
     if (c->close_code) return;
     c->close_code = code;
     snprintf(c->close_reason, sizeof c->close_reason, "%s", reason);
@@ -101,82 +72,6 @@ void srv_close_after_flush(srv_conn *c, int code, const char *reason) {
     /* If the peer never lets us write the close frame, give up after 5 s. */
     lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
     lws_callback_on_writable(c->wsi);
-}
-
-enum { FRAME_TAIL = 3 }; /* "]}}" */
-
-int srv_frame_init(srv_frame *f, const char *push, const char *key) {
-    memset(f, 0, sizeof *f);
-    char head[96];
-    int n = snprintf(head, sizeof head, "{\"push\":\"%s\",\"data\":{\"%s\":[", push, key);
-    if (n < 0 || (size_t)n >= sizeof head) return -1;
-    f->cap = SRV_BATCH_BYTES + 1024;
-    if (!(f->buf = nim_malloc(f->cap))) return -1;
-    memcpy(f->buf, head, (size_t)n);
-    f->len = f->head_len = (size_t)n;
-    return 0;
-}
-
-int srv_frame_fits(const srv_frame *f, size_t n) {
-    return f->items == 0 || f->len + 1 + n + FRAME_TAIL <= SRV_BATCH_BYTES;
-}
-
-int srv_frame_add(srv_frame *f, const char *item, size_t n) {
-    size_t need = f->len + 1 + n + FRAME_TAIL + 1;
-    if (need > f->cap) {
-        char *bigger = nim_realloc(f->buf, need);
-        if (!bigger) return -1;
-        f->buf = bigger;
-        f->cap = need;
-    }
-    if (f->items > 0) f->buf[f->len++] = ',';
-    memcpy(f->buf + f->len, item, n);
-    f->len += n;
-    f->items++;
-    return 0;
-}
-
-int srv_frame_queue(srv_conn *c, srv_frame *f, const char *extra) {
-    if (f->items == 0) return 0;
-    size_t x = extra ? strlen(extra) : 0;
-    if (f->len + 1 + x + 2 > f->cap) {
-        char *bigger = nim_realloc(f->buf, f->len + 1 + x + 2);
-        if (!bigger) return -1;
-        f->buf = bigger;
-        f->cap = f->len + 1 + x + 2;
-    }
-    size_t len = f->len;
-    f->buf[len++] = ']';
-    if (x) memcpy(f->buf + len, extra, x);
-    len += x;
-    memcpy(f->buf + len, "}}", 2);
-    len += 2;
-    int rc = srv_queue_raw(c, f->buf, len);
-    f->len = f->head_len;
-    f->items = 0;
-    return rc;
-}
-
-void srv_frame_free(srv_frame *f) {
-    nim_free(f->buf);
-    f->buf = NULL;
-}
-
-int srv_queue_batched(srv_conn *c, const char *name, const char *key, cJSON *items) {
-    srv_frame f;
-    int rc = srv_frame_init(&f, name, key);
-    for (cJSON *it = items ? items->child : NULL; it && rc == 0; it = it->next) {
-        size_t n = 0;
-        char *s = nim_proto_print(it, 0, &n);
-        if (!s) { rc = -1; break; }
-        if (!srv_frame_fits(&f, n)) rc = srv_frame_queue(c, &f, NULL);
-        if (rc == 0) rc = srv_frame_add(&f, s, n);
-        nim_free(s);
-    }
-    if (rc == 0) rc = srv_frame_queue(c, &f, NULL);
-    srv_frame_free(&f);
-    cJSON_Delete(items);
-    return rc;
 }
 
 static void conn_free_buffers(srv_conn *c) {
@@ -219,7 +114,7 @@ static void held_free(srv_conn *c) {
     c->held_tail = NULL;
 }
 
-void srv_release_held(srv_conn *c) {
+static void ws_release_held(srv_conn *c) {
     if (c->wsi) lws_rx_flow_control(c->wsi, 1);
     while (c->held && !c->auth_pending && c->wsi && !c->close_code) {
         srv_held *h = c->held;
@@ -340,7 +235,97 @@ static int callback_nim(struct lws *wsi, enum lws_callback_reasons reason, void 
     return 0;
 }
 
-const struct lws_protocols srv_protocols[] = {
+static const struct lws_protocols protocols[] = {
     { NIM_PROTO_SUBPROTOCOL, callback_nim, sizeof(srv_conn), 16384, 0, NULL, 0 },
     { NULL, NULL, 0, 0, 0, NULL, 0 }
 };
+
+/* ------------------------------------------------ what the handlers ask */
+
+static void ws_want_write(srv_conn *c) {
+    lws_callback_on_writable(c->wsi);
+}
+
+static void ws_set_idle(srv_conn *c, int seconds) {
+    lws_set_timeout(c->wsi, seconds > 0 ? PENDING_TIMEOUT_USER_OK : NO_PENDING_TIMEOUT, seconds);
+}
+
+static void ws_drop(srv_conn *c) {
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+/* Any thread: lws_cancel_service only writes to lws's wake-up pipe, so the
+ * blocked poll() returns (LWS_CALLBACK_EVENT_WAIT_CANCELLED). */
+static void ws_wake(void) {
+    if (ws_ctx) lws_cancel_service(ws_ctx);
+}
+
+static const srv_transport ws_transport = {
+    .queue = ws_queue,
+    .close_after_flush = ws_close_after_flush,
+    .want_write = ws_want_write,
+    .set_idle = ws_set_idle,
+    .release_held = ws_release_held,
+    .drop = ws_drop,
+    .wake = ws_wake,
+};
+
+/* ------------------------------------------------------ main.c's side */
+
+/* Signal handler: the flag, then a wake, so the loop sees it. */
+static void on_signal(int sig) {
+    (void)sig;
+    interrupted = 1;
+    ws_wake();
+}
+
+int srv_ws_open(const char *host, int port, const char *tls_cert, const char *tls_key, int verbose) {
+    lws_set_log_level(verbose ? (LLL_ERR | LLL_WARN | LLL_NOTICE) : LLL_ERR, NULL);
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.port = port;
+    info.iface = host;
+    info.protocols = protocols;
+    info.options = LWS_SERVER_OPTION_DISABLE_IPV6 * (strchr(host, ':') == NULL);
+    info.timeout_secs = 10;  /* handshake and other lws-internal timeouts */
+    /* One read takes up to a full rx buffer of pipelined frames (default
+     * 4096), so a burst needs fewer passes and shares fewer commits. */
+    info.pt_serv_buf_size = 16384;
+    if (tls_cert) {
+        /* TLS only: lws refuses a plain connection on this port */
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = tls_cert;
+        info.ssl_private_key_filepath = tls_key;
+    }
+    srv.io = &ws_transport;
+    ws_ctx = lws_create_context(&info);
+    if (!ws_ctx) {
+        fprintf(stderr, "nim-server: cannot listen on %s:%d%s\n", host, port,
+                tls_cert ? " (or the TLS certificate and key do not load, or do not match)" : "");
+        return -1;
+    }
+    struct lws_vhost *vh = lws_get_vhost_by_name(ws_ctx, "default");
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return vh ? lws_get_vhost_listen_port(vh) : port;
+}
+
+void srv_ws_serve(void) {
+    /* One lws_service call is one poll() and the servicing of what it found
+     * ready; the sendMsg requests of that pass were stored in one open
+     * transaction, committed here before the next poll (so a reply never
+     * waits for another event). */
+    while (!interrupted && lws_service(ws_ctx, 0) >= 0) srv_group_flush();
+    srv_group_flush();
+}
+
+void srv_ws_close(void) {
+    struct lws_context *ctx = ws_ctx;
+    ws_ctx = NULL;
+    if (ctx) lws_context_destroy(ctx);
+}
