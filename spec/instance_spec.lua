@@ -27,8 +27,52 @@ describe("instance", function()
         "bad argument 'onupdatesesion' %(unknown option, did you mean 'onupdatesession'%?%)")
       assert.error_matches(function() NIM.getInstance { account = "a", DataDir = "x" } end,
         "did you mean 'dataDir'%?")
-      assert.error_matches(function() NIM.getInstance { account = "a", appKey = "k" } end,
-        "bad argument 'appKey' %(unknown option%)$")
+      assert.error_matches(function() NIM.getInstance { account = "a", appKy = "k" } end,
+        "bad argument 'appKy' %(unknown option, did you mean 'appKey'%?%)")
+      assert.error_matches(function() NIM.getInstance { account = "a", zzzzzz = 1 } end,
+        "bad argument 'zzzzzz' %(unknown option%)$")
+    end)
+
+    it("takes the JS SDK's appKey, and ignores it", function()
+      local nim = NIM.getInstance { appKey = "45c6af3c98409b18a84451215d0bdd6e", account = "a", db = false }
+      assert.equal("open", nim:_state())
+      nim:destroy()
+      while nim:poll(0) > 0 do end
+      assert.error_matches(function() NIM.getInstance { account = "a", appKey = 5 } end,
+        "bad argument 'appKey' %(string expected, got number%)")
+    end)
+
+    it("refuses an unknown option key of every method, suggesting the known one", function()
+      local nim = NIM.getInstance { account = "a", db = false }
+      local cases = {
+        { "getLocalSessions", { limt = 5 }, "limt", "limit" },
+        { "deleteLocalSession", { id = "p2p-x", isDeleteRomaing = true }, "isDeleteRomaing", "isDeleteRoaming" },
+        { "getLocalMsgs", { sessionid = "p2p-x", done = print }, "sessionid", "sessionId" },
+        { "insertLocalSession", { scene = "p2p", to = "x", updatetime = 1 }, "updatetime", "updateTime" },
+        { "updateLocalSession", { id = "p2p-x", localcustom = "{}" }, "localcustom", "localCustom" },
+        { "saveMsgsToLocal", { msg = {} }, "msg", "msgs" },
+        { "getLocalSession", { sessionID = "p2p-x" }, "sessionID", "sessionId" },
+        { "sendText", { scene = "p2p", to = "b", txt = "hi" }, "txt", "text" },
+        { "sendCustomMsg", { scene = "p2p", to = "b", content = "{}", idclient = "1" }, "idclient", "idClient" },
+        { "getHistoryMsgs", { scene = "p2p", to = "b", limt = 5 }, "limt", "limit" },
+        { "addStickTopSession", { id = "p2p-b", topcustom = "x" }, "topcustom", "topCustom" },
+        { "createTeam", { name = "t", acounts = {} }, "acounts", "accounts" },
+        { "leaveTeam", { teamid = "1" }, "teamid", "teamId" },
+        { "deleteSession", { scene = "p2p", too = "b" }, "too", "to" },
+        { "waitSync", { timout = 5 }, "timout", "timeout" },
+        { "getStickTopSessions", { don = print }, "don", "done" },
+      }
+      for _, c in ipairs(cases) do
+        local ok, e = pcall(nim[c[1]], nim, c[2])
+        assert.is_false(ok, c[1])
+        assert.matches(c[1] .. ": bad argument '" .. c[3] .. "' %(unknown option, did you mean '" .. c[4] .. "'%?%)", e)
+      end
+      -- a key that resembles nothing: no suggestion
+      local ok, e = pcall(nim.getLocalSessions, nim, { pushContent = "x" })
+      assert.is_false(ok)
+      assert.matches("getLocalSessions: bad argument 'pushContent' %(unknown option%)$", e)
+      nim:destroy()
+      while nim:poll(0) > 0 do end
     end)
 
     it("reports the error at the caller's line", function()

@@ -37,6 +37,43 @@ function M.argerror(fname, param, why)
 end
 local argerror = M.argerror
 
+local function distance(a, b)
+  local prev = {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    local cur = { [0] = i }
+    for j = 1, #b do
+      local cost = a:byte(i) == b:byte(j) and 0 or 1
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+    end
+    prev = cur
+  end
+  return prev[#b]
+end
+
+-- The known name closest to a misspelt one (edit distance <= 2, any case).
+local function suggest(name, known)
+  local best, bestd = nil, 3
+  for k in pairs(known) do
+    local d = distance(name:lower(), k:lower())
+    if d < bestd or (d == bestd and best and k < best) then best, bestd = k, d end
+  end
+  return best
+end
+
+-- Every key of opts must be in known (a set): a misspelt option would
+-- otherwise do the default silently. Raises for the first unknown key in
+-- sorted order, suggesting the closest known one.
+function M.known(fname, opts, known)
+  local bad
+  for k in pairs(opts) do
+    if not known[k] and (bad == nil or tostring(k) < tostring(bad)) then bad = k end
+  end
+  if bad == nil then return end
+  local hint = type(bad) == "string" and suggest(bad, known)
+  argerror(fname, tostring(bad), "unknown option" .. (hint and (", did you mean '" .. hint .. "'?") or ""))
+end
+
 function M.callable(v)
   if type(v) == "function" then return true end
   local mt = getmetatable(v)

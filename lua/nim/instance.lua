@@ -92,26 +92,28 @@ end
 
 -- Kinds: "opts" m(self, opts); "opts?" the same with opts optional;
 -- "arg" m(self, a, done); "none" m(self, done); nodone: no done at all;
--- query: a getter (without done it raises outside NIM.run).
+-- query: a getter (without done it raises outside NIM.run); keys: the
+-- options an "opts" row takes besides done (any other key raises).
 local LOCAL = {
-  getLocalSessions = { kind = "opts?", cmd = "getLocalSessions", query = true, args = function(F, opts)
+  getLocalSessions = { kind = "opts?", cmd = "getLocalSessions", query = true,
+                       keys = { "lastSessionId", "limit", "reverse" }, args = function(F, opts)
     local last = opts.lastSessionId
     if last ~= nil then check.id(F, "lastSessionId", last) end
     return { lastSessionId = last, limit = check.int(F, opts, "limit", 100, 0),
              reverse = check.bool(F, opts, "reverse", false) }
   end },
-  getLocalSession = { kind = "opts", cmd = "getLocalSession", query = true, args = function(F, opts)
+  getLocalSession = { kind = "opts", cmd = "getLocalSession", query = true, keys = { "sessionId" }, args = function(F, opts)
     return { sessionId = check.id(F, "sessionId", opts.sessionId) }
   end },
-  insertLocalSession = { kind = "opts", cmd = "insertLocalSession", args = function(F, opts)
+  insertLocalSession = { kind = "opts", cmd = "insertLocalSession", keys = { "scene", "to", "updateTime" }, args = function(F, opts)
     return { scene = check.scene(F, "scene", opts.scene), to = check.str(F, opts, "to", true),
              updateTime = check.int(F, opts, "updateTime", nil, 0) }
   end },
-  updateLocalSession = { kind = "opts", cmd = "updateLocalSession", args = function(F, opts)
+  updateLocalSession = { kind = "opts", cmd = "updateLocalSession", keys = { "id", "localCustom", "needNotify" }, args = function(F, opts)
     return { id = check.id(F, "id", opts.id), localCustom = check.str(F, opts, "localCustom", false),
              needNotify = check.bool(F, opts, "needNotify", true) }
   end },
-  deleteLocalSession = { kind = "opts", run = delete_local, args = function(F, opts)
+  deleteLocalSession = { kind = "opts", run = delete_local, keys = { "id", "isLogic", "isDeleteRoaming" }, args = function(F, opts)
     if opts.isDeleteRoaming == true then
       -- the server part first: only its scenes can be deleted there
       local ids = type(opts.id) == "string" and { opts.id } or opts.id
@@ -134,14 +136,15 @@ local LOCAL = {
     return { ids = check.ids(F, "ids", ids, false) }
   end },
   resetAllSessionUnread = { kind = "none", cmd = "resetAllSessionUnread" },
-  saveMsgsToLocal = { kind = "opts", run = save_msgs, args = function(F, opts)
+  saveMsgsToLocal = { kind = "opts", run = save_msgs, keys = { "msgs" }, args = function(F, opts)
     local msgs = opts.msgs
     if type(msgs) ~= "table" then argerror(F, "msgs", "array of messages expected, got " .. type(msgs)) end
     if msgs.scene ~= nil then msgs = { msgs } end        -- one message is accepted too
     for i = 1, #msgs do check_msg(F, i, msgs[i]) end
     return { msgs = msgs }
   end },
-  getLocalMsgs = { kind = "opts?", cmd = "getLocalMsgs", query = true, args = function(F, opts)
+  getLocalMsgs = { kind = "opts?", cmd = "getLocalMsgs", query = true,
+                   keys = { "sessionId", "limit", "start", "end", "desc" }, args = function(F, opts)
     local sid = opts.sessionId
     if sid ~= nil then check.id(F, "sessionId", sid) end
     return { sessionId = sid, limit = check.int(F, opts, "limit", 100, 0),
@@ -159,10 +162,13 @@ local function method(F, row)
   local run = row.run or function(self, _, args, done) return request(self, row.cmd, args, done, F, row.query) end
   if row.kind == "opts" or row.kind == "opts?" then
     local optional = row.kind == "opts?"
+    local known = { done = true }
+    for _, k in ipairs(assert(row.keys, F .. ": a row of kind opts names its keys")) do known[k] = true end
     return function(self, opts)
       check.self_open(self, F)
       if optional and opts == nil then opts = {} end
       check.opts(F, opts)
+      check.known(F, opts, known)
       local args = args_of(F, opts)
       return run(self, F, args, check.done(F, opts))
     end
@@ -191,10 +197,12 @@ for _, rows in ipairs { LOCAL, net_methods } do
   for name, row in pairs(rows) do methods[name] = method(name, row) end
 end
 
+local WAITSYNC_KEYS = { timeout = true }
 function methods:waitSync(opts)
   check.self_open(self, "waitSync")
   if opts == nil then opts = {} end
   check.opts("waitSync", opts)
+  check.known("waitSync", opts, WAITSYNC_KEYS)
   local err = co.wait_sync(self, opts.timeout)
   return err
 end

@@ -12,7 +12,7 @@ local argerror = check.argerror
 
 -- sendText, sendCustomMsg: one sendMsg, the body in field.
 local function send(msgtype, field, maxlen)
-  return { kind = "opts", cmd = "sendMsg", args = function(F, opts)
+  return { kind = "opts", cmd = "sendMsg", keys = { "scene", "to", field, "idClient" }, args = function(F, opts)
     local args = {
       scene = check.wire_scene(F, "scene", opts.scene),
       to = check.str(F, opts, "to", true, 64),
@@ -50,7 +50,7 @@ end
 
 -- add/update/deleteStickTopSession{id=, topCustom=?, done=} -> done(err, {session=})
 local function top(cmd, with_custom)
-  return { kind = "opts", cmd = cmd, args = function(F, opts)
+  return { kind = "opts", cmd = cmd, keys = with_custom and { "id", "topCustom" } or { "id" }, args = function(F, opts)
     local args = { sessionId = check.wire_id(F, "id", opts.id) }
     if with_custom then args.topCustom = check.str(F, opts, "topCustom", false, 1024) end
     return args
@@ -64,7 +64,7 @@ return {
   sendCustomMsg = send("custom", "content", 32768),
 
   -- nim:sendMsgReceipt{msg=, done=}: tells the sender I read up to msg (p2p).
-  sendMsgReceipt = { kind = "opts", cmd = "sendMsgReceipt", args = function(F, opts)
+  sendMsgReceipt = { kind = "opts", cmd = "sendMsgReceipt", keys = { "msg" }, args = function(F, opts)
     local msg = opts.msg
     if type(msg) ~= "table" then argerror(F, "msg", "message table expected, got " .. type(msg)) end
     if msg.scene ~= "p2p" then argerror(F, "msg.scene", "receipts are for p2p messages") end
@@ -75,12 +75,12 @@ return {
   end },
 
   -- nim:deleteSession{scene=, to=, done=}
-  deleteSession = { kind = "opts", cmd = "deleteSessions", args = function(F, opts)
+  deleteSession = { kind = "opts", cmd = "deleteSessions", keys = { "scene", "to" }, args = function(F, opts)
     return { sessions = { check.wire_scene(F, "scene", opts.scene) .. "-" .. check.str(F, opts, "to", true, 64) } }
   end },
 
   -- nim:deleteSessions{sessions = {{scene=, to=}, ...}, done=}
-  deleteSessions = { kind = "opts", cmd = "deleteSessions", args = function(F, opts)
+  deleteSessions = { kind = "opts", cmd = "deleteSessions", keys = { "sessions" }, args = function(F, opts)
     local list = opts.sessions
     if type(list) ~= "table" or #list == 0 then
       argerror(F, "sessions", "non-empty array of {scene=, to=} expected, got " .. type(list))
@@ -99,22 +99,22 @@ return {
   updateStickTopSession = top("updateStickTop", true),
   deleteStickTopSession = top("deleteStickTop", false),
   -- nim:getStickTopSessions{done=} -> done(err, {sessions = {{id=, topCustom=, createTime=, updateTime=, isTop=true}, ...}})
-  getStickTopSessions = { kind = "opts?", cmd = "getStickTop", query = true },
+  getStickTopSessions = { kind = "opts?", cmd = "getStickTop", query = true, keys = {} },
 
   -- nim:createTeam{name=, accounts={...}, done=} -> done(err, {team={teamId=, name=, owner=, members=, createTime=}})
-  createTeam = { kind = "opts", cmd = "createTeam", args = function(F, opts)
+  createTeam = { kind = "opts", cmd = "createTeam", keys = { "name", "accounts" }, args = function(F, opts)
     return { name = check.str(F, opts, "name", true, 128), accounts = account_list(F, opts, true) }
   end },
   -- nim:addTeamMembers{teamId=, accounts={...}, done=}, nim:removeTeamMembers{...}
   -- (the owner only) -> done(err, {team=, msg=}): msg is the notification
-  addTeamMembers = { kind = "opts", cmd = "addTeamMembers", args = function(F, opts)
+  addTeamMembers = { kind = "opts", cmd = "addTeamMembers", keys = { "teamId", "accounts" }, args = function(F, opts)
     return { teamId = team_id(F, opts), accounts = account_list(F, opts) }
   end },
-  removeTeamMembers = { kind = "opts", cmd = "removeTeamMembers", args = function(F, opts)
+  removeTeamMembers = { kind = "opts", cmd = "removeTeamMembers", keys = { "teamId", "accounts" }, args = function(F, opts)
     return { teamId = team_id(F, opts), accounts = account_list(F, opts) }
   end },
   -- nim:leaveTeam{teamId=, done=} -> done(err, {team=, msg=})
-  leaveTeam = { kind = "opts", cmd = "leaveTeam", args = function(F, opts)
+  leaveTeam = { kind = "opts", cmd = "leaveTeam", keys = { "teamId" }, args = function(F, opts)
     return { teamId = team_id(F, opts) }
   end },
 
@@ -122,7 +122,8 @@ return {
   --   limit=100, reverse=false, done=} -> done(err, {msgs = {...}}): the server's
   -- messages of one session, newest first (oldest first when reverse), stored
   -- locally; they never change a session's unread.
-  getHistoryMsgs = { kind = "opts", cmd = "getHistoryMsgs", query = true, args = function(F, opts)
+  getHistoryMsgs = { kind = "opts", cmd = "getHistoryMsgs", query = true,
+                     keys = { "scene", "to", "beginTime", "endTime", "lastMsgId", "limit", "reverse" }, args = function(F, opts)
     local args = {
       scene = check.wire_scene(F, "scene", opts.scene),
       to = check.str(F, opts, "to", true, 64),

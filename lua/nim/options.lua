@@ -18,6 +18,7 @@ M.CALLBACKS = {
 
 -- Every option getInstance knows (the JS SDK's, docs/api.md, plus the network extras).
 local OPTIONS = {
+  appKey = true,     -- the JS SDK's app key: taken (so JS init code ports) and unused
   account = true, token = true, server = true, db = true, dataDir = true, deviceId = true,
   syncSessionUnread = true, syncStickTopSessions = true, needReconnect = true,
   tlsCAFile = true, requestTimeout = true, syncTimeout = true, heartbeatInterval = true, reconnectDelay = true, maxReconnectDelay = true,
@@ -30,30 +31,6 @@ function M.account_file(account)
   local s = account:gsub("[^%w._@-]", function(c) return ("%%%02X"):format(c:byte()) end)
   if s:sub(1, 1) == "." then s = "%2E" .. s:sub(2) end
   return s .. ".db"
-end
-
-local function distance(a, b)
-  local prev = {}
-  for j = 0, #b do prev[j] = j end
-  for i = 1, #a do
-    local cur = { [0] = i }
-    for j = 1, #b do
-      local cost = a:byte(i) == b:byte(j) and 0 or 1
-      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-    end
-    prev = cur
-  end
-  return prev[#b]
-end
-
--- The known option closest to a misspelt one (edit distance <= 2, any case).
-local function suggest(name)
-  local best, bestd = nil, 3
-  for k in pairs(OPTIONS) do
-    local d = distance(name:lower(), k:lower())
-    if d < bestd or (d == bestd and best and k < best) then best, bestd = k, d end
-  end
-  return best
 end
 
 local F = "getInstance"
@@ -144,11 +121,9 @@ function M.parse(opts)
   if type(opts) ~= "table" then
     error(F .. ": bad argument 'options' (table expected, got " .. type(opts) .. ")", 3)
   end
-  for k in pairs(opts) do                  -- a typo in a callback name would fail silently
-    if not OPTIONS[k] then
-      local hint = type(k) == "string" and suggest(k)
-      bad(tostring(k), "unknown option" .. (hint and (", did you mean '" .. hint .. "'?") or ""))
-    end
+  check.known(F, opts, OPTIONS)            -- a typo in a callback name would fail silently
+  if opts.appKey ~= nil and type(opts.appKey) ~= "string" then
+    bad("appKey", "string expected, got " .. type(opts.appKey))
   end
   local account = opts.account
   if type(account) ~= "string" or account == "" then
