@@ -43,8 +43,9 @@ DEB_PACKAGES = lua5.4 liblua5.4-dev libsqlite3-dev libcjson-dev libwebsockets-de
                lua-busted lua-cjson lua-luv luarocks pkg-config tmux
 # the compiler and make; git lists the sources (make rockspec, the specs)
 DEB_PACKAGES += gcc libc6-dev make git
-# make dist (the .src.rock is a zip) and its spec
-DEB_PACKAGES += zip
+# make dist (the .src.rock is a zip) and its spec; the sqlite3 shell for specs
+# that look into a database
+DEB_PACKAGES += zip sqlite3
 
 # Lua 5.1 and LuaJIT (csrc/lua/compat53 supplies the 5.3 C API).
 DEB_PACKAGES += lua5.1 liblua5.1-0-dev luajit libluajit-5.1-dev

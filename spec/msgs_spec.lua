@@ -106,6 +106,46 @@ describe("local messages", function()
       assert.same({}, none.msgs)
     end)
 
+    it("filters by keyword: a case-sensitive substring of the text, any script, through the FTS5 index", function()
+      local more = {
+        H.msg("bob", "alice", 200, "k1", { text = "Meet at the Café at noon" }),
+        H.msg("bob", "alice", 210, "k2", { text = "你好，世界 😀 见面吧" }),
+        H.msg("carol", "alice", 220, "k3", { text = "a * b? [c] 100% _x_" }),
+        H.msg("carol", "alice", 230, "k4", { type = "custom", text = nil, content = "{\"meet\":1}" }),
+        H.msg("bob", "alice", 240, "k5", { text = "meeting moved" }),
+      }
+      H.call(nim, "saveMsgsToLocal", { msgs = more })
+      local function ids(opts) local _, o = H.call(nim, "getLocalMsgs", opts); return idlist(o) end
+      assert.same({ "k1" }, ids { keyword = "Meet" })              -- case-sensitive, like the JS SDK
+      assert.same({ "k5" }, ids { keyword = "meet" })
+      assert.same({ "k1" }, ids { keyword = "Café" })
+      assert.same({ "k2" }, ids { keyword = "世界" })               -- 2 characters: below a trigram, still found
+      assert.same({ "k2" }, ids { keyword = "😀" })
+      assert.same({ "k3" }, ids { keyword = "* b?" })              -- GLOB's own characters are literal
+      assert.same({ "k3" }, ids { keyword = "[c]" })
+      assert.same({ "k3" }, ids { keyword = "100% _x_" })
+      assert.same({}, ids { keyword = "nothing like it" })
+      assert.same({ "k5", "k1" }, ids { keyword = "ee" })
+      assert.same({ "k1", "k5" }, ids { keyword = "ee", desc = false })
+      assert.same({ "k5" }, ids { keyword = "ee", limit = 1 })
+      assert.same({ "k1" }, ids { keyword = "ee", sessionId = "p2p-bob", ["end"] = 239 })
+      assert.same(ids {}, ids { keyword = "" })                    -- an empty keyword filters nothing
+      -- types, and type (a name or a list each, as the JS SDK takes them)
+      assert.same({ "k4" }, ids { types = { "custom" } })
+      assert.same({ "k4" }, ids { type = "custom" })
+      assert.same({ "k5", "k4" }, ids { types = "text", type = "custom", start = 230 })
+      assert.same({}, ids { types = { "image" } })
+      assert.same(ids {}, ids { types = {} })
+      assert.same({ "k5" }, ids { types = { "text" }, keyword = "ee", sessionId = "p2p-bob", start = 230 })
+      -- what is stored after a search is found by the next one (indexed then)
+      H.call(nim, "saveMsgsToLocal", { msgs = { H.msg("bob", "alice", 250, "k6", { text = "Meet again" }) } })
+      assert.same({ "k6", "k1" }, ids { keyword = "Meet" })
+      assert.same({ "k6" }, ids { keyword = "ag" })
+      assert.error_matches(function() nim:getLocalMsgs { keyword = 5, done = print } end, "bad argument 'keyword' %(string expected")
+      assert.error_matches(function() nim:getLocalMsgs { types = { 5 }, done = print } end, "bad argument 'types%[1%]' %(type name expected%)")
+      assert.error_matches(function() nim:getLocalMsgs { type = true, done = print } end, "bad argument 'type' %(type name or array")
+    end)
+
     it("raises for bad parameters", function()
       assert.error_matches(function() nim:getLocalMsgs { limit = -2 } end, "getLocalMsgs: bad argument 'limit'")
       assert.error_matches(function() nim:getLocalMsgs { start = "x" } end, "getLocalMsgs: bad argument 'start'")
@@ -142,9 +182,26 @@ describe("storage", function()
     assert.equals("SQLite format 3\0", header:sub(1, 16))
     assert.equals(2, header:byte(19))           -- write version 2 = WAL
     local uv = ((header:byte(61) * 256 + header:byte(62)) * 256 + header:byte(63)) * 256 + header:byte(64)
-    assert.equals(1, uv)                        -- PRAGMA user_version
+    assert.equals(2, uv)                        -- PRAGMA user_version
     local out = sqlite(dir .. "/alice.db", "select id from sessions")
     if out then assert.equals("p2p-bob\n", out) end
+  end)
+
+  it("indexes the messages an older database already held for the keyword", function()
+    local nim = H.open(dir)
+    H.call(nim, "saveMsgsToLocal", { msgs = { H.msg("bob", "alice", 1, "1", { text = "an old hello" }),
+                                              H.msg("bob", "alice", 2, "2", { text = "another" }) } })
+    H.close(nim)
+    -- back to schema 1, as a database of the previous release is
+    local out = sqlite(dir .. "/alice.db", "DROP TABLE msgs_text; PRAGMA user_version = 1; PRAGMA user_version;")
+    if not out then return pending("no sqlite3 shell") end
+    assert.equals("1\n", out)
+    local again = H.open(dir)
+    local _, obj = H.call(again, "getLocalMsgs", { keyword = "old hell" })
+    assert.equals(1, #obj.msgs)
+    assert.equals("an old hello", obj.msgs[1].text)
+    H.close(again)
+    assert.equals("2\n", sqlite(dir .. "/alice.db", "PRAGMA user_version"))
   end)
 
   it("reports a corrupt database to onerror and DB_Error to every request", function()

@@ -239,9 +239,20 @@ static void cmd_get_msgs(nim_engine *e, nim_cmd *c) {
     nim_jint(c->args, "limit", &limit);
     nim_jint(c->args, "start", &start);
     nim_jint(c->args, "end", &end);
+    const char *keyword = nim_jstr(c->args, "keyword");
+    const cJSON *ty = cJSON_GetObjectItemCaseSensitive(c->args, "types");
+    char *types = cJSON_IsArray(ty) ? cJSON_PrintUnformatted(ty) : NULL;
     cJSON *arr = cJSON_CreateArray();
-    if (!arr) { nim_engine_reply(e, c->req, NIM_ERR_NO_MEMORY, "out of memory", NULL); return; }
-    if (nim_store_msgs(e->store, sid, start, end, nim_jbool(c->args, "desc", 1), limit, msg_row, arr) < 0) {
+    if (!arr || (cJSON_IsArray(ty) && !types)) {
+        cJSON_Delete(arr);
+        cJSON_free(types);
+        nim_engine_reply(e, c->req, NIM_ERR_NO_MEMORY, "out of memory", NULL);
+        return;
+    }
+    int rc = nim_store_msgs(e->store, sid, start, end, nim_jbool(c->args, "desc", 1), limit,
+                            keyword && *keyword ? keyword : NULL, types, msg_row, arr);
+    cJSON_free(types);
+    if (rc < 0) {
         cJSON_Delete(arr);
         reply_db(e, c->req);
         return;

@@ -39,6 +39,13 @@ static const char *const MIGRATIONS[] = {
     "CREATE INDEX sessions_page ON sessions(deleted, updateTime, id);"
     /* sync cursors and other small state, for the network layer */
     "CREATE TABLE kv(k TEXT PRIMARY KEY, v) WITHOUT ROWID;",
+    /* 2: the text (or tip) of each message (rowid = msgs.rid) for
+     * getLocalMsgs' keyword: the trigram tokenizer makes a GLOB '*word*' an
+     * index lookup (3 characters and more; shorter ones scan this table),
+     * case-sensitive like the JS SDK's indexOf. Filled when a keyword is
+     * looked for, from the rid kv 'fts.rid' names on (messages are never
+     * changed or deleted), so storing a message pays nothing for it. */
+    "CREATE VIRTUAL TABLE msgs_text USING fts5(text, tokenize = 'trigram case_sensitive 1', detail = none);",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
@@ -46,7 +53,7 @@ enum {
     Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_INS_MSG, Q_PUT_SESS, Q_LOAD, Q_COUNT, Q_LATEST,
     Q_PAGE_DESC, Q_PAGE_DESC_AFTER, Q_PAGE_ASC, Q_PAGE_ASC_AFTER,
     Q_MSGS_SID_DESC, Q_MSGS_SID_ASC, Q_MSGS_ALL_DESC, Q_MSGS_ALL_ASC, Q_COUNT_ALL,
-    Q_KV_GET, Q_KV_SET, Q_KV_SCAN, Q_KV_DEL_UPTO, Q_MAX
+    Q_KV_GET, Q_KV_SET, Q_KV_SCAN, Q_KV_DEL_UPTO, Q_TEXT_CATCH_UP, Q_MAX_RID, Q_MAX
 };
 
 static const char *const SQL[Q_MAX] = {
@@ -93,6 +100,10 @@ static const char *const SQL[Q_MAX] = {
     /* keys in [?1, ?2): a prefix range */
     [Q_KV_SCAN] = "SELECT k, v FROM kv WHERE k >= ?1 AND k < ?2 ORDER BY k",
     [Q_KV_DEL_UPTO] = "DELETE FROM kv WHERE k = ?1 || ?2 AND v <= ?3",
+    [Q_TEXT_CATCH_UP] = "INSERT INTO msgs_text(rowid, text) SELECT rid, coalesce(json_extract(json, '$.text'),"
+                        " json_extract(json, '$.tip')) FROM msgs WHERE rid > ?1 AND rid <= ?2 AND"
+                        " (json_type(json, '$.text') = 'text' OR json_type(json, '$.tip') = 'text')",
+    [Q_MAX_RID] = "SELECT coalesce(max(rid), 0) FROM msgs",
 };
 
 struct nim_store {
@@ -388,8 +399,88 @@ int nim_store_page(nim_store *st, int reverse, int has_cursor, int64_t cur_time,
     return each_text(q, id, ud);
 }
 
+/* A keyword as a GLOB pattern: *keyword*, its *, ? and [ as [*], [?], [[].
+ * The trigram index serves a keyword of 3 characters or more; a shorter one
+ * is looked for with instr() over the indexed texts (a scan). */
+static char *glob_pattern(const char *kw) {
+    size_t n = strlen(kw);
+    char *p = nim_malloc(3 * n + 3), *o = p;
+    if (!p) return NULL;
+    *o++ = '*';
+    for (const char *c = kw; *c; c++) {
+        if (*c == '*' || *c == '?' || *c == '[') { *o++ = '['; *o++ = *c; *o++ = ']'; }
+        else *o++ = *c;
+    }
+    *o++ = '*';
+    *o = '\0';
+    return p;
+}
+
+/* Indexes the texts of the messages stored since the last keyword search
+ * (rid above kv 'fts.rid'), in a transaction of its own unless one is open. */
+static int text_catch_up(nim_store *st) {
+    int64_t upto = 0, done = 0;
+    sqlite3_stmt *m = st->q[Q_MAX_RID];
+    int rc = sqlite3_step(m);
+    if (rc == SQLITE_ROW) upto = sqlite3_column_int64(m, 0);
+    sqlite3_reset(m);
+    if (rc != SQLITE_ROW || nim_store_kv_get(st, "fts.rid", &done, NULL) < 0) return -1;
+    if (done >= upto) return 0;
+    int own = sqlite3_get_autocommit(st->db);
+    if (own && nim_store_begin(st) < 0) return -1;
+    sqlite3_stmt *q = st->q[Q_TEXT_CATCH_UP];
+    sqlite3_bind_int64(q, 1, done);
+    sqlite3_bind_int64(q, 2, upto);
+    if (step_done(q) < 0 || nim_store_kv_set(st, "fts.rid", upto, NULL) < 0) {
+        if (own) nim_store_rollback(st);
+        return -1;
+    }
+    return own ? nim_store_commit(st) : 0;
+}
+
+/* UTF-8 characters in s (its bytes that do not continue a character). */
+static size_t utf8_chars(const char *s) {
+    size_t n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+/* The filtered query (a keyword, types): prepared per call from fixed
+ * pieces, since its shape varies; the order is the plain queries'. */
+static int msgs_filtered(nim_store *st, const char *sid, int64_t start, int64_t end, int desc,
+                         int64_t limit, const char *keyword, const char *types,
+                         int (*msg)(void *ud, const char *json), void *ud) {
+    if (keyword && text_catch_up(st) < 0) return -1;
+    int trigram = keyword && utf8_chars(keyword) >= 3;
+    char sql[640];
+    snprintf(sql, sizeof sql,
+             "SELECT json FROM msgs WHERE %s time >= ?2 AND time <= ?3%s%s ORDER BY %s LIMIT ?4",
+             sid ? "sid = ?1 AND" : "",
+             types ? " AND json_extract(json, '$.type') IN (SELECT value FROM json_each(?5))" : "",
+             !keyword ? "" : trigram ? " AND rid IN (SELECT rowid FROM msgs_text WHERE text GLOB ?6)"
+                                     : " AND rid IN (SELECT rowid FROM msgs_text WHERE instr(text, ?6) > 0)",
+             desc ? "time DESC, length(key) DESC, key DESC, rid DESC"
+                  : "time ASC, length(key) ASC, key ASC, rid ASC");
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(st->db, sql, -1, &q, NULL) != SQLITE_OK) return -1;
+    char *pat = trigram ? glob_pattern(keyword) : NULL;
+    if (trigram && !pat) { sqlite3_finalize(q); return -1; }
+    if (sid) bind_text(q, 1, sid);
+    sqlite3_bind_int64(q, 2, start);
+    sqlite3_bind_int64(q, 3, end);
+    sqlite3_bind_int64(q, 4, limit);
+    if (types) bind_text(q, 5, types);
+    if (keyword) bind_text(q, 6, trigram ? pat : keyword);
+    int rc = each_text(q, msg, ud);
+    sqlite3_finalize(q);
+    nim_free(pat);
+    return rc;
+}
+
 int nim_store_msgs(nim_store *st, const char *sid, int64_t start, int64_t end, int desc,
-                   int64_t limit, int (*msg)(void *ud, const char *json), void *ud) {
+                   int64_t limit, const char *keyword, const char *types,
+                   int (*msg)(void *ud, const char *json), void *ud) {
+    if (keyword || types) return msgs_filtered(st, sid, start, end, desc, limit, keyword, types, msg, ud);
     sqlite3_stmt *q = st->q[sid ? (desc ? Q_MSGS_SID_DESC : Q_MSGS_SID_ASC)
                                 : (desc ? Q_MSGS_ALL_DESC : Q_MSGS_ALL_ASC)];
     if (sid) bind_text(q, 1, sid);

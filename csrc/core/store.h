@@ -71,9 +71,13 @@ int nim_store_page(nim_store *st, int reverse, int has_cursor, int64_t cur_time,
                    const char *cur_id, int64_t limit,
                    int (*id)(void *ud, const char *id), void *ud);
 /* Messages (JSON text) of sid (NULL: all sessions) with start <= time <= end,
- * newest first when desc, at most limit. */
+ * newest first when desc, at most limit; when keyword is set, only those
+ * whose text (or tip) holds it (a substring, case-sensitive; the texts
+ * stored since the last such search are indexed first); when types
+ * (a JSON array of type names) is set, only those types. */
 int nim_store_msgs(nim_store *st, const char *sid, int64_t start, int64_t end, int desc,
-                   int64_t limit, int (*msg)(void *ud, const char *json), void *ud);
+                   int64_t limit, const char *keyword, const char *types,
+                   int (*msg)(void *ud, const char *json), void *ud);
 /* Small persistent values of the kv table (the network layer's sync cursors
  * and device id). get: *num = 0 / *text = NULL (malloc'd otherwise) when
  * absent; either pointer may be NULL. set: text, or num when text is NULL. */

@@ -144,12 +144,33 @@ local LOCAL = {
     return { msgs = msgs }
   end },
   getLocalMsgs = { kind = "opts?", cmd = "getLocalMsgs", query = true,
-                   keys = { "sessionId", "limit", "start", "end", "desc" }, args = function(F, opts)
+                   keys = { "sessionId", "limit", "start", "end", "desc", "keyword", "type", "types" },
+                   args = function(F, opts)
     local sid = opts.sessionId
     if sid ~= nil then check.id(F, "sessionId", sid) end
+    local keyword = opts.keyword
+    if keyword ~= nil and type(keyword) ~= "string" then
+      argerror(F, "keyword", "string expected, got " .. type(keyword))
+    end
+    -- type and types (a name or a list of names each, as the JS SDK takes
+    -- them): messages of any of these types
+    local types
+    for _, key in ipairs { "type", "types" } do
+      local v = opts[key]
+      if v ~= nil then
+        if type(v) == "string" then v = { v } end
+        if type(v) ~= "table" then argerror(F, key, "type name or array of names expected, got " .. type(v)) end
+        types = types or {}
+        for i, t in ipairs(v) do
+          if type(t) ~= "string" or t == "" then argerror(F, key .. "[" .. i .. "]", "type name expected") end
+          types[#types + 1] = t
+        end
+      end
+    end
     return { sessionId = sid, limit = check.int(F, opts, "limit", 100, 0),
              start = check.int(F, opts, "start", nil), ["end"] = check.int(F, opts, "end", nil),
-             desc = check.bool(F, opts, "desc", true) }
+             desc = check.bool(F, opts, "desc", true),
+             keyword = keyword ~= "" and keyword or nil, types = types and #types > 0 and types or nil }
   end },
 }
 
