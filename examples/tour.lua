@@ -131,8 +131,8 @@ NIM.run(function()
   until #page.sessions < 2
 
   step(7, "local custom fields: kept in the local database only")
-  local _, s = phone.nim:updateLocalSession{id = "p2p-carol", localCustom = '{"draft":"thanks!"}'}
-  print("   p2p-carol localCustom = " .. s.localCustom)
+  local _, obj = phone.nim:updateLocalSession{id = "p2p-carol", localCustom = '{"draft":"thanks!"}'}
+  print("   p2p-carol localCustom = " .. obj.session.localCustom)
 
   step(8, "sticky top: pinned on the phone, shown pinned on the laptop")
   check(phone.nim:addStickTopSession{id = "p2p-carol", topCustom = "work"}, "addStickTopSession")

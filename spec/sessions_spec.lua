@@ -184,8 +184,11 @@ describe("local sessions", function()
     it("changes localCustom only, persisted, with onupdatesession", function()
       H.call(nim, "saveMsgsToLocal", { msgs = { H.msg("bob", "alice", 500, "x") } })
       H.wait_until(nim, function() return #rec.updates == 1 end)
-      local err, s = H.call(nim, "updateLocalSession", { id = "p2p-bob", localCustom = '{"k":"v"}' })
+      local opts = { id = "p2p-bob", localCustom = '{"k":"v"}' }
+      local err, obj = H.call(nim, "updateLocalSession", opts)
       assert.is_nil(err)
+      assert.equals(opts, obj)                      -- the options back, as the JS SDK passes them
+      local s = obj.session
       assert.equals('{"k":"v"}', s.localCustom)
       assert.equals(500, s.updateTime)
       H.wait_until(nim, function() return #rec.updates == 2 end)

@@ -93,7 +93,8 @@ end
 -- Kinds: "opts" m(self, opts); "opts?" the same with opts optional;
 -- "arg" m(self, a, done); "none" m(self, done); nodone: no done at all;
 -- query: a getter (without done it raises outside NIM.run); keys: the
--- options an "opts" row takes besides done (any other key raises).
+-- options an "opts" row takes besides done (any other key raises);
+-- reply(obj, opts): the result in the shape the JS SDK passes to done.
 local LOCAL = {
   getLocalSessions = { kind = "opts?", cmd = "getLocalSessions", query = true,
                        keys = { "lastSessionId", "limit", "reverse" }, args = function(F, opts)
@@ -109,11 +110,15 @@ local LOCAL = {
     return { scene = check.scene(F, "scene", opts.scene), to = check.str(F, opts, "to", true),
              updateTime = check.int(F, opts, "updateTime", nil, 0) }
   end },
-  updateLocalSession = { kind = "opts", cmd = "updateLocalSession", keys = { "id", "localCustom", "needNotify" }, args = function(F, opts)
+  -- the JS SDK passes the options object back, its session set
+  updateLocalSession = { kind = "opts", cmd = "updateLocalSession", keys = { "id", "localCustom", "needNotify" },
+                         reply = function(session, opts) opts.session = session; return opts end, args = function(F, opts)
     return { id = check.id(F, "id", opts.id), localCustom = check.str(F, opts, "localCustom", false),
              needNotify = check.bool(F, opts, "needNotify", true) }
   end },
-  deleteLocalSession = { kind = "opts", run = delete_local, keys = { "id", "isLogic", "isDeleteRoaming" }, args = function(F, opts)
+  -- the JS SDK passes the options object back
+  deleteLocalSession = { kind = "opts", run = delete_local, keys = { "id", "isLogic", "isDeleteRoaming" },
+                         reply = function(_, opts) return opts end, args = function(F, opts)
     if opts.isDeleteRoaming == true then
       -- the server part first: only its scenes can be deleted there
       local ids = type(opts.id) == "string" and { opts.id } or opts.id
@@ -185,13 +190,25 @@ local function method(F, row)
     local optional = row.kind == "opts?"
     local known = { done = true }
     for _, k in ipairs(assert(row.keys, F .. ": a row of kind opts names its keys")) do known[k] = true end
+    local reply = row.reply
     return function(self, opts)
       check.self_open(self, F)
       if optional and opts == nil then opts = {} end
       check.opts(F, opts)
       check.known(F, opts, known)
       local args = args_of(F, opts)
-      return run(self, F, args, check.done(F, opts))
+      local done = check.done(F, opts)
+      if reply and done then
+        return run(self, F, args, function(err, obj)
+          if err ~= nil then return done(err, nil) end
+          return done(nil, reply(obj, opts))
+        end)
+      elseif reply and co.in_run() then          -- coroutine style: err, obj
+        local err, obj = run(self, F, args, nil)
+        if err ~= nil then return err, nil end
+        return nil, reply(obj, opts)
+      end
+      return run(self, F, args, done)
     end
   elseif row.kind == "arg" then
     return function(self, a, done)

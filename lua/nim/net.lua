@@ -48,9 +48,11 @@ local function account_list(F, opts, may_be_empty)
   return list
 end
 
--- add/update/deleteStickTopSession{id=, topCustom=?, done=} -> done(err, {session=})
+-- add/update/deleteStickTopSession{id=, topCustom=?, done=} -> done(err, {stickTopSession=}),
+-- the JS SDK's shape (the session: id, topCustom, isTop, ...)
 local function top(cmd, with_custom)
-  return { kind = "opts", cmd = cmd, keys = with_custom and { "id", "topCustom" } or { "id" }, args = function(F, opts)
+  return { kind = "opts", cmd = cmd, keys = with_custom and { "id", "topCustom" } or { "id" },
+           reply = function(obj) return { stickTopSession = obj.session } end, args = function(F, opts)
     local args = { sessionId = check.wire_id(F, "id", opts.id) }
     if with_custom then args.topCustom = check.str(F, opts, "topCustom", false, 1024) end
     return args
@@ -98,8 +100,10 @@ return {
   addStickTopSession = top("addStickTop", true),
   updateStickTopSession = top("updateStickTop", true),
   deleteStickTopSession = top("deleteStickTop", false),
-  -- nim:getStickTopSessions{done=} -> done(err, {sessions = {{id=, topCustom=, createTime=, updateTime=, isTop=true}, ...}})
-  getStickTopSessions = { kind = "opts?", cmd = "getStickTop", query = true, keys = {} },
+  -- nim:getStickTopSessions{done=} -> done(err, {{id=, topCustom=, createTime=, updateTime=, isTop=true}, ...}):
+  -- the array, as the JS SDK passes it
+  getStickTopSessions = { kind = "opts?", cmd = "getStickTop", query = true, keys = {},
+                          reply = function(obj) return obj.sessions end },
 
   -- nim:createTeam{name=, accounts={...}, done=} -> done(err, {team={teamId=, name=, owner=, members=, createTime=}})
   createTeam = { kind = "opts", cmd = "createTeam", keys = { "name", "accounts" }, args = function(F, opts)
