@@ -74,6 +74,22 @@ describe("a list of servers #net #failover", function()
     N.close(nim)
   end)
 
+  it("stays on its server across the app's disconnect() and connect()", function()
+    local dead = dead_url()
+    local srv = N.start({"alice"})
+    local nim, rec = N.open(srv, "alice", {server = {srv.url, dead}})
+    assert.equal(srv.url, rec.connects[1].server)
+    local nerr = #rec.errors
+    nim:disconnect(function() end)
+    nim:connect(function() end)               -- before the close is over: a reconnect follows it
+    N.wait(function() return #rec.connects >= 2 and rec.syncdone >= 2 end, 20, "reconnected")
+    assert.equal(srv.url, rec.connects[2].server)
+    assert.equal(nerr, #rec.errors)            -- the dead one was never tried
+    for _, r in ipairs(rec.reconnects) do assert.equal(srv.url, r.server) end
+    N.close(nim)
+    srv:cleanup()
+  end)
+
   it("checks the list", function()
     local function err(server, extra)
       local o = {account = "alice", token = "t", db = false, server = server}

@@ -189,10 +189,16 @@ describe("local sessions", function()
       assert.is_nil(err)
       assert.equals(opts, obj)                      -- the options back, as the JS SDK passes them
       local s = obj.session
+      opts.localCustom = '{"k":"w"}'               -- the same table again (it holds session now)
+      local err2, obj2 = H.call(nim, "updateLocalSession", opts)
+      assert.is_nil(err2)
+      assert.equals('{"k":"w"}', obj2.session.localCustom)
+      opts.localCustom = '{"k":"v"}'
+      H.call(nim, "updateLocalSession", opts)
       assert.equals('{"k":"v"}', s.localCustom)
       assert.equals(500, s.updateTime)
-      H.wait_until(nim, function() return #rec.updates == 2 end)
-      assert.equals('{"k":"v"}', rec.updates[2].localCustom)
+      H.wait_until(nim, function() return #rec.updates == 4 end)
+      assert.equals('{"k":"v"}', rec.updates[4].localCustom)
       reopen()
       assert.equals('{"k":"v"}', rec.sessions[1][1].localCustom)
     end)

@@ -11,6 +11,11 @@
 #include <errno.h>
 #include <time.h>
 
+/* The text getLocalMsgs' keyword looks in: a message's text, else its tip
+ * (strings only), else NULL. */
+#define MSG_TEXT_SQL "CASE WHEN json_type(json, '$.text') = 'text' THEN json_extract(json, '$.text')" \
+                     " WHEN json_type(json, '$.tip') = 'text' THEN json_extract(json, '$.tip') END"
+
 /* Schema migrations: MIGRATIONS[v] takes user_version v to v + 1. */
 static const char *const MIGRATIONS[] = {
     "CREATE TABLE msgs("
@@ -100,9 +105,8 @@ static const char *const SQL[Q_MAX] = {
     /* keys in [?1, ?2): a prefix range */
     [Q_KV_SCAN] = "SELECT k, v FROM kv WHERE k >= ?1 AND k < ?2 ORDER BY k",
     [Q_KV_DEL_UPTO] = "DELETE FROM kv WHERE k = ?1 || ?2 AND v <= ?3",
-    [Q_TEXT_CATCH_UP] = "INSERT INTO msgs_text(rowid, text) SELECT rid, coalesce(json_extract(json, '$.text'),"
-                        " json_extract(json, '$.tip')) FROM msgs WHERE rid > ?1 AND rid <= ?2 AND"
-                        " (json_type(json, '$.text') = 'text' OR json_type(json, '$.tip') = 'text')",
+    [Q_TEXT_CATCH_UP] = "INSERT INTO msgs_text(rowid, text) SELECT rid, " MSG_TEXT_SQL " FROM msgs"
+                        " WHERE rid > ?1 AND rid <= ?2 AND " MSG_TEXT_SQL " IS NOT NULL",
     [Q_MAX_RID] = "SELECT coalesce(max(rid), 0) FROM msgs",
 };
 
@@ -417,7 +421,10 @@ static char *glob_pattern(const char *kw) {
 }
 
 /* Indexes the texts of the messages stored since the last keyword search
- * (rid above kv 'fts.rid'), in a transaction of its own unless one is open. */
+ * (rid above kv 'fts.rid'), the rows and the mark in one savepoint (inside
+ * an open transaction or not), so they go in together or not at all. -1
+ * when that cannot be written (a full or read-only disk): the search then
+ * scans the messages themselves. */
 static int text_catch_up(nim_store *st) {
     int64_t upto = 0, done = 0;
     sqlite3_stmt *m = st->q[Q_MAX_RID];
@@ -426,16 +433,16 @@ static int text_catch_up(nim_store *st) {
     sqlite3_reset(m);
     if (rc != SQLITE_ROW || nim_store_kv_get(st, "fts.rid", &done, NULL) < 0) return -1;
     if (done >= upto) return 0;
-    int own = sqlite3_get_autocommit(st->db);
-    if (own && nim_store_begin(st) < 0) return -1;
+    if (exec(st, "SAVEPOINT fts_catch_up") < 0) return -1;
     sqlite3_stmt *q = st->q[Q_TEXT_CATCH_UP];
     sqlite3_bind_int64(q, 1, done);
     sqlite3_bind_int64(q, 2, upto);
     if (step_done(q) < 0 || nim_store_kv_set(st, "fts.rid", upto, NULL) < 0) {
-        if (own) nim_store_rollback(st);
+        exec(st, "ROLLBACK TO fts_catch_up");
+        exec(st, "RELEASE fts_catch_up");
         return -1;
     }
-    return own ? nim_store_commit(st) : 0;
+    return exec(st, "RELEASE fts_catch_up");
 }
 
 /* UTF-8 characters in s (its bytes that do not continue a character). */
@@ -450,17 +457,20 @@ static size_t utf8_chars(const char *s) {
 static int msgs_filtered(nim_store *st, const char *sid, int64_t start, int64_t end, int desc,
                          int64_t limit, const char *keyword, const char *types,
                          int (*msg)(void *ud, const char *json), void *ud) {
-    if (keyword && text_catch_up(st) < 0) return -1;
-    int trigram = keyword && utf8_chars(keyword) >= 3;
+    /* the index, unless it cannot be brought up to date: then a scan */
+    int indexed = keyword && text_catch_up(st) == 0;
+    int trigram = indexed && utf8_chars(keyword) >= 3;
     char sql[640];
-    snprintf(sql, sizeof sql,
+    int len = snprintf(sql, sizeof sql,
              "SELECT json FROM msgs WHERE %s time >= ?2 AND time <= ?3%s%s ORDER BY %s LIMIT ?4",
              sid ? "sid = ?1 AND" : "",
              types ? " AND json_extract(json, '$.type') IN (SELECT value FROM json_each(?5))" : "",
              !keyword ? "" : trigram ? " AND rid IN (SELECT rowid FROM msgs_text WHERE text GLOB ?6)"
-                                     : " AND rid IN (SELECT rowid FROM msgs_text WHERE instr(text, ?6) > 0)",
+                   : indexed ? " AND rid IN (SELECT rowid FROM msgs_text WHERE instr(text, ?6) > 0)"
+                             : " AND instr(" MSG_TEXT_SQL ", ?6) > 0",
              desc ? "time DESC, length(key) DESC, key DESC, rid DESC"
                   : "time ASC, length(key) ASC, key ASC, rid ASC");
+    if (len < 0 || (size_t)len >= sizeof sql) return -1;     /* fixed pieces only: never */
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(st->db, sql, -1, &q, NULL) != SQLITE_OK) return -1;
     char *pat = trigram ? glob_pattern(keyword) : NULL;

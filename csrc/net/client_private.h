@@ -97,7 +97,8 @@ struct nim_net {
     int need_reconnect, sync_unread, sync_top;
     unsigned want;
     int req_timeout, heartbeat, sync_timeout;
-    int64_t reconnect_not_before;  /* monotonic ms: a throttled login waits until then */
+    int64_t reconnect_not_before;  /* monotonic ms: a throttled login waits until then... */
+    int throttled_by;              /* ...on the server (index) that throttled it */
     uint32_t retry_steps[MAX_RETRY_STEPS];
     lws_retry_bo_t retry;        /* the reconnect backoff (over retry_steps) */
 
@@ -118,6 +119,7 @@ struct nim_net {
     /* the server of this attempt (servers[cur]; net_use_server is the one
      * writer), and where the present round of the list began */
     int cur, round_start;
+    int app_closed;              /* the link was closed by disconnect(): connect() stays on cur */
     const char *url, *host, *path;
     int port, tls;
     int connect_reported;        /* this outage's first failed attempt went to onerror */

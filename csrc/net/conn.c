@@ -68,17 +68,21 @@ static void on_reconnect(lws_sorted_usec_list_t *sul) {
  * refuses at once is not hammered); told to onwillreconnect. */
 static void schedule_reconnect(nim_net *n) {
     if (!n->need_reconnect || n->user_down || n->local) return;
-    net_use_server(n, (n->cur + 1) % n->nservers);
     unsigned d = RECONNECT_FLOOR_MS;
-    if (n->cur == n->round_start) {              /* the whole list failed: back off */
-        char conceal;
-        uint16_t step = n->retries < 0xfffe ? (uint16_t)n->retries : 0xfffe;   /* lws counts to 0xffff */
-        d = lws_retry_get_delay_ms(n->ctx, &n->retry, &step, &conceal);
-        if (d < RECONNECT_FLOOR_MS) d = RECONNECT_FLOOR_MS;
-        n->retries++;
+    if (n->app_closed) {
+        n->app_closed = 0;       /* disconnect() then connect(): the same server, at once */
+    } else {
+        net_use_server(n, (n->cur + 1) % n->nservers);
+        if (n->cur == n->round_start) {          /* the whole list failed: back off */
+            char conceal;
+            uint16_t step = n->retries < 0xfffe ? (uint16_t)n->retries : 0xfffe;   /* lws counts to 0xffff */
+            d = lws_retry_get_delay_ms(n->ctx, &n->retry, &step, &conceal);
+            if (d < RECONNECT_FLOOR_MS) d = RECONNECT_FLOOR_MS;
+            n->retries++;
+        }
     }
-    int64_t wait = n->reconnect_not_before - net_mono_ms();   /* a 429's retryAfter */
-    if (wait > (int64_t)d) d = (unsigned)wait;
+    int64_t wait = n->reconnect_not_before - net_mono_ms();   /* a 429's retryAfter, on its server */
+    if (n->cur == n->throttled_by && wait > (int64_t)d) d = (unsigned)wait;
     net_schedule_ms(n, &n->sul_reconnect, on_reconnect, d);
     cJSON *o = cJSON_CreateObject();
     if (o) {
@@ -103,6 +107,7 @@ static void report_connect_failure(nim_net *n, const char *why) {
 
 void net_connect(nim_net *n) {
     lws_sul_cancel(&n->sul_reconnect);
+    n->app_closed = 0;
     struct lws_client_connect_info ci;
     memset(&ci, 0, sizeof ci);
     ci.context = n->ctx;

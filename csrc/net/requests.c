@@ -283,7 +283,10 @@ static void link_command(nim_net *n, nim_cmd *c) {
     if (c->type == NIM_NETCMD_DISCONNECT) {
         n->user_down = 1;
         lws_sul_cancel(&n->sul_reconnect);
-        if (n->wsi) net_drop(n, 1000, "disconnected by the app");
+        if (n->wsi) {
+            n->app_closed = 1;
+            net_drop(n, 1000, "disconnected by the app");
+        }
         nim_engine_reply(n->e, c->req, NULL, NULL, NULL);
         return;
     }

@@ -147,6 +147,7 @@ void net_on_login_reply(nim_net *n, const nim_frame *f) {
             int64_t after = nim_jnum(f->data, "retryAfter");
             if (after < 0 || after > 3600000) after = 3600000;
             n->reconnect_not_before = net_mono_ms() + after;
+            n->throttled_by = n->cur;     /* the others of the list are not held up */
         }
         if (!retry || throttled) net_report_error(n, NULL, f->code, why, "login");
         net_drop(n, f->code, why);

@@ -110,8 +110,9 @@ local LOCAL = {
     return { scene = check.scene(F, "scene", opts.scene), to = check.str(F, opts, "to", true),
              updateTime = check.int(F, opts, "updateTime", nil, 0) }
   end },
-  -- the JS SDK passes the options object back, its session set
-  updateLocalSession = { kind = "opts", cmd = "updateLocalSession", keys = { "id", "localCustom", "needNotify" },
+  -- the JS SDK passes the options object back, its session set (so a
+  -- table used again carries it: taken and ignored)
+  updateLocalSession = { kind = "opts", cmd = "updateLocalSession", keys = { "id", "localCustom", "needNotify", "session" },
                          reply = function(session, opts) opts.session = session; return opts end, args = function(F, opts)
     return { id = check.id(F, "id", opts.id), localCustom = check.str(F, opts, "localCustom", false),
              needNotify = check.bool(F, opts, "needNotify", true) }
