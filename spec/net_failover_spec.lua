@@ -90,6 +90,24 @@ describe("a list of servers #net #failover", function()
     srv:cleanup()
   end)
 
+  it("a 429 from one server holds only that server: the next one is tried at once", function()
+    local a = N.start({"alice"})
+    local b = N.start({"alice"})
+    for i = 1, 6 do   -- six wrong tokens on A: alice is closed there for a while
+      local _, r = N.open(a, "alice", {db = false, token = "wrong", nowait = true})
+      N.wait(function() return #r.errors > 0 end, 10, "refused " .. i)
+    end
+    local nim, rec = N.open(a, "alice", {db = false, server = {a.url, b.url}, nowait = true,
+                                        reconnectDelay = 10, maxReconnectDelay = 20})
+    N.wait(function() return rec.syncdone > 0 end, 10, "alice synced through B")
+    assert.equal(429, rec.errors[1].code)                     -- A said so
+    assert.equal(b.url, rec.connects[1].server)
+    assert.equal(b.url, rec.reconnects[1].server)
+    assert.is_true(rec.reconnects[1].duration < 100, "B not held up by A's retryAfter: " .. rec.reconnects[1].duration)
+    N.close(nim)
+    a:cleanup(); b:cleanup()
+  end)
+
   it("checks the list", function()
     local function err(server, extra)
       local o = {account = "alice", token = "t", db = false, server = server}
