@@ -108,6 +108,40 @@ describe("a list of servers #net #failover", function()
     a:cleanup(); b:cleanup()
   end)
 
+  it("a store belongs to one server database: another one's login is refused with Other_Server", function()
+    local a = N.start({"alice", "bob"})
+    local dir = require("helpers").tmpdir()
+    local nim, rec = N.open(a, "alice", {dataDir = dir})
+    local bob = N.open(a, "bob", {db = false})
+    N.send(bob, "alice", "from the first server")
+    N.wait(function() return #rec.msgs == 1 end, 10, "the message")
+    N.close(bob)
+    -- the same port, another database: its message ids would meet these
+    local port = a.port
+    a:kill()
+    local other = N.start({"alice"}, {port = port})
+    N.wait(function() return #rec.errors > 0 and #rec.disconnects > 0 end, 20, "the refusal")
+    local e = rec.errors[#rec.errors]
+    assert.equal("Other_Server", e.code)
+    assert.equal("login", e.event)
+    assert.matches("synced with another server", e.message)
+    local d = rec.disconnects[#rec.disconnects]
+    assert.equal(4002, d.code)
+    assert.is_false(d.willReconnect)
+    N.close(nim)
+    other:cleanup()
+    -- its own database again (a restart, another node on it): welcome
+    local again = S.start{db = a.db, port = port, kdfIterations = 1000, maxSendRate = 1000000}
+    local nim2, rec2 = N.open(again, "alice", {dataDir = dir})
+    assert.equal(1, rec2.syncdone)
+    assert.equal(0, #rec2.errors)
+    assert.equal("from the first server", N.session(nim2, "p2p-bob").lastMsg.text)
+    N.close(nim2)
+    again:cleanup()
+    a:cleanup()
+    require("helpers").rmdir(dir)
+  end)
+
   it("checks the list", function()
     local function err(server, extra)
       local o = {account = "alice", token = "t", db = false, server = server}

@@ -35,6 +35,7 @@ enum {
 #define NIM_ERR_TIMEOUT       "Error_Timeout"
 #define NIM_ERR_TLS           "TLS_Error"     /* onerror: a wss:// handshake failed */
 #define NIM_ERR_CONNECT       "Connect_Error" /* onerror: the server cannot be reached (first failure) */
+#define NIM_ERR_OTHER_SERVER  "Other_Server"  /* onerror: the store was synced with another server's database */
 
 /* Which optional callbacks the app set (events not wanted are not built). */
 enum {

@@ -50,6 +50,7 @@ typedef enum { RQ_LOGIN, RQ_PING, RQ_MARK, RQ_ACKS, RQ_APP } request_kind;
 #define KEY_STATE     "net.cursor.state"
 #define KEY_ROAMING   "net.cursor.roaming"   /* a cut first sync's resume point (JSON text) */
 #define KEY_DEVICE    "net.deviceId"
+#define KEY_SERVER    "net.serverId"         /* the server database this store was synced with */
 #define MAX_RETRY_STEPS 33          /* reconnect delays: min doubling to max */
 #define RECONNECT_FLOOR_MS 10       /* attempts at least this far apart */
 #define RETRY_PASS_MS 50            /* a step that ran out of memory: again in */

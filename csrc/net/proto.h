@@ -58,7 +58,8 @@ enum {
     NIM_CLOSE_POLICY       = 1008, /* too many bad frames, or a reader too slow */
     NIM_CLOSE_TOO_LARGE    = 1009, /* frame over NIM_PROTO_MAX_REQUEST */
     NIM_CLOSE_SERVER_ERROR = 1011, /* the login sync could not be read from storage */
-    NIM_CLOSE_KICKED       = 4001  /* the same account+device logged in elsewhere */
+    NIM_CLOSE_KICKED       = 4001, /* the same account+device logged in elsewhere */
+    NIM_CLOSE_OTHER_SERVER = 4002  /* the client's: its store was synced with another server database */
 };
 
 /* Requests (client -> server); the reply carries the same cmd. */

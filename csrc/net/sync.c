@@ -154,6 +154,24 @@ void net_on_login_reply(nim_net *n, const nim_frame *f) {
         net_connection_lost(n, f->code, why, retry);
         return;
     }
+    /* This store holds one server database's ids: another's would collide
+     * (its messages taken for copies already stored), so the login stops. */
+    const char *sid = nim_jstr(f->data, "serverId");
+    if (sid && *sid) {
+        char *known = NULL;
+        if (nim_engine_kv_get(n->e, KEY_SERVER, NULL, &known) == 0 && known && strcmp(known, sid) != 0) {
+            char why[300];
+            snprintf(why, sizeof why, "this device's database was synced with another server "
+                     "(database %s, this one is %s): use another dataDir or db for it", known, sid);
+            nim_free(known);
+            net_report_error(n, NIM_ERR_OTHER_SERVER, 0, why, "login");
+            net_drop(n, NIM_CLOSE_OTHER_SERVER, why);
+            net_connection_lost(n, NIM_CLOSE_OTHER_SERVER, why, 0);
+            return;
+        }
+        if (!known) nim_engine_kv_set(n->e, KEY_SERVER, 0, sid);
+        nim_free(known);
+    }
     net_set_state(n, CONN_SYNC);
     set_sync(n, SYNC_RUNNING);
     cJSON *o = cJSON_CreateObject();

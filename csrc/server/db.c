@@ -27,6 +27,7 @@ static const char *const sql_text[S__COUNT] = {
     [S_NEXT_VER] = "UPDATE counters SET value = value + 1 WHERE name = 'ver' RETURNING value",
     [S_MAX_MSG]  = "SELECT coalesce(max(id), 0) FROM msgs",
     [S_MAX_VER]  = "SELECT value FROM counters WHERE name = 'ver'",
+    [S_SERVER_ID] = "SELECT value FROM counters WHERE name = 'server_id'",
     [S_LAST_TIME] = "SELECT coalesce(max(time), 0) FROM msgs",
     [S_ACC_GET]  = "SELECT salt, hash, iterations FROM accounts WHERE account = ?1",
     [S_ACC_PUT]  = "INSERT INTO accounts(account, salt, hash, iterations, created) VALUES(?1, ?2, ?3, ?4, ?5) "
@@ -186,8 +187,15 @@ static const char schema_v5[] =
     " + " SRV_MSG_OVERHEAD_TEXT "), 0) FROM msgs WHERE msgs.from_account = accounts.account);"
     "PRAGMA user_version = 5;";
 
+/* Version 6: the database's own id, random, made once: the login reply
+ * names it so a device knows its store came from this database (every node
+ * on it, every restart), not from another server whose ids would collide. */
+static const char schema_v6[] =
+    "INSERT OR IGNORE INTO counters VALUES('server_id', abs(random() % 9007199254740991) + 1);"
+    "PRAGMA user_version = 6;";
+
 /* Each migration takes the schema from its index to the next version. */
-static const char *const migrations[] = { schema_v1, schema_v2, schema_v3, schema_v4, schema_v5 };
+static const char *const migrations[] = { schema_v1, schema_v2, schema_v3, schema_v4, schema_v5, schema_v6 };
 
 
 const char *srv_db_errmsg(srv_db *db) { return sqlite3_errmsg(db->h); }
@@ -399,6 +407,14 @@ int srv_db_cursors(srv_db *db, int64_t *max_msg, int64_t *max_ver) {
     *max_ver = sqlite3_column_int64(s, 0);
     sqlite3_reset(s);
     return NIM_CODE_OK;
+}
+
+int64_t srv_db_server_id(srv_db *db) {
+    sqlite3_stmt *s = db_stmt(db, S_SERVER_ID);
+    if (db_one(db, S_SERVER_ID) != NIM_CODE_OK) return 0;
+    int64_t id = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return id;
 }
 
 int64_t srv_db_last_msg_time(srv_db *db) {

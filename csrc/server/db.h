@@ -10,7 +10,7 @@
 #include <cjson/cJSON.h>
 #include "net/proto.h"
 
-#define SRV_DB_SCHEMA_VERSION 5
+#define SRV_DB_SCHEMA_VERSION 6
 /* What one stored message counts against its sender's storage: its text
  * and content, and this much for the rest of the row and its inbox rows. */
 #define SRV_MSG_OVERHEAD      200
@@ -53,6 +53,8 @@ int srv_db_next_ver(srv_db *db, int64_t *ver);
 int srv_db_cursors(srv_db *db, int64_t *max_msg, int64_t *max_ver);
 /* Latest message time stored (0 if none), so restarts keep times monotonic. */
 int64_t srv_db_last_msg_time(srv_db *db);
+/* The database's id (schema 6: random, made once), named in login replies. */
+int64_t srv_db_server_id(srv_db *db);
 
 /* Accounts. get_cred: NIM_CODE_OK, NIM_CODE_NOT_FOUND, or NIM_CODE_AUTH for
  * a damaged row (it never authenticates). put_cred creates the account or

@@ -244,9 +244,12 @@ static void login_accepted(srv_conn *c, const login_job *lj) {
     /* The login deadline becomes the idle deadline (refreshed per frame). */
     srv.io->set_idle(c, srv.idle_timeout_s > 0 ? srv.idle_timeout_s : 0);
 
+    char server_id[24];
+    snprintf(server_id, sizeof server_id, "%lld", (long long)srv.server_id);
     cJSON *d = cJSON_CreateObject();
     if (d && (!cJSON_AddStringToObject(d, "account", c->account) ||
               !cJSON_AddStringToObject(d, "deviceId", c->device) ||
+              !cJSON_AddStringToObject(d, "serverId", server_id) ||
               !cJSON_AddNumberToObject(d, "serverTime", (double)now) ||
               !cJSON_AddNumberToObject(d, "version", NIM_PROTO_VERSION))) {
         cJSON_Delete(d);

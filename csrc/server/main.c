@@ -227,6 +227,7 @@ int main(int argc, char **argv) {
     srv_throttle_init(seed);
     for (int k = 0; k < 3; k++) srv.caps[k] = caps[k];
     srv.last_msg_time = srv_db_last_msg_time(srv.db);
+    srv.server_id = srv_db_server_id(srv.db);
 
     int real_port = srv_ws_open(host, port, tls_cert, tls_key, verbose);
     if (real_port < 0) {

@@ -121,6 +121,7 @@ typedef struct {
     int64_t             max_storage;    /* --max-storage-mb: bytes of messages an account sends */
     int64_t             caps[3];        /* per srv_rows: --max-state, default SRV_MAX_* */
     int64_t             last_msg_time;  /* message times never go backwards */
+    int64_t             server_id;      /* the database's id (srv_db_server_id) */
 } srv_state;
 
 extern srv_state srv;

@@ -12,6 +12,7 @@
 #include "tests/wsclient.h"
 #include "tests/serverproc.h"
 #include "net/proto.h"
+#include "core/jfield.h"
 #include <cjson/cJSON.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -2335,6 +2336,7 @@ static void t_schema(void) {
     test_cond("schema: made a version 1 database",
               db_exec_version("DROP INDEX inbox_session; DROP INDEX msgs_time; DROP INDEX receipts_reader; "
                               "DROP INDEX accounts_lower; ALTER TABLE accounts DROP COLUMN stored; "
+                              "DELETE FROM counters WHERE name = 'server_id'; "
                               "PRAGMA user_version = 1") == 1);
     test_cond("schema: the server starts on it", server_start(NULL) == 0);
     cli_login(&c, "frank", "secret", "schema-f", NULL, &sync);
@@ -2342,15 +2344,29 @@ static void t_schema(void) {
     cJSON_Delete(sync);
     cli_free(&c);
     server_stop(SIGTERM);
-    test_cond("schema: migrated to version 5, with the indexes and the storage counts",
-              db_exec_version(NULL) == 5 &&
-              db_exec_version("SELECT * FROM inbox INDEXED BY inbox_session LIMIT 1") == 5 &&
-              db_exec_version("SELECT * FROM msgs INDEXED BY msgs_time LIMIT 1") == 5 &&
-              db_exec_version("SELECT * FROM accounts INDEXED BY accounts_lower LIMIT 1") == 5 &&
-              db_exec_version("SELECT stored FROM accounts LIMIT 1") == 5);
-    db_exec_version("PRAGMA user_version = 6");
+    test_cond("schema: migrated to version 6, with the indexes, the storage counts and an id",
+              db_exec_version(NULL) == 6 &&
+              db_exec_version("SELECT * FROM inbox INDEXED BY inbox_session LIMIT 1") == 6 &&
+              db_exec_version("SELECT * FROM msgs INDEXED BY msgs_time LIMIT 1") == 6 &&
+              db_exec_version("SELECT * FROM accounts INDEXED BY accounts_lower LIMIT 1") == 6 &&
+              db_exec_version("SELECT stored FROM accounts LIMIT 1") == 6);
+    /* the id the migration made: named at every login, the same after a restart */
+    test_cond("schema: the server starts again", server_start(NULL) == 0);
+    cJSON *l1 = login_once("frank", "secret", "schema-f");
+    server_stop(SIGTERM);
+    test_cond("schema: the server starts once more", server_start(NULL) == 0);
+    cJSON *l2 = login_once("frank", "secret", "schema-f");
+    server_stop(SIGTERM);
+    const cJSON *d1 = l1 ? cJSON_GetObjectItemCaseSensitive(l1, "data") : NULL;
+    const cJSON *d2 = l2 ? cJSON_GetObjectItemCaseSensitive(l2, "data") : NULL;
+    const char *s1 = d1 ? nim_jstr(d1, "serverId") : NULL, *s2 = d2 ? nim_jstr(d2, "serverId") : NULL;
+    test_cond("schema: the login names the database's id, the same after a restart",
+              s1 && s2 && *s1 && s1[0] != '0' && strcmp(s1, s2) == 0);
+    cJSON_Delete(l1);
+    cJSON_Delete(l2);
+    db_exec_version("PRAGMA user_version = 7");
     test_cond("schema: a newer database is refused", server_start(NULL) != 0);
-    db_exec_version("PRAGMA user_version = 5");
+    db_exec_version("PRAGMA user_version = 6");
 }
 
 static void t_open_registration(void) {
