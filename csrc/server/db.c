@@ -409,21 +409,18 @@ int srv_db_cursors(srv_db *db, int64_t *max_msg, int64_t *max_ver) {
     return NIM_CODE_OK;
 }
 
-int64_t srv_db_server_id(srv_db *db) {
-    sqlite3_stmt *s = db_stmt(db, S_SERVER_ID);
-    if (db_one(db, S_SERVER_ID) != NIM_CODE_OK) return 0;
-    int64_t id = sqlite3_column_int64(s, 0);
+/* The one integer statement i (no parameters) gives, or 0. */
+static int64_t one_int64(srv_db *db, int i) {
+    sqlite3_stmt *s = db_stmt(db, i);
+    if (db_one(db, i) != NIM_CODE_OK) return 0;
+    int64_t v = sqlite3_column_int64(s, 0);
     sqlite3_reset(s);
-    return id;
+    return v;
 }
 
-int64_t srv_db_last_msg_time(srv_db *db) {
-    sqlite3_stmt *s = db_stmt(db, S_LAST_TIME);
-    if (db_one(db, S_LAST_TIME) != NIM_CODE_OK) return 0;
-    int64_t t = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    return t;
-}
+int64_t srv_db_server_id(srv_db *db) { return one_int64(db, S_SERVER_ID); }
+
+int64_t srv_db_last_msg_time(srv_db *db) { return one_int64(db, S_LAST_TIME); }
 
 int srv_db_put_cred(srv_db *db, const char *account, const srv_cred *cred, int *created) {
     sqlite3_stmt *s = db_stmt(db, S_ACC_EXISTS);
