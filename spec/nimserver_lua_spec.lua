@@ -61,12 +61,16 @@ describe("nim.server #server", function()
 
   it("finds a checkout's build/nim-server from a relative path, whatever $PWD says", function()
     local H = require "helpers"
-    local cwd = io.popen("pwd"):read("*l")
+    -- a checkout's layout (whatever BUILD this run uses): lua/nim and build/nim-server
+    local dir = H.tmpdir()
+    assert(os.execute(("mkdir -p %s/lua %s/build && cp -r lua/nim %s/lua/ && touch %s/build/nim-server")
+      :format(dir, dir, dir, dir)))
     local cmd = ("cd / && env -C %s PWD=/ NIM_SERVER= PATH=/usr/bin:/bin LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' %s -e %s 2>&1")
-      :format(H.shell_quote(cwd), H.LUA, H.shell_quote("io.write(select(2, pcall(require('nim.server').find_binary)))"))
+      :format(H.shell_quote(dir), H.LUA, H.shell_quote("io.write(select(2, pcall(require('nim.server').find_binary)))"))
     local p = io.popen(cmd)
     local out = p:read("*a")
     p:close()
+    H.rmdir(dir)
     assert.equal("./build/nim-server", out)
   end)
 end)
