@@ -15,18 +15,14 @@
 --   <!-- not run: reason -->  a signature or a fragment, not a program
 --   <!-- lua5.4 -->           5.4 syntax (<close>): run under lua5.4 only
 local S = require "nim.server"
+local H = require "helpers"
 
 local LUA = os.getenv("NIM_DOCS_LUA") or os.getenv("NIM_LUA") or "lua5.4"
 local TIMEOUT = tonumber(os.getenv("NIM_DOCS_TIMEOUT") or "") or 30
 
-local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local shell_quote = H.shell_quote
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = H.read
 
 local function write(path, s)
   local f = assert(io.open(path, "wb"))

@@ -17,13 +17,19 @@ function H.deepcopy(v)
   return c
 end
 
+-- The whole file at path (raises when it cannot be read).
+function H.read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
 -- Decodes a JSON file with lua-cjson: JSON null becomes nil, integral
 -- numbers become Lua integers (session times are integers).
 function H.read_json(path)
   local cjson = require "cjson"
-  local f = assert(io.open(path, "rb"))
-  local text = f:read("*a")
-  f:close()
+  local text = H.read(path)
   local function fix(v)
     if v == cjson.null then return nil end
     if type(v) == "number" then return compat.tointeger(v) or v end

@@ -4,12 +4,7 @@
 -- starts the nim-server the rock installed from a script outside the repo.
 local H = require "helpers"
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = H.read
 
 local function sh(cmd)
   local p = assert(io.popen(cmd .. " 2>&1; echo \"exit=$?\""))
