@@ -10,7 +10,7 @@
  * with the descriptor ws.c kept on the wsi: lws has closed it by then);
  * should that ever miss one, the descriptor being accepted again proves
  * the old connection gone, and it is uncounted then. IPv6 addresses count
- * by their /64 (one host usually holds a whole one). Event-loop thread. */
+ * by their /64 (one host usually holds a whole one). The loop thread. */
 #include "server/admit.h"
 #include "server/throttle.h"
 #include "server/server.h"
@@ -78,7 +78,7 @@ static void addr_text(const struct sockaddr_storage *sa, char *out, size_t n) {
     }
 }
 
-int srv_admit(const struct sockaddr_storage *peer, int fd) {
+int srv_admit(const struct sockaddr_storage *peer, int fd, int (*evict)(void)) {
     uncount(fd);                    /* accepted again: whatever held it is gone */
     char addr[INET6_ADDRSTRLEN];
     addr_text(peer, addr, sizeof addr);
@@ -86,13 +86,8 @@ int srv_admit(const struct sockaddr_storage *peer, int fd) {
     if (total >= srv.max_conns) {
         /* full: a connection that has not logged in (the oldest) makes
          * room, so sockets that never log in cannot keep users out */
-        srv_conn *old = NULL;
         if (total >= srv.max_conns + SRV_FD_RESERVE / 2) return -1;   /* evictions still closing */
-        for (srv_conn *c = srv.conns; c; c = c->next)
-            if (!c->logged_in && !c->auth_pending && !c->close_code && (!old || c->serial < old->serial)) old = c;
-        if (!old) return -1;
-        old->close_code = NIM_CLOSE_POLICY;
-        srv.io->drop(old);
+        if (evict() != 0) return -1;
         /* it is uncounted when lws destroys it; meanwhile one over */
     }
     slot *s = find(addr);

@@ -10,8 +10,10 @@
 
 int  srv_admit_init(int max_fd);
 void srv_admit_free(void);
-/* A connection accepted on fd from peer: 0 admitted (counted), -1 refused. */
-int  srv_admit(const struct sockaddr_storage *peer, int fd);
+/* A connection accepted on fd from peer: 0 admitted (counted), -1 refused.
+ * When full, evict is asked to end the oldest connection that has not
+ * logged in (0: one is being closed, -1: there is none). */
+int  srv_admit(const struct sockaddr_storage *peer, int fd, int (*evict)(void));
 /* The connection on fd is gone. */
 void srv_admit_gone(int fd);
 int  srv_admit_total(void);

@@ -1,9 +1,9 @@
 /* nim-server credentials: tokens stored as salted PBKDF2-HMAC-SHA256 from
  * OpenSSL (no crypto of our own), compared in constant time, and derived on
  * a worker thread so that a login's 600,000 iterations (~0.2 s) never hold
- * the event loop. The loop submits a job; the worker derives; the loop
- * takes the finished jobs back (srv_auth_collect, woken by
- * srv.io->wake) and finishes each on its own thread. */
+ * the request thread. That thread submits a job; the worker derives; the
+ * request thread takes the finished jobs back (srv_auth_collect, woken by
+ * srv_reqthread_wake) and finishes each on its own thread. */
 #include "server/auth.h"
 #include "server/server.h"
 #include "core/alloc.h"
@@ -72,7 +72,7 @@ static void *worker(void *arg) {
         else derive(j);
         pthread_mutex_lock(&w.lock);
         push(&w.done, &w.done_tail, j);
-        srv.io->wake();                             /* the loop collects it */
+        srv_reqthread_wake();                       /* the request thread collects it */
     }
     pthread_mutex_unlock(&w.lock);
     return NULL;
@@ -85,7 +85,7 @@ int srv_auth_start(void) {
     return 0;
 }
 
-static int queued;   /* loop thread only: submitted, not yet finished */
+static int queued;   /* request thread only: submitted, not yet finished */
 
 int srv_auth_queued(void) { return queued; }
 

@@ -1,5 +1,5 @@
 /* nim-server credentials (auth.c): PBKDF2-HMAC-SHA256 from OpenSSL, and the
- * worker thread that derives them off the event loop. */
+ * worker thread that derives them off the request thread. */
 #ifndef NIM_SERVER_AUTH_H
 #define NIM_SERVER_AUTH_H
 #include "server/db.h"
@@ -16,8 +16,8 @@ int srv_cred_make(const char *token, int iterations, srv_cred *out);
 /* Constant time. */
 int srv_cred_equal(const uint8_t a[SRV_HASH_LEN], const uint8_t b[SRV_HASH_LEN]);
 
-/* One derivation for the worker. The loop fills the inputs and finish;
- * finish runs on the loop thread, from srv_auth_collect (cancelled = 0), or
+/* One derivation for the worker. The request thread fills the inputs and
+ * finish; finish runs on it, from srv_auth_collect (cancelled = 0), or
  * from srv_auth_stop (cancelled = 1: only free it). */
 typedef struct srv_auth_job {
     struct srv_auth_job *next;
@@ -28,18 +28,18 @@ typedef struct srv_auth_job {
     int      failed, equal;    /* out */
     srv_cred made;             /* out, with make_iterations */
     void   (*finish)(struct srv_auth_job *j, int cancelled);
-    _Atomic int dead;          /* set by the loop: its connection is gone, skip it */
+    _Atomic int dead;          /* set by the request thread: its connection is gone, skip it */
     int      skipped;          /* out: dead when the worker reached it (nothing derived) */
 } srv_auth_job;
 
-/* Jobs submitted and not yet finished; the loop refuses logins (429)
+/* Jobs submitted and not yet finished; the server refuses logins (429)
  * beyond SRV_AUTH_MAX_QUEUED, so a flood never makes every login wait. */
 #define SRV_AUTH_MAX_QUEUED 32
 int  srv_auth_queued(void);
 
 int  srv_auth_start(void);
 void srv_auth_submit(srv_auth_job *j);
-/* Loop thread: finishes every derived job (woken by srv.io->wake). */
+/* The request thread: finishes every derived job (woken by srv_reqthread_wake). */
 void srv_auth_collect(void);
 void srv_auth_stop(void);
 

@@ -1,7 +1,7 @@
 /* nim-server storage on SQLite. All statements are prepared once at open;
  * every function resets its statement before returning, so a failure in the
- * middle never leaves a statement holding a read transaction open. Server
- * event-loop thread only. */
+ * middle never leaves a statement holding a read transaction open. The
+ * request thread only (reqthread.c). */
 #include "server/db_private.h"
 #include "core/alloc.h"
 #include <sqlite3.h>

@@ -1,6 +1,6 @@
 /* nim-server storage: one SQLite database (WAL, synchronous=FULL, prepared
  * statements, schema versioned with PRAGMA user_version). Every function runs
- * on the server's single event-loop thread. Functions returning int give
+ * on the server's request thread (reqthread.c). Functions returning int give
  * NIM_CODE_OK (200) on success, NIM_CODE_SERVER (500) on a storage failure,
  * or the protocol code named in their comment. */
 #ifndef NIM_SERVER_DB_H

@@ -1,7 +1,7 @@
 /* nim-server storage of what is not a message: read pointers, receipts,
  * sticky top sessions and teams (db.c opens the database and stores
  * accounts and messages; db_private.h is what the two share). Server
- * event-loop thread only. */
+ * request thread only (reqthread.c). */
 #include "server/db_private.h"
 #include "core/alloc.h"
 #include <stdio.h>

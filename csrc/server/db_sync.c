@@ -1,7 +1,7 @@
 /* nim-server storage: pages of messages, for the login sync (docs/protocol.md
  * "Login and sync") and for history ("getHistoryMsgs"). Each function reads one page through one prepared statement and
  * resets it before returning, so no read transaction stays open between the
- * event-loop passes a sync spans. Server event-loop thread only. */
+ * request-thread batches a sync spans. The request thread only. */
 #include "server/db_private.h"
 #include <stdio.h>
 

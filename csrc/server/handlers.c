@@ -1,5 +1,5 @@
 /* nim-server request handlers: one function per command of docs/protocol.md.
- * Each runs on the event-loop thread, checks every field before acting, acts
+ * Each runs on the request thread (reqthread.c), checks every field before acting, acts
  * only on the connection's own account, answers exactly once with a code,
  * and stores before it answers (an acknowledged change survives a crash).
  * Messages (sendMsg and its group commit, markMsgsReceived, sendMsgReceipt,
@@ -51,6 +51,7 @@ typedef struct {
 static void login_derived(srv_auth_job *j, int cancelled);
 static void login_accepted(srv_conn *c, const login_job *lj);
 static void login_free(login_job *lj);
+static void release_held(srv_conn *c);
 
 static void h_login(const req *r) {
     srv_conn *c = r->c;
@@ -145,6 +146,7 @@ static void h_login(const req *r) {
     }
     c->auth_pending = 1;
     c->login_job = j;
+    srv.io->set_authed(c, 1);   /* admission spares it from now */
     srv_auth_submit(j);
 }
 
@@ -166,15 +168,19 @@ static int device_room(const login_job *lj) {
 /* The connection lj was for, if it is still open (and the same one). */
 static srv_conn *login_conn(const login_job *lj) {
     for (srv_conn *o = srv.conns; o; o = o->next)
-        if (o == lj->c && o->serial == lj->serial && o->wsi) return o;
+        if (o == lj->c && o->serial == lj->serial) return o;
     return NULL;
 }
 
-/* Loop thread: the credentials thread has derived lj's login. */
+/* The request thread: the credentials thread has derived lj's login. */
 static void login_derived(srv_auth_job *j, int cancelled) {
     login_job *lj = (login_job *)j;   /* job is its first member */
     int wrong = !cancelled && !j->skipped && !j->failed && !j->equal && !lj->registering;
-    srv_conn *c = cancelled ? NULL : login_conn(lj);
+    srv_conn *c = login_conn(lj);
+    if (c && cancelled) {   /* shutting down: its connection must not point at it */
+        c->login_job = NULL;
+        c = NULL;
+    }
     if (!c) {
         /* a wrong token counts, even when its connection has gone */
         srv_throttle_end(lj->account, lj->addr, wrong ? -1 : 0, srv_mono_ms());
@@ -211,11 +217,12 @@ static void login_derived(srv_auth_job *j, int cancelled) {
                   rc == NIM_CODE_LIMIT ? why : NULL, NULL);
         if (rc == NIM_CODE_AUTH && ++c->auth_failures >= SRV_MAX_AUTH_FAILURES)
             srv.io->close_after_flush(c, NIM_CLOSE_POLICY, "too many failed logins");
+        srv.io->set_authed(c, 0);
     } else {
         login_accepted(c, lj);
     }
     login_free(lj);
-    srv.io->release_held(c);
+    release_held(c);
 }
 
 /* The login is good: one live connection per account and device, the reply,
@@ -574,7 +581,7 @@ static void h_create_team(const req *r) {
     else { cJSON_Delete(d); cJSON_Delete(team); srv_answer(r, NIM_CODE_SERVER, NULL, NULL); }
 }
 
-void srv_handle_message(srv_conn *c, const char *buf, size_t len) {
+static void handle_message(srv_conn *c, const char *buf, size_t len) {
     nim_frame f;
     const char *err = NULL;
     if (nim_proto_decode(buf, len, NIM_PROTO_MAX_REQUEST, &f, &err) != NIM_CODE_OK) {
@@ -625,7 +632,49 @@ void srv_handle_message(srv_conn *c, const char *buf, size_t len) {
     nim_frame_free(&f);
 }
 
+/* While a login is being derived, a connection's next frames wait for it
+ * in order (and the transport reads no more of it): what they ask depends
+ * on whether it logs in. */
+void srv_conn_frame(srv_conn *c, const char *buf, size_t len) {
+    if (srv.io->closing(c)) return;   /* nothing more is answered */
+    if (!c->auth_pending && !c->held) { handle_message(c, buf, len); return; }
+    srv_held *h = nim_malloc(sizeof *h + len);
+    if (!h) {
+        srv.io->close_after_flush(c, NIM_CLOSE_SERVER_ERROR, "out of memory");
+        return;
+    }
+    h->next = NULL;
+    h->len = len;
+    memcpy(h->buf, buf, len);
+    if (c->held_tail) c->held_tail->next = h;
+    else { c->held = h; srv.io->hold(c, 1); }
+    c->held_tail = h;
+}
+
+/* The login is answered: the frames that waited for it, in order, and
+ * reading again. */
+static void release_held(srv_conn *c) {
+    int held = c->held != NULL;
+    while (c->held && !c->auth_pending && !srv.io->closing(c)) {
+        srv_held *h = c->held;
+        if (!(c->held = h->next)) c->held_tail = NULL;
+        handle_message(c, h->buf, h->len);
+        nim_free(h);
+    }
+    if (held && !c->held) srv.io->hold(c, 0);
+}
+
+static void held_free(srv_conn *c) {
+    while (c->held) {
+        srv_held *h = c->held;
+        c->held = h->next;
+        nim_free(h);
+    }
+    c->held_tail = NULL;
+}
+
 void srv_conn_gone(srv_conn *c) {
+    held_free(c);
     c->logged_in = 0;
     if (c->login_job) atomic_store(&c->login_job->dead, 1);   /* nobody to answer: skip it */
     c->login_job = NULL;

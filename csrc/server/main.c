@@ -7,8 +7,9 @@
  *
  * PORT 0 picks a free port; the real one is printed in the single line
  * "listening on HOST:PORT" once connections are accepted. SIGINT/SIGTERM end
- * the event loop; the database is closed cleanly. One event-loop thread,
- * and one that derives login credentials (auth.c). */
+ * the event loop; the database is closed cleanly. Three threads: the
+ * loop (ws.c: sockets only), the request thread (reqthread.c: handlers and
+ * storage) and one that derives login credentials (auth.c). */
 #include "server/server.h"
 #include "server/auth.h"
 #include "server/admit.h"
@@ -234,8 +235,9 @@ int main(int argc, char **argv) {
         srv_db_close(srv.db);
         return 1;
     }
-    if (srv_auth_start() != 0) {
-        fprintf(stderr, "nim-server: cannot start the credentials thread\n");
+    if (srv_auth_start() != 0 || srv_reqthread_start() != 0) {
+        fprintf(stderr, "nim-server: cannot start the credentials and request threads\n");
+        srv_auth_stop();
         srv_ws_close();
         srv_db_close(srv.db);
         return 1;
@@ -247,8 +249,10 @@ int main(int argc, char **argv) {
 
     srv_ws_serve();
 
+    srv_reqthread_stop();
     srv_auth_stop();
     srv_ws_close();
+    srv_reqthread_close();
     srv_admit_free();
     srv_db_close(srv.db);
     if (verbose) fprintf(stderr, "nim-server: stopped\n");

@@ -1,6 +1,6 @@
 /* nim-server's frames out: replies, pushes and batched push frames, built
  * here and handed to the transport as bytes (srv.io->queue, transport.h),
- * so the request side never reaches into the WebSocket layer. Event-loop
+ * so the request side never reaches into the WebSocket layer. The request
  * thread only. */
 #include "server/server.h"
 #include "core/alloc.h"

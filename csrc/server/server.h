@@ -1,6 +1,9 @@
-/* nim-server internals shared by its files. The server is one thread: the
- * transport's event loop (ws.c) runs every callback, every handler and every SQLite call,
- * so nothing here is locked. */
+/* nim-server internals shared by its files. Two threads run the server:
+ * the loop thread (ws.c: lws, sockets, frames in and out) and the request
+ * thread (reqthread.c: every handler, the sync, every storage call, the
+ * credentials thread's finishers). They share only the links (link.h),
+ * under link.c's lock; everything else here is the request thread's, and
+ * not locked. */
 #ifndef NIM_SERVER_H
 #define NIM_SERVER_H
 #include <stdint.h>
@@ -10,7 +13,7 @@
 #include "server/db.h"
 #include "server/transport.h"
 
-struct lws;   /* a connection's handle in the transport (ws.c), opaque here */
+struct srv_link;   /* a connection as both threads see it (link.h) */
 
 /* Limits a client cannot push the server past. */
 #define SRV_MAX_QUEUED_BYTES   (16u * 1024 * 1024) /* unsent output per connection */
@@ -48,7 +51,7 @@ struct lws;   /* a connection's handle in the transport (ws.c), opaque here */
 typedef struct srv_out {
     struct srv_out *next;
     size_t          len;
-    unsigned char   buf[];  /* LWS_PRE headroom, then len bytes of JSON */
+    unsigned char   buf[];  /* SRV_OUT_PRE headroom, then len bytes of JSON */
 } srv_out;
 
 /* Where a connection's login sync stands (sync.c). The stages run in this
@@ -79,24 +82,20 @@ typedef struct srv_held {
     char             buf[];
 } srv_held;
 
-/* One WebSocket connection; lws allocates it zeroed as per-session data. */
+/* One WebSocket connection, as the request thread sees it: made zeroed
+ * with its link (srv_link_open), freed once the request thread has
+ * handled its close. */
 typedef struct srv_conn {
-    struct lws      *wsi;
+    struct srv_link *link;                 /* the way to its socket (srv.io) */
     uint64_t         serial;               /* unique per connection: a finished login finds it */
     char             addr[64];             /* the peer's address (login throttling) */
     int              auth_pending;         /* a login is with the credentials thread */
     struct srv_auth_job *login_job;        /* that login, while pending */
-    srv_held        *held, *held_tail;     /* its requests meanwhile (reading is paused) */
+    srv_held        *held, *held_tail;     /* its requests meanwhile (reading is held) */
     struct srv_conn *prev, *next;          /* every open connection */
     int              logged_in;
     char             account[NIM_PROTO_MAX_ACCOUNT + 1];
     char             device[NIM_PROTO_MAX_DEVICE + 1];
-    unsigned char   *rx;                   /* the message being reassembled */
-    size_t           rx_len, rx_cap;
-    srv_out         *out_head, *out_tail;  /* frames waiting for WRITEABLE */
-    size_t           out_bytes;
-    int              close_code;           /* close once the queue drains */
-    char             close_reason[96];
     unsigned         bad_frames, auth_failures;
     srv_sync         sync;
 } srv_conn;
@@ -109,14 +108,15 @@ static inline int srv_conn_live(const srv_conn *c) {
 
 typedef struct {
     srv_db             *db;
-    const srv_transport *io;            /* the way out: ws.c's (transport.h) */
+    const srv_transport *io;            /* the way out: link.c's (transport.h) */
     srv_conn           *conns;
     int                 open_registration;
     int                 idle_timeout_s;
     int                 kdf_iterations; /* --kdf-iterations */
     int                 max_conns, max_per_addr; /* --max-connections[-per-address] (admit.c) */
     int                 send_rate;      /* --max-send-rate (throttle.c) */
-    size_t              out_total, max_output; /* unsent output of all connections; --max-output-mb */
+    size_t              out_total, max_output; /* unsent output of all connections (under
+                                         * link.c's lock); --max-output-mb */
     int                 max_devices;    /* --max-devices: per account, seen in 30 days */
     int64_t             max_storage;    /* --max-storage-mb: bytes of messages an account sends */
     int64_t             caps[3];        /* per srv_rows: --max-state, default SRV_MAX_* */
@@ -125,6 +125,16 @@ typedef struct {
 } srv_state;
 
 extern srv_state srv;
+
+/* reqthread.c: the request thread. start: after srv_ws_open; stop: once
+ * the loop has ended (it handles what was posted, commits the open group,
+ * and returns); close: after srv_auth_stop and srv_ws_close, on the main
+ * thread (the closes of the last connections, then every srv_conn
+ * freed). wake: any thread (a posted event, a derived login). */
+int  srv_reqthread_start(void);
+void srv_reqthread_stop(void);
+void srv_reqthread_close(void);
+void srv_reqthread_wake(void);
 
 int64_t srv_now_ms(void);
 int64_t srv_mono_ms(void);   /* for throttles: never steps with the wall clock */
@@ -175,17 +185,19 @@ void srv_sync_start(srv_conn *c, int64_t cur_msgs, int64_t cur_state, const srv_
 void srv_sync_step(srv_conn *c);
 
 /* handlers.c: one complete text message from c. */
-void srv_handle_message(srv_conn *c, const char *buf, size_t len);
+void srv_conn_frame(srv_conn *c, const char *buf, size_t len);
 /* handlers.c: the connection is going away. */
 void srv_conn_gone(srv_conn *c);
-/* messages.c: group commit. The sendMsg requests handled during one pass of
- * the event loop share one write transaction (each message in its own
- * savepoint); their replies and pushes wait in the group until it is
- * committed. srv_group_flush commits the open group and then queues its
- * replies and pushes in order (on a failed commit every stored message of
- * the group is answered 500 and pushes nothing). main.c calls it after every
- * lws_service pass; handlers.c before any other request, so every other
- * command sees (and orders after) everything acknowledged before it. */
+/* messages.c: group commit. The sendMsg requests handled from one batch of
+ * the request thread's events share one write transaction (each message
+ * in its own savepoint); their replies and pushes wait in the group until
+ * it is committed. srv_group_flush commits the open group and then queues
+ * its replies and pushes in order (on a failed commit every stored message
+ * of the group is answered 500 and pushes nothing). reqthread.c calls it
+ * after every batch; handlers.c before any other request, so every other
+ * command sees (and orders after) everything acknowledged before it. While
+ * a group commits, the next frames gather in the event queue, so the
+ * slower the commit the larger the next group. */
 void srv_group_flush(void);
 
 #endif

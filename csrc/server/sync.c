@@ -1,5 +1,5 @@
 /* nim-server's login sync (docs/protocol.md "Login and sync"), sent in
- * pages across event-loop passes: srv_sync_step builds one page (at most
+ * pages across request-thread batches: srv_sync_step builds one page (at most
  * SRV_SYNC_PAGE_ROWS messages, about SRV_SYNC_PAGE_BYTES of them) each time
  * the connection's queue has drained below SRV_SYNC_LOW_WATER, so every
  * other connection is served between two pages, a stalled reader holds at
@@ -12,7 +12,7 @@
  * AFTER pages have caught up, each step also sends a page of read pointers
  * and of receipts (keyset on ver); the step whose messages and state are
  * all below a page sends the sticky tops and syncDone too, so nothing
- * stored in between is missed. Event-loop thread only. */
+ * stored in between is missed. The request thread only. */
 #include "server/server.h"
 #include "core/alloc.h"
 #include "core/jfield.h"
@@ -227,7 +227,7 @@ void srv_sync_start(srv_conn *c, int64_t cur_msgs, int64_t cur_state, const srv_
 void srv_sync_step(srv_conn *c) {
     srv_sync *s = &c->sync;
     srv_group_flush();           /* the page sees everything acknowledged */
-    if (s->stage == SRV_SYNC_OFF || c->close_code) return;
+    if (s->stage == SRV_SYNC_OFF || srv.io->closing(c)) return;
     int queries = 0, rc = NIM_CODE_OK, done = 0;
     srv_sync_stage from = s->stage;
     while (rc == NIM_CODE_OK && !page.failed && page.n == 0 && !done && queries < SRV_SYNC_QUERIES) {
@@ -278,7 +278,7 @@ void srv_sync_step(srv_conn *c) {
         srv.io->close_after_flush(c, NIM_CLOSE_SERVER_ERROR, "sync failed");
         return;
     }
-    /* Nothing queued (sessions with nothing to send used the budget): come
-     * back at the next WRITEABLE. */
-    if (s->stage != SRV_SYNC_OFF && !c->out_head) srv.io->want_write(c);
+    /* The next page once the peer has taken this one (or at once, when
+     * sessions with nothing to send used the budget). */
+    if (s->stage != SRV_SYNC_OFF) srv.io->want_write(c);
 }

@@ -13,7 +13,7 @@
  *
  * Fixed tables (open addressing, probe window of 16), so an attacker
  * inventing names or addresses can only evict the stalest entries, never
- * grow memory. Event-loop thread only. */
+ * grow memory. The request thread only. */
 #include "server/throttle.h"
 #include <stdio.h>
 #include <string.h>
