@@ -177,8 +177,12 @@ static void login_derived(srv_auth_job *j, int cancelled) {
     login_job *lj = (login_job *)j;   /* job is its first member */
     int wrong = !cancelled && !j->skipped && !j->failed && !j->equal && !lj->registering;
     srv_conn *c = login_conn(lj);
-    if (c && cancelled) {   /* shutting down: its connection must not point at it */
+    /* shutting down, or its connection is closing (its socket may be gone,
+     * its CLOSED not yet taken): nothing to answer, no one to kick for it;
+     * the connection must not point at the job */
+    if (c && (cancelled || srv.io->closing(c))) {
         c->login_job = NULL;
+        c->auth_pending = 0;
         c = NULL;
     }
     if (!c) {

@@ -15,6 +15,7 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static void (*wake_loop)(void);
 static void (*wake_requests)(void);
 static srv_link *links;                  /* every link */
+static size_t    in_total;               /* in_bytes of every link */
 static srv_link *dirty_head, *dirty_tail;
 static srv_ev *ev_head, *ev_tail;
 static uint64_t serials;
@@ -113,6 +114,8 @@ int srv_link_post_frame(srv_link *l, const void *buf, size_t len, int *idle_s) {
     *idle_s = 0;
     if (!l->close_code && !l->gone) {
         l->in_bytes += len;
+        in_total += len;
+        l->spoke = 1;
         *idle_s = l->idle_s;
         wake = post(e);
         e = NULL;
@@ -123,22 +126,34 @@ int srv_link_post_frame(srv_link *l, const void *buf, size_t len, int *idle_s) {
     return 0;
 }
 
+/* Whether the loop may read l: not held, the request thread not far
+ * behind on it, its output taken. Under the lock. */
+static int reading_locked(const srv_link *l) {
+    return !l->hold && l->in_bytes < (l->authed ? SRV_LINK_IN_MAX : SRV_LINK_IN_MAX_ANON) &&
+           l->out_bytes < SRV_LINK_OUT_PAUSE && in_total < SRV_LINK_IN_TOTAL_MAX;
+}
+
 int srv_link_reading(srv_link *l) {
     pthread_mutex_lock(&mu);
-    int r = !l->hold && l->in_bytes < SRV_LINK_IN_MAX;
+    int r = reading_locked(l);
     pthread_mutex_unlock(&mu);
     return r;
 }
 
 srv_out *srv_link_pop(srv_link *l) {
+    int wake = 0;
     pthread_mutex_lock(&mu);
     srv_out *o = l->out_head;
     if (o) {
+        int paused = l->out_bytes >= SRV_LINK_OUT_PAUSE;
         if (!(l->out_head = o->next)) l->out_tail = NULL;
         l->out_bytes -= o->len;
         srv.out_total -= o->len;
+        /* taken enough: read it again */
+        if (paused && l->out_bytes < SRV_LINK_OUT_PAUSE && !l->gone) wake = mark(l, SRV_LINK_FLOW);
     }
     pthread_mutex_unlock(&mu);
+    if (wake) wake_loop();
     return o;
 }
 
@@ -186,7 +201,7 @@ srv_link *srv_link_todo_of(srv_link *l, srv_link_todo *t) {
     t->ops = l->ops;
     t->idle_s = l->idle_s;
     t->closing = l->close_code != 0;
-    t->reading = !l->hold && l->in_bytes < SRV_LINK_IN_MAX;
+    t->reading = reading_locked(l);
     l->ops = 0;
     l->dirty = 0;
     srv_link *next = l->dirty_next;
@@ -205,9 +220,12 @@ void srv_link_drop_dirty(void) {
 
 void *srv_link_evict(void) {
     pthread_mutex_lock(&mu);
+    /* the oldest that never sent a frame, else the oldest not logged in
+     * (a login it sent may not have been handled yet) */
     srv_link *old = NULL;
     for (srv_link *l = links; l; l = l->next)
-        if (!l->authed && !l->close_code && !l->gone && l->tx && (!old || l->serial < old->serial)) old = l;
+        if (!l->authed && !l->close_code && !l->gone && l->tx &&
+            (!old || l->spoke < old->spoke || (l->spoke == old->spoke && l->serial < old->serial))) old = l;
     void *tx = NULL;
     if (old) {
         old->close_code = NIM_CLOSE_POLICY;
@@ -254,9 +272,14 @@ void srv_link_step_taken(srv_link *l) {
 
 void srv_link_consumed(srv_link *l, size_t len) {
     pthread_mutex_lock(&mu);
-    int was_full = l->in_bytes >= SRV_LINK_IN_MAX;
+    int was = reading_locked(l), total_full = in_total >= SRV_LINK_IN_TOTAL_MAX;
     l->in_bytes -= len;
-    int wake = was_full && l->in_bytes < SRV_LINK_IN_MAX && !l->gone && mark(l, SRV_LINK_FLOW);
+    in_total -= len;
+    int wake = !was && reading_locked(l) && !l->gone && mark(l, SRV_LINK_FLOW);
+    /* below the total again: every link may be read again */
+    if (total_full && in_total < SRV_LINK_IN_TOTAL_MAX)
+        for (srv_link *x = links; x; x = x->next)
+            if (!x->gone && reading_locked(x)) wake |= mark(x, SRV_LINK_FLOW);
     pthread_mutex_unlock(&mu);
     if (wake) wake_loop();
 }
@@ -336,8 +359,12 @@ static void t_hold(srv_conn *c, int on) {
 
 static void t_set_authed(srv_conn *c, int on) {
     pthread_mutex_lock(&mu);
+    int was = reading_locked(c->link);
     c->link->authed = on;
+    /* a login takes its allowance of frames: read it again */
+    int wake = !was && reading_locked(c->link) && !c->link->gone && mark(c->link, SRV_LINK_FLOW);
     pthread_mutex_unlock(&mu);
+    if (wake) wake_loop();
 }
 
 static int t_closing(srv_conn *c) {

@@ -25,6 +25,19 @@ struct srv_out;
  * yet: past this the loop stops reading it (its socket fills, and TCP
  * slows the sender) until the request thread catches up. */
 #define SRV_LINK_IN_MAX (256u * 1024)
+/* The same for a connection that has not logged in: its first frame, then
+ * nothing until the request thread took it. */
+#define SRV_LINK_IN_MAX_ANON 1u
+/* Frames posted and not yet taken, of every connection together: past
+ * this no connection is read until the request thread catches up, so a
+ * stalled commit never turns the sockets' backlog into server memory. */
+#define SRV_LINK_IN_TOTAL_MAX (64u * 1024 * 1024)
+/* Output a connection has not taken yet past which it is not read either,
+ * until it took enough: a client that pipelines requests faster than it
+ * reads their replies is slowed by TCP, never cut for its own replies
+ * (what others push to it can still fill its queue to SRV_MAX_QUEUED_BYTES,
+ * and then it is cut as too slow). */
+#define SRV_LINK_OUT_PAUSE (4u * 1024 * 1024)
 
 /* What the loop thread has to do for a link (ops). */
 enum {
@@ -48,6 +61,7 @@ typedef struct srv_link {
     unsigned         ops;
     int              idle_s;      /* > 0: idle timeout, from the login on */
     int              authed;      /* logging in or logged in: admission spares it */
+    int              spoke;       /* it sent a frame (perhaps a login not yet handled) */
     int              hold;        /* its frames wait for a login being derived: read no more */
     int              want_step;   /* post STEP once the queue is below SRV_SYNC_LOW_WATER */
     int              step_posted; /* step_ev is in the event queue */

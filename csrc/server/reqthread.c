@@ -53,14 +53,17 @@ static void handle(srv_ev *e) {
         conn_open(c, e->buf);
         nim_free(e);
         break;
+    /* Once stopping, requests and sync steps are dropped unanswered (their
+     * replies could not be written; a client sends them again): the
+     * shutdown never works through a backlog. */
     case SRV_EV_FRAME:
         srv_link_consumed(l, e->len);
-        srv_conn_frame(c, e->buf, e->len);
+        if (!atomic_load(&stopping)) srv_conn_frame(c, e->buf, e->len);
         nim_free(e);
         break;
     case SRV_EV_STEP:   /* the link's own event: handed back, not freed */
         srv_link_step_taken(l);
-        if (c->sync.stage != SRV_SYNC_OFF) srv_sync_step(c);
+        if (!atomic_load(&stopping) && c->sync.stage != SRV_SYNC_OFF) srv_sync_step(c);
         break;
     case SRV_EV_CLOSED:
         nim_free(e);

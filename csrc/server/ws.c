@@ -204,6 +204,9 @@ int srv_ws_open(const char *host, int port, const char *tls_cert, const char *tl
     info.protocols = protocols;
     info.options = LWS_SERVER_OPTION_DISABLE_IPV6 * (strchr(host, ':') == NULL);
     info.timeout_secs = 10;  /* handshake and other lws-internal timeouts */
+    /* HTTP/1.1 only: lws ignores rx flow control on HTTP/2 streams, so a
+     * WebSocket over h2 would escape the input limits (link.h) */
+    info.alpn = "http/1.1";
     /* One read takes up to a full rx buffer of pipelined frames (default
      * 4096), so a burst needs fewer passes and shares fewer commits. */
     info.pt_serv_buf_size = 16384;

@@ -16,6 +16,8 @@
 #include <cjson/cJSON.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <time.h>
 #include <limits.h>
@@ -1014,6 +1016,69 @@ static void send_burst(cli *c, const char *to, const char *prefix, int n, int ba
         if (k == got) replies[got++] = f;
         else { cJSON_Delete(f); break; }
     }
+}
+
+/* A sender that pipelines faster than it reads its replies: a thread
+ * writes every request while the test reads nothing until the writer is
+ * done or blocked (the server stopped reading it). */
+typedef struct {
+    cli        *c;
+    int         n;
+    size_t      pad;
+    atomic_int  sent;
+} pipe_writer;
+
+static void *pipe_write(void *arg) {
+    pipe_writer *w = arg;
+    char *buf = malloc(w->pad + 512), *fill = malloc(w->pad + 1);
+    memset(fill, 'p', w->pad);
+    fill[w->pad] = 0;
+    for (int i = 0; i < w->n; i++) {
+        snprintf(buf, w->pad + 512,
+                 "{\"id\":%d,\"cmd\":\"sendMsg\",\"data\":{\"scene\":\"p2p\",\"to\":\"bob\","
+                 "\"type\":\"text\",\"idClient\":\"piped-%d\",\"text\":\"%d %s\"}}", 1000 + i, i, i, fill);
+        if (ws_send_text(&w->c->ws, buf) != 0) break;
+        atomic_fetch_add(&w->sent, 1);
+    }
+    free(buf);
+    free(fill);
+    return NULL;
+}
+
+/* Replies a client has not read are not a reason to cut it: the server
+ * stops reading a connection whose output waits (TCP slows the sender)
+ * instead of queueing its replies past the per-connection cap. 2,600
+ * replies of 15 KB (39 MB) are over the 16 MB cap and what both sockets'
+ * buffers hold. */
+static void t_pipelined_sender(void) {
+    enum { N = 2600, PAD = 15000 };
+    cli a;
+    test_cond("pipelined: alice logs in", cli_login(&a, "alice", "secret", "piped", NULL, NULL) == 200);
+    pipe_writer w = { .c = &a, .n = N, .pad = PAD };
+    pthread_t th;
+    pthread_create(&th, NULL, pipe_write, &w);
+    /* read nothing until the writer is done or has been blocked for 1 s */
+    int last = -1;
+    int64_t since = test_now_ms();
+    while (atomic_load(&w.sent) < N && test_now_ms() - since < 1000) {
+        struct pollfd none = { .fd = -1 };
+        poll(&none, 0, 50);
+        int now = atomic_load(&w.sent);
+        if (now != last) { last = now; since = test_now_ms(); }
+    }
+    int ok = 0, bad = 0;
+    int64_t deadline = test_now_ms() + 4 * T_MS;
+    while (ok + bad < N && test_now_ms() < deadline) {
+        cJSON *f = cli_read(&a, (int)(deadline - test_now_ms()));
+        if (!f) break;
+        if (cJSON_GetObjectItemCaseSensitive(f, "code")) { if (code_of(f) == 200) ok++; else bad++; }
+        cJSON_Delete(f);
+    }
+    pthread_join(th, NULL);
+    printf("# pipelined: %d of %d written before the first read, %d answered 200, %d otherwise\n",
+           last, N, ok, bad);
+    test_cond("pipelined: every request answered 200, the sender never cut", ok == N && bad == 0);
+    cli_free(&a);
 }
 
 /* getHistoryMsgs for account c, as text; returns the reply (NULL on timeout). */
@@ -2428,6 +2493,7 @@ int main(int argc, char **argv) {
         t_big_offline();
         t_stalled_recipient();
         t_burst();
+        t_pipelined_sender();
         t_kill_restart();
         test_cond("SIGTERM: the server exits cleanly with status 0", server_stop(SIGTERM) == 0);
         t_open_registration();
