@@ -46,6 +46,9 @@ DEB_PACKAGES += gcc libc6-dev make git
 # make dist (the .src.rock is a zip) and its spec; the sqlite3 shell for specs
 # that look into a database
 DEB_PACKAGES += zip sqlite3
+# nim-server's PostgreSQL backend (libpq), and the server the specs start
+# for it (a throwaway cluster on a unix socket, spec/pg.lua)
+DEB_PACKAGES += libpq-dev postgresql
 
 # Lua 5.1 and LuaJIT (csrc/lua/compat53 supplies the 5.3 C API).
 DEB_PACKAGES += lua5.1 liblua5.1-0-dev luajit libluajit-5.1-dev
@@ -86,7 +89,7 @@ export LUA_CPATH := ./$(BUILD)/?.so;;
 # The interpreter specs and examples start for a child process.
 export NIM_LUA := $(LUA)
 
-.PHONY: all deps test test-c test-lua bench demo asan valgrind install clean rockspec soak module dist
+.PHONY: all deps test test-c test-lua test-pg bench demo asan valgrind install clean rockspec soak module dist
 
 EMBED_HOST = $(BUILD)/embed-host
 FAULTPROXY = $(BUILD)/faultproxy
@@ -126,8 +129,13 @@ $(MODULE): $(LUA_OBJ) $(CORE_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -shared $(LDFLAGS) -Wl,-z,nodelete -o $@ $^ $(DEP_LIBS)
 
+# libpq is the server's alone (db_pg.c): the module never links it.
+PG_CFLAGS = $(shell $(PKG_CONFIG) --cflags libpq 2>/dev/null)
+PG_LIBS   = $(shell $(PKG_CONFIG) --libs libpq 2>/dev/null)
+$(BUILD)/obj/csrc/server/db_pg.o: CFLAGS += $(PG_CFLAGS)
+
 $(BUILD)/nim-server: $(SERVER_OBJ) $(CORE_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ $(DEP_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PG_LIBS) $(DEP_LIBS)
 
 $(BUILD)/tests/%: csrc/tests/%.c $(CORE_OBJ)
 	@mkdir -p $(dir $@)
@@ -170,6 +178,7 @@ test: deps
 	$(MAKE) all
 	$(MAKE) test-c
 	$(MAKE) test-lua
+	$(MAKE) test-pg
 	@set -e; for l in $(filter-out lua5.4,$(TEST_LUAS)); do \
 	  echo "== specs under $$l"; $(MAKE) LUA=$$l BUILD=build-$$l test-lua; done
 
@@ -187,11 +196,17 @@ test-lua: $(MODULE) $(SERVER) $(EMBED_HOST) $(FAULTPROXY)
 	  END { if (line) print line }' $(BUILD)/busted.log
 	@exit $$(cat $(BUILD)/busted.rc)
 
+# The network specs and the soak again with every server on PostgreSQL: a throwaway
+# cluster (spec/pg_cluster.sh) and a database of its own per server.
+test-pg: $(MODULE) $(SERVER) $(EMBED_HOST) $(FAULTPROXY)
+	spec/pg_cluster.sh $(MAKE) test-lua BUSTED_ARGS="--pattern=net_ --pattern=soak_spec $(BUSTED_ARGS)"
+
 bench: deps
 	$(MAKE) all
 	$(LUA) bench/merge_bench.lua
-	@for b in $(filter-out bench/merge_bench.lua,$(wildcard bench/*_bench.lua)); do \
+	@for b in $(filter-out bench/merge_bench.lua bench/pg_bench.lua,$(wildcard bench/*_bench.lua)); do \
 	  NIM_SERVER=./$(BUILD)/nim-server NIM_EMBED_HOST=./$(BUILD)/embed-host $(LUA) $$b || exit 1; done
+	NIM_PG_FSYNC=on NIM_SERVER=./$(BUILD)/nim-server spec/pg_cluster.sh $(LUA) bench/pg_bench.lua
 
 # The soak of spec/soak_spec.lua, for SOAK_SECONDS (make test runs it for 12).
 SOAK_SECONDS ?= 300

@@ -9,6 +9,20 @@ local N = {}
 
 N.token = function(account) return account .. "-token" end
 
+-- With NIM_TEST_PG (the socket folder of a throwaway PostgreSQL cluster,
+-- spec/pg_cluster.sh), every server started here gets a database of its
+-- own on it instead of a SQLite file.
+N.pg = os.getenv("NIM_TEST_PG")
+local pg_count = 0
+function N.pg_database()
+  pg_count = pg_count + 1
+  local name = ("t%d_%d_%d"):format(os.time(), math.random(1, 1e9), pg_count)
+  local ok = os.execute(("psql -q -X -h %s -U nim -d postgres -c 'CREATE DATABASE %s' >/dev/null"):format(
+    H.shell_quote(N.pg), name))
+  assert(ok == true or ok == 0, "cannot create a PostgreSQL database on " .. N.pg)
+  return ("postgresql:///%s?host=%s&user=nim"):format(name, N.pg)
+end
+
 -- Starts nim-server on a free loopback port with accounts registered.
 function N.start(accounts, opts)
   local reg = {}
@@ -20,6 +34,7 @@ function N.start(accounts, opts)
   opts.kdfIterations = opts.kdfIterations or 1000
   -- and send bursts of thousands: no send rate to speak of
   opts.maxSendRate = opts.maxSendRate or 1000000
+  if N.pg and opts.db == nil then opts.db = N.pg_database() end
   return S.start(opts)
 end
 

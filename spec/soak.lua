@@ -52,7 +52,9 @@ function M.run(opts)
   local accounts = {}
   for _, a in ipairs(ACCOUNTS) do accounts[a] = a .. "-token" end
   local KDF = 1000   -- logins are many here; the default's cost is not what this tests
-  local srv = S.start { accounts = accounts, db = dir .. "/server.db", kdfIterations = KDF, maxSendRate = 1000000 }
+  -- on PostgreSQL under make test-pg (NIM_TEST_PG), else a SQLite file
+  local db = os.getenv("NIM_TEST_PG") and require("net_helpers").pg_database() or dir .. "/server.db"
+  local srv = S.start { accounts = accounts, db = db, kdfIterations = KDF, maxSendRate = 1000000 }
   local port = srv.port
   local proxy_bin = opts.proxy or os.getenv("NIM_FAULTPROXY") or "build/faultproxy"
   local ppid, ppipe = spawn({ proxy_bin, "--listen", "127.0.0.1:0", "--to", "127.0.0.1:" .. port,
@@ -105,7 +107,7 @@ function M.run(opts)
       if d.restart_at and now >= d.restart_at then d.restart_at = nil; start(d) end
     end
     if srv_down_until and now >= srv_down_until then
-      srv = S.start { db = dir .. "/server.db", port = port, kdfIterations = KDF, maxSendRate = 1000000 }
+      srv = S.start { db = db, port = port, kdfIterations = KDF, maxSendRate = 1000000 }
       srv_down_until = nil
     end
     if now >= next_long then
@@ -163,7 +165,7 @@ function M.run(opts)
   end
   sh("kill -TERM " .. ppid)
   ppipe:close()
-  if srv_down_until then srv = S.start { db = dir .. "/server.db", port = port, kdfIterations = KDF, maxSendRate = 1000000 } end
+  if srv_down_until then srv = S.start { db = db, port = port, kdfIterations = KDF, maxSendRate = 1000000 } end
 
   local acked = {}
   for _, d in ipairs(devices) do

@@ -1,5 +1,5 @@
-/* nim-server storage: one SQLite database (WAL, synchronous=FULL, prepared
- * statements, schema versioned with PRAGMA user_version). Every function runs
+/* nim-server storage: one SQLite file (db_sqlite.c) or one PostgreSQL
+ * database shared by many nodes (db_pg.c), behind the same functions. Every function runs
  * on the server's request thread (reqthread.c). Functions returning int give
  * NIM_CODE_OK (200) on success, NIM_CODE_SERVER (500) on a storage failure,
  * or the protocol code named in their comment. */
@@ -11,6 +11,7 @@
 #include "net/proto.h"
 
 #define SRV_DB_SCHEMA_VERSION 6
+#define SRV_DB_SCHEMA_VERSION_TEXT "6"
 /* What one stored message counts against its sender's storage: its text
  * and content, and this much for the rest of the row and its inbox rows. */
 #define SRV_MSG_OVERHEAD      200
@@ -27,8 +28,9 @@ typedef struct {
 
 typedef struct srv_db srv_db;
 
-/* Opens (creating when needed) and migrates the database. NULL on failure
- * with a reason in err. */
+/* Opens (creating when needed) and migrates the database: a SQLite file at
+ * path, or PostgreSQL when path is a libpq URI (postgresql://... or
+ * postgres://...). NULL on failure with a reason in err. */
 srv_db *srv_db_open(const char *path, char *err, size_t errlen);
 void    srv_db_close(srv_db *db);
 const char *srv_db_errmsg(srv_db *db);
@@ -51,6 +53,11 @@ void srv_db_rollback_to(srv_db *db);
 /* Next value of the state version counter (read pointers, receipts). */
 int srv_db_next_ver(srv_db *db, int64_t *ver);
 int srv_db_cursors(srv_db *db, int64_t *max_msg, int64_t *max_ver);
+/* Inside a write transaction on storage other nodes write too: the latest
+ * message time any node committed, read at BEGIN under the write lock, so
+ * times never decrease with ids across nodes. 0 on SQLite (this process is
+ * its only writer; srv_db_last_msg_time at start suffices). */
+int64_t srv_db_time_floor(srv_db *db);
 /* Latest message time stored (0 if none), so restarts keep times monotonic. */
 int64_t srv_db_last_msg_time(srv_db *db);
 /* The database's id (schema 6: random, made once), named in login replies. */

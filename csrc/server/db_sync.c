@@ -7,34 +7,33 @@
 
 /* Steps statement i, handing each row to cb until it returns nonzero. */
 static int each_row(srv_db *db, int i, srv_db_row_cb cb, void *ud) {
-    sqlite3_stmt *s = db->st[i];
     int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        cJSON *m = db_row_msg(s);
-        if (!m) { sqlite3_reset(s); return NIM_CODE_SERVER; }
-        if (cb(ud, m, sqlite3_column_int64(s, 0), sqlite3_column_int(s, 10))) break;
+    while ((rc = db_step(db, i)) == DB_ROW) {
+        cJSON *m = db_row_msg(db, i);
+        if (!m) { db_reset(db, i); return NIM_CODE_SERVER; }
+        if (cb(ud, m, db_col_int(db, i, 0), db_col_int(db, i, 10))) break;
     }
-    sqlite3_reset(s);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return db_failed(db, i);
+    db_reset(db, i);
+    if (rc == DB_FAIL) return db_failed(db, i);
     return NIM_CODE_OK;
 }
 
 int srv_db_sync_undelivered(srv_db *db, const char *account, int64_t after, int64_t upto,
                             int limit, srv_db_row_cb cb, void *ud) {
-    sqlite3_stmt *s = db_stmt(db, S_SYNC_UNDELIVERED);
-    db_bind_text(s, 1, account);
-    sqlite3_bind_int64(s, 2, after);
-    sqlite3_bind_int64(s, 3, upto);
-    sqlite3_bind_int(s, 4, limit);
+    db_reset(db, S_SYNC_UNDELIVERED);
+    db_bind_text(db, S_SYNC_UNDELIVERED, 1, account);
+    db_bind_int(db, S_SYNC_UNDELIVERED, 2, after);
+    db_bind_int(db, S_SYNC_UNDELIVERED, 3, upto);
+    db_bind_int(db, S_SYNC_UNDELIVERED, 4, limit);
     return each_row(db, S_SYNC_UNDELIVERED, cb, ud);
 }
 
 int srv_db_sync_after(srv_db *db, const char *account, int64_t after, int limit,
                       srv_db_row_cb cb, void *ud) {
-    sqlite3_stmt *s = db_stmt(db, S_SYNC_AFTER);
-    db_bind_text(s, 1, account);
-    sqlite3_bind_int64(s, 2, after);
-    sqlite3_bind_int(s, 3, limit);
+    db_reset(db, S_SYNC_AFTER);
+    db_bind_text(db, S_SYNC_AFTER, 1, account);
+    db_bind_int(db, S_SYNC_AFTER, 2, after);
+    db_bind_int(db, S_SYNC_AFTER, 3, limit);
     return each_row(db, S_SYNC_AFTER, cb, ud);
 }
 
@@ -48,34 +47,34 @@ int srv_db_sync_session(srv_db *db, const char *account, const char *session_id,
     int64_t mark;
     int rc = deletion_mark(db, account, session_id, &mark);
     if (rc != NIM_CODE_OK) return rc;
-    sqlite3_stmt *s = db_stmt(db, S_SYNC_SESSION_DESC);
-    db_bind_text(s, 1, account);
-    db_bind_text(s, 2, session_id);
-    sqlite3_bind_int64(s, 3, before);
-    sqlite3_bind_int(s, 4, limit);
-    sqlite3_bind_int64(s, 5, mark);
+    db_reset(db, S_SYNC_SESSION_DESC);
+    db_bind_text(db, S_SYNC_SESSION_DESC, 1, account);
+    db_bind_text(db, S_SYNC_SESSION_DESC, 2, session_id);
+    db_bind_int(db, S_SYNC_SESSION_DESC, 3, before);
+    db_bind_int(db, S_SYNC_SESSION_DESC, 4, limit);
+    db_bind_int(db, S_SYNC_SESSION_DESC, 5, mark);
     return each_row(db, S_SYNC_SESSION_DESC, cb, ud);
 }
 
 int srv_db_sync_next_session(srv_db *db, const char *account, const char *after,
                              char *out, size_t outlen) {
-    sqlite3_stmt *s = db_stmt(db, S_SYNC_NEXT_SESSION);
-    db_bind_text(s, 1, account);
-    db_bind_text(s, 2, after);
+    db_reset(db, S_SYNC_NEXT_SESSION);
+    db_bind_text(db, S_SYNC_NEXT_SESSION, 1, account);
+    db_bind_text(db, S_SYNC_NEXT_SESSION, 2, after);
     int rc = db_one(db, S_SYNC_NEXT_SESSION);
-    if (rc == NIM_CODE_OK) snprintf(out, outlen, "%s", db_col_text(s, 0));
-    sqlite3_reset(s);
+    if (rc == NIM_CODE_OK) snprintf(out, outlen, "%s", db_col_text(db, S_SYNC_NEXT_SESSION, 0));
+    db_reset(db, S_SYNC_NEXT_SESSION);
     return rc;
 }
 
 /* The id of the first message at or after time (first) or the last one at
  * or before it; NIM_CODE_NOT_FOUND when there is none. */
 static int id_at_time(srv_db *db, int i, int64_t time, int64_t *id) {
-    sqlite3_stmt *s = db_stmt(db, i);
-    sqlite3_bind_int64(s, 1, time);
+    db_reset(db, i);
+    db_bind_int(db, i, 1, time);
     int rc = db_one(db, i);
-    if (rc == NIM_CODE_OK) *id = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
+    if (rc == NIM_CODE_OK) *id = db_col_int(db, i, 0);
+    db_reset(db, i);
     return rc;
 }
 
@@ -95,13 +94,13 @@ int srv_db_history(srv_db *db, const char *account, const char *session_id,
     if (id + 1 < before) before = id + 1;
     if (after + 1 >= before) return NIM_CODE_OK;
     int i = q->asc ? S_HISTORY_ASC : S_HISTORY_DESC;
-    sqlite3_stmt *s = db_stmt(db, i);
-    db_bind_text(s, 1, account);
-    db_bind_text(s, 2, session_id);
-    sqlite3_bind_int64(s, 3, after);
-    sqlite3_bind_int64(s, 4, before);
-    sqlite3_bind_int64(s, 5, q->begin_time);
-    sqlite3_bind_int64(s, 6, q->end_time);
-    sqlite3_bind_int(s, 7, q->limit);
+    db_reset(db, i);
+    db_bind_text(db, i, 1, account);
+    db_bind_text(db, i, 2, session_id);
+    db_bind_int(db, i, 3, after);
+    db_bind_int(db, i, 4, before);
+    db_bind_int(db, i, 5, q->begin_time);
+    db_bind_int(db, i, 6, q->end_time);
+    db_bind_int(db, i, 7, q->limit);
     return each_row(db, i, cb, ud);
 }

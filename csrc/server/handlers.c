@@ -28,7 +28,8 @@ int64_t srv_mono_ms(void) {
 }
 
 int64_t srv_msg_time(void) {
-    int64_t t = srv_now_ms();
+    int64_t t = srv_now_ms(), floor = srv_db_time_floor(srv.db);
+    if (floor > srv.last_msg_time) srv.last_msg_time = floor;
     if (t < srv.last_msg_time) t = srv.last_msg_time;
     srv.last_msg_time = t;
     return t;

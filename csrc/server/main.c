@@ -5,6 +5,7 @@
  *              [--kdf-iterations N] [--verbose]
  *   nim-server --db PATH [--kdf-iterations N] adduser ACCOUNT [TOKEN]   (no TOKEN: from stdin)
  *
+ * PATH is a SQLite file or a libpq URI (postgresql://...: db_pg.c).
  * PORT 0 picks a free port; the real one is printed in the single line
  * "listening on HOST:PORT" once connections are accepted. SIGINT/SIGTERM end
  * the event loop; the database is closed cleanly. Three threads: the
@@ -34,6 +35,8 @@ static void usage(FILE *to) {
         "       nim-server --db PATH [--kdf-iterations N] adduser ACCOUNT [TOKEN]   (no TOKEN: read from stdin)\n"
         "       nim-server --version\n"
         "PORT 0 picks a free port; the server prints \"listening on HOST:PORT\" when ready.\n"
+        "--db: a SQLite file, or a PostgreSQL database as a libpq URI (postgresql://...)\n"
+        "that several nim-servers may share.\n"
         "--max-state: per-account caps on sessions with a read pointer, peers sent a\n"
         "receipt, sticky-top sessions (default %d,%d,%d; tops at most %d).\n"
         "--tls-cert, --tls-key: PEM files; the listener then speaks only wss:// (TLS).\n"

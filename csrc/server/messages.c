@@ -214,15 +214,16 @@ void srv_h_send_msg(const req *r) {
         srv_answer(r, NIM_CODE_THROTTLED, why, d);
         return;
     }
-    m.time = srv_msg_time();
     char sid[NIM_PROTO_MAX_SESSION_ID + 1];
     /* The first message of a pass opens the group's transaction; each message
-     * is a savepoint in it, so a failing one undoes only itself. */
+     * is a savepoint in it, so a failing one undoes only itself. Its time
+     * is taken inside it (on shared storage, after every other node's). */
     rc = NIM_CODE_OK;
     if (!group.open) {
         rc = srv_db_begin(srv.db);
         if (rc == NIM_CODE_OK) group.open = 1;
     }
+    m.time = srv_msg_time();
     if (rc == NIM_CODE_OK) rc = srv_db_savepoint(srv.db);
     int in_savepoint = rc == NIM_CODE_OK;
     if (rc == NIM_CODE_OK) rc = srv_db_insert_msg(srv.db, &m);

@@ -168,13 +168,17 @@ function M.start(opts)
     end
   end
   local host, port = opts.host or "127.0.0.1", opts.port or 0
-  local errlog = opts.log or (db .. ".log")
+  -- the log and the TLS folder sit beside a database file; beside nothing
+  -- for a PostgreSQL URI
+  local base = db
+  if db:match("^postgres") then base, owner = tmpname("") end
+  local errlog = opts.log or (base .. ".log")
   local args = { "--listen", host .. ":" .. port, "--db", db }
   if kdf then args[#args + 1] = "--kdf-iterations"; args[#args + 1] = tostring(kdf) end
   if rate then args[#args + 1] = "--max-send-rate"; args[#args + 1] = tostring(rate) end
   local tls, ca, tlsdir = opts.tls, nil, nil
   if tls == true then
-    tlsdir = db .. ".tls"
+    tlsdir = base .. ".tls"
     assert(run_quiet("mkdir -p " .. shell_quote(tlsdir)), "nim.server: cannot make " .. tlsdir)
     local cert, key
     ca, cert, key = M.make_tls(tlsdir, { host, "localhost", "127.0.0.1", "::1" })
@@ -228,7 +232,7 @@ echo "exit=$st"]]
   return compat.setgc(setmetatable({
     pid = pid, host = h, port = tonumber(p), url = ("%s://%s:%s"):format(tls and "wss" or "ws", h, p),
     caFile = ca, tls = tls, db = db, log = errlog, bin = bin, kdfIterations = kdf, maxSendRate = rate,
-    _pipe = pipe, _shpid = shpid, _owner = owner, _tlsdir = tlsdir,
+    _pipe = pipe, _shpid = shpid, _owner = owner, _tlsdir = tlsdir, _base = base,
   }, Server), "_gc", Server.stop)
 end
 
@@ -263,7 +267,7 @@ end
 function Server:cleanup()
   self:stop()
   if self._owner then
-    for _, suffix in ipairs { "", "-wal", "-shm", ".log" } do os.remove(self.db .. suffix) end
+    for _, suffix in ipairs { "", "-wal", "-shm", ".log" } do os.remove(self._base .. suffix) end
     os.remove(self._owner)
     if self._tlsdir then run_quiet("rm -rf " .. shell_quote(self._tlsdir)) end
   end
