@@ -100,6 +100,36 @@ describe("nodes on PostgreSQL #net #pg", function()
     assert.equals(first.idServer, msg.idServer)
   end)
 
+  it("the same idClient through two nodes at once: stored once, both answered with it", function()
+    -- two devices of carol's, on different nodes, send the same messages
+    -- (same idClient) at the same moment: one is stored, the other is
+    -- answered as its duplicate, never with an error
+    local d1 = N.open(a, "carol", { deviceId = "dup-1" })
+    local d2 = N.open(b, "carol", { deviceId = "dup-2" })
+    local n, answers = 60, {}
+    for i = 1, n do
+      for _, d in ipairs { d1, d2 } do
+        d:sendText { scene = "p2p", to = "alice", text = "twice " .. i, idClient = "twice-" .. i,
+          done = function(err, msg)
+            answers[#answers + 1] = { i = i, err = err, id = msg and msg.idServer }
+          end }
+      end
+    end
+    N.wait(function() return #answers == 2 * n end, 30, "every send answered")
+    local by = {}
+    for _, x in ipairs(answers) do
+      assert.is_nil(x.err, "twice " .. x.i .. ": " .. tostring(x.err and x.err.message))
+      if by[x.i] then assert.equals(by[x.i], x.id, "twice " .. x.i .. ": one stored message") end
+      by[x.i] = x.id
+    end
+    local alice = N.open(a, "alice", { deviceId = "dup-reader" })
+    local count = 0
+    for _, m in ipairs(N.msgs(alice, "p2p-carol")) do
+      if m.text:match("^twice ") then count = count + 1 end
+    end
+    assert.equals(n, count)
+  end)
+
   it("three nodes, one killed with SIGKILL mid-burst and restarted: every acknowledged message stored once", function()
     local c = N.start({}, { db = a.db })
     local nodes = { a, b, c }

@@ -45,7 +45,8 @@ const char *const db_sql[S__COUNT] = {
     [S_DEV_COUNT] = "SELECT count(*) FROM devices WHERE account = ?1 AND last_login > ?2",
     [S_MSG_BY_CLIENT] = "SELECT " MSG_COLS " FROM msgs m WHERE m.from_account = ?1 AND m.id_client = ?2",
     [S_MSG_INSERT] = "INSERT INTO msgs(id_client, scene, from_account, from_device, to_target, time, type, text, content) "
-                     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+                     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
+                     "ON CONFLICT(from_account, id_client) DO NOTHING RETURNING id",
     [S_INBOX_INSERT] = "INSERT INTO inbox(account, msg_id, session_id, delivered) VALUES(?1, ?2, ?3, ?4) "
                        "ON CONFLICT DO NOTHING",
     [S_MSG_HEAD] = "SELECT scene, from_account, to_target, time FROM msgs WHERE id = ?1",
@@ -383,7 +384,11 @@ int srv_db_insert_msg(srv_db *db, nim_proto_msg *m) {
     db_bind_text(db, S_MSG_INSERT, 7, m->type);
     db_bind_text(db, S_MSG_INSERT, 8, m->text);
     db_bind_text(db, S_MSG_INSERT, 9, m->content);
-    int rc = db_returning(db, S_MSG_INSERT, &m->id_server);
+    int rc = db_one(db, S_MSG_INSERT);
+    if (rc == NIM_CODE_NOT_FOUND) return NIM_CODE_FORBIDDEN;   /* no row: the idClient is taken */
+    if (rc != NIM_CODE_OK) return rc;
+    m->id_server = db_col_int(db, S_MSG_INSERT, 0);
+    rc = db_run(db, S_MSG_INSERT);   /* finish the statement */
     if (rc == NIM_CODE_OK) {   /* its sender's storage, in the same transaction */
         db_reset(db, S_ACC_STORE);
         db_bind_text(db, S_ACC_STORE, 1, m->from);

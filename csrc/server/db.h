@@ -81,8 +81,11 @@ int srv_db_devices(srv_db *db, const char *account, const char *device, int64_t 
 /* Messages. find_client_msg: NIM_CODE_OK with *out set when from already
  * sent id_client, NIM_CODE_NOT_FOUND otherwise. */
 int srv_db_find_client_msg(srv_db *db, const char *from, const char *id_client, cJSON **out);
-/* Stores m (id_server is set from the new row). */
-int srv_db_insert_msg(srv_db *db, nim_proto_msg *m);   /* and adds it to m->from's storage */
+/* Stores m (id_server is set from the new row) and adds it to m->from's
+ * storage; NIM_CODE_FORBIDDEN, nothing written, when m->from already
+ * stored m->id_client (a resend that raced the check, through another
+ * node). */
+int srv_db_insert_msg(srv_db *db, nim_proto_msg *m);
 int64_t srv_msg_bytes(const nim_proto_msg *m);
 /* The bytes of messages account has sent (stored). */
 int srv_db_stored_bytes(srv_db *db, const char *account, int64_t *bytes);

@@ -118,6 +118,20 @@ void srv_push_msg(const srv_conn *from, const char *from_account, const cJSON *m
     nim_free(s);
 }
 
+/* Answers r with the message its sender already stored under m's
+ * idClient ("duplicate": true); NIM_CODE_NOT_FOUND (nothing answered)
+ * when there is none. */
+static int answer_stored(const req *r, const nim_proto_msg *m) {
+    cJSON *stored = NULL;
+    int rc = srv_db_find_client_msg(srv.db, m->from, m->id_client, &stored);
+    if (rc != NIM_CODE_OK) return rc;
+    cJSON *d = cJSON_CreateObject();
+    if (d && cJSON_AddItemToObject(d, "msg", stored)) cJSON_AddTrueToObject(d, "duplicate");
+    else { cJSON_Delete(d); cJSON_Delete(stored); d = NULL; }
+    srv_answer_ok(r, d);
+    return NIM_CODE_OK;
+}
+
 void srv_h_send_msg(const req *r) {
     srv_conn *c = r->c;
     const char *scene_s = NULL, *err = NULL;
@@ -149,15 +163,8 @@ void srv_h_send_msg(const req *r) {
     m.from_device = c->device;
 
     /* A resend of an idClient I already sent gets the stored message back. */
-    cJSON *stored = NULL;
-    rc = srv_db_find_client_msg(srv.db, c->account, m.id_client, &stored);
-    if (rc == NIM_CODE_OK) {
-        cJSON *d = cJSON_CreateObject();
-        if (d && cJSON_AddItemToObject(d, "msg", stored)) cJSON_AddTrueToObject(d, "duplicate");
-        else { cJSON_Delete(d); cJSON_Delete(stored); d = NULL; }
-        srv_answer_ok(r, d);
-        return;
-    }
+    rc = answer_stored(r, &m);
+    if (rc == NIM_CODE_OK) return;
     if (rc != NIM_CODE_NOT_FOUND) { srv_answer(r, rc, NULL, NULL); return; }
 
     cJSON *members = NULL;
@@ -227,6 +234,16 @@ void srv_h_send_msg(const req *r) {
     if (rc == NIM_CODE_OK) rc = srv_db_savepoint(srv.db);
     int in_savepoint = rc == NIM_CODE_OK;
     if (rc == NIM_CODE_OK) rc = srv_db_insert_msg(srv.db, &m);
+    if (rc == NIM_CODE_FORBIDDEN) {
+        /* stored meanwhile under this idClient (through another node, after
+         * the check above): nothing was written; answered as the resend it is */
+        if (answer_stored(r, &m) == NIM_CODE_OK) {
+            srv_db_release(srv.db);   /* a failure fails the group's commit */
+            cJSON_Delete(members);
+            return;
+        }
+        rc = NIM_CODE_SERVER;
+    }
     if (m.scene == NIM_SCENE_P2P) {
         /* My copy is delivered (I sent it); the peer's is offline until one
          * of its devices has stored it and said so (markMsgsReceived). */
