@@ -137,6 +137,12 @@ $(BUILD)/obj/csrc/server/db_pg.o: CFLAGS += $(PG_CFLAGS)
 $(BUILD)/nim-server: $(SERVER_OBJ) $(CORE_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PG_LIBS) $(DEP_LIBS)
 
+# the storage interface on both backends (csrc/server/db*.c)
+STORAGE_OBJ = $(filter $(BUILD)/obj/csrc/server/db%.o,$(SERVER_OBJ))
+$(BUILD)/tests/test_storage: csrc/tests/test_storage.c $(STORAGE_OBJ) $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(DEPFLAGS) -MF $@.d -MT $@ $(LDFLAGS) -o $@ $< $(STORAGE_OBJ) $(CORE_OBJ) $(PG_LIBS) $(DEP_LIBS)
+
 $(BUILD)/tests/%: csrc/tests/%.c $(CORE_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(DEPFLAGS) -MF $@.d -MT $@ $(LDFLAGS) -o $@ $< $(CORE_OBJ) $(DEP_LIBS)
@@ -198,7 +204,8 @@ test-lua: $(MODULE) $(SERVER) $(EMBED_HOST) $(FAULTPROXY)
 
 # The network specs and the soak again with every server on PostgreSQL: a throwaway
 # cluster (spec/pg_cluster.sh) and a database of its own per server.
-test-pg: $(MODULE) $(SERVER) $(EMBED_HOST) $(FAULTPROXY)
+test-pg: $(MODULE) $(SERVER) $(EMBED_HOST) $(FAULTPROXY) $(BUILD)/tests/test_storage
+	spec/pg_cluster.sh ./$(BUILD)/tests/test_storage
 	spec/pg_cluster.sh $(MAKE) test-lua BUSTED_ARGS="--pattern=net_ --pattern=soak_spec $(BUSTED_ARGS)"
 
 bench: deps

@@ -240,6 +240,14 @@ static int pq_step(srv_db *db, int i) {
             PQclear(r);
             return DB_FAIL;
         }
+        /* COMMIT of a transaction a failed statement aborted ends it with
+         * a ROLLBACK and says only that: nothing of it was stored */
+        if (i == S_COMMIT && strcmp(PQcmdStatus(r), "COMMIT") != 0) {
+            snprintf(q->state, sizeof q->state, "25P02");
+            snprintf(q->err, sizeof q->err, "the transaction was aborted by an earlier failure: rolled back");
+            PQclear(r);
+            return DB_FAIL;
+        }
         const char *n = PQcmdTuples(r);
         /* rows written (an INSERT ... RETURNING counts too); a SELECT's are read */
         q->changes = n && *n && strncmp(PQcmdStatus(r), "SELECT", 6) != 0 ? strtoll(n, NULL, 10) : 0;
