@@ -12,6 +12,7 @@ package.path = "./spec/?.lua;" .. package.path
 local NIM = require "nim"
 local S = require "nim.server"
 local uv = require "luv"
+local pg_database = require("net_helpers").pg_database   -- a database of its own on NIM_TEST_PG
 
 local PG = os.getenv("NIM_TEST_PG")
 if not PG then
@@ -29,12 +30,6 @@ local function pump(list, cond, limit, what)
     for _, n in ipairs(list) do n:poll(0) end
     if os.time() - t0 > (limit or 120) then error("benchmark timed out: " .. (what or "?")) end
   end
-end
-
-local function pg_database()
-  local name = ("bench_%d_%d"):format(os.time(), math.random(1, 1e9))
-  assert(os.execute(("psql -q -X -h '%s' -U nim -d postgres -c 'CREATE DATABASE %s' >/dev/null"):format(PG, name)))
-  return ("postgresql:///%s?host=%s&user=nim"):format(name, PG)
 end
 
 local accounts = {}

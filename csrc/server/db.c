@@ -199,19 +199,21 @@ void srv_db_close(srv_db *db) {
     nim_free(db);
 }
 
+static int64_t one_int64(srv_db *db, int i);
+
 int srv_db_begin(srv_db *db) {
     db->changes_at_begin = db->be->total_changes(db);
+    db->time_floor = -1;   /* read when a message first needs it */
     db_reset(db, S_BEGIN);
-    int rc = db_run(db, S_BEGIN);
-    if (rc == NIM_CODE_OK && db->be->shared) {
-        db_reset(db, S_LAST_TIME);
-        if (db_one(db, S_LAST_TIME) != NIM_CODE_OK) { srv_db_rollback(db); return NIM_CODE_SERVER; }
-        db->time_floor = db_col_int(db, S_LAST_TIME, 0);
-        db_reset(db, S_LAST_TIME);
-    }
-    return rc;
+    return db_run(db, S_BEGIN);
 }
-int64_t srv_db_time_floor(srv_db *db) { return db->be->shared ? db->time_floor : 0; }
+/* A failed read leaves 0; on PostgreSQL it aborted the transaction too,
+ * so nothing written with that time commits. */
+int64_t srv_db_time_floor(srv_db *db) {
+    if (!db->be->shared || !db->be->in_txn(db)) return 0;
+    if (db->time_floor < 0) db->time_floor = one_int64(db, S_LAST_TIME);
+    return db->time_floor;
+}
 int srv_db_begin_read(srv_db *db) { db_reset(db, S_BEGIN_READ); return db_run(db, S_BEGIN_READ); }
 int srv_db_commit(srv_db *db) {
     db_reset(db, S_COMMIT);

@@ -54,9 +54,10 @@ void srv_db_rollback_to(srv_db *db);
 int srv_db_next_ver(srv_db *db, int64_t *ver);
 int srv_db_cursors(srv_db *db, int64_t *max_msg, int64_t *max_ver);
 /* Inside a write transaction on storage other nodes write too: the latest
- * message time any node committed, read at BEGIN under the write lock, so
- * times never decrease with ids across nodes. 0 on SQLite (this process is
- * its only writer; srv_db_last_msg_time at start suffices). */
+ * message time any node committed, read once per transaction (under the
+ * write lock), so times never decrease with ids across nodes. 0 on SQLite
+ * (this process is its only writer; srv_db_last_msg_time at start
+ * suffices). */
 int64_t srv_db_time_floor(srv_db *db);
 /* Latest message time stored (0 if none), so restarts keep times monotonic. */
 int64_t srv_db_last_msg_time(srv_db *db);

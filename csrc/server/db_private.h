@@ -59,7 +59,7 @@ struct srv_db {
     int           cannot_write;   /* the last failure: disk full or read-only */
     int           read_only;      /* opened immutable: the file cannot be written */
     int64_t       changes_at_begin; /* total_changes at the last BEGIN */
-    int64_t       time_floor;     /* shared: the latest message time, at BEGIN */
+    int64_t       time_floor;     /* shared: the latest message time in this write transaction; -1: not read yet */
 };
 
 /* db_sqlite.c: opens path on SQLite into db (be, impl, read_only set),

@@ -35,8 +35,10 @@ static void drop_output(srv_link *l) {
     l->out_bytes = 0;
 }
 
-/* lock held: the loop has ops to do for l; 1 when the loop must be woken */
+/* lock held: the loop has ops to do for l (none once lws closed it); 1
+ * when the loop must be woken */
 static int mark(srv_link *l, unsigned ops) {
+    if (l->gone) return 0;
     l->ops |= ops;
     if (l->dirty) return 0;
     l->dirty = 1;
@@ -66,6 +68,19 @@ static srv_ev *ev_new(srv_ev_kind kind, srv_link *l, const void *buf, size_t len
     if (len) memcpy(e->buf, buf, len);
     e->buf[len] = '\0';
     return e;
+}
+
+/* Whether the loop may read l: not held, the request thread not far
+ * behind on it, its output taken. Under the lock. */
+static int reading_locked(const srv_link *l) {
+    return !l->hold && l->in_bytes < (l->authed ? SRV_LINK_IN_MAX : SRV_LINK_IN_MAX_ANON) &&
+           l->out_bytes < SRV_LINK_OUT_PAUSE && in_total < SRV_LINK_IN_TOTAL_MAX;
+}
+
+/* lock held: l may be read again after it could not (was: reading_locked
+ * before the change); 1 when the loop must be woken */
+static int resumed(srv_link *l, int was) {
+    return !was && reading_locked(l) && mark(l, SRV_LINK_FLOW);
 }
 
 /* lock held: starts closing l with code once its queue drains */
@@ -126,13 +141,6 @@ int srv_link_post_frame(srv_link *l, const void *buf, size_t len, int *idle_s) {
     return 0;
 }
 
-/* Whether the loop may read l: not held, the request thread not far
- * behind on it, its output taken. Under the lock. */
-static int reading_locked(const srv_link *l) {
-    return !l->hold && l->in_bytes < (l->authed ? SRV_LINK_IN_MAX : SRV_LINK_IN_MAX_ANON) &&
-           l->out_bytes < SRV_LINK_OUT_PAUSE && in_total < SRV_LINK_IN_TOTAL_MAX;
-}
-
 int srv_link_reading(srv_link *l) {
     pthread_mutex_lock(&mu);
     int r = reading_locked(l);
@@ -145,12 +153,11 @@ srv_out *srv_link_pop(srv_link *l) {
     pthread_mutex_lock(&mu);
     srv_out *o = l->out_head;
     if (o) {
-        int paused = l->out_bytes >= SRV_LINK_OUT_PAUSE;
+        int was = reading_locked(l);
         if (!(l->out_head = o->next)) l->out_tail = NULL;
         l->out_bytes -= o->len;
         srv.out_total -= o->len;
-        /* taken enough: read it again */
-        if (paused && l->out_bytes < SRV_LINK_OUT_PAUSE && !l->gone) wake = mark(l, SRV_LINK_FLOW);
+        wake = resumed(l, was);   /* taken enough of it: read it again */
     }
     pthread_mutex_unlock(&mu);
     if (wake) wake_loop();
@@ -275,11 +282,11 @@ void srv_link_consumed(srv_link *l, size_t len) {
     int was = reading_locked(l), total_full = in_total >= SRV_LINK_IN_TOTAL_MAX;
     l->in_bytes -= len;
     in_total -= len;
-    int wake = !was && reading_locked(l) && !l->gone && mark(l, SRV_LINK_FLOW);
+    int wake = resumed(l, was);
     /* below the total again: every link may be read again */
     if (total_full && in_total < SRV_LINK_IN_TOTAL_MAX)
         for (srv_link *x = links; x; x = x->next)
-            if (!x->gone && reading_locked(x)) wake |= mark(x, SRV_LINK_FLOW);
+            if (reading_locked(x)) wake |= mark(x, SRV_LINK_FLOW);
     pthread_mutex_unlock(&mu);
     if (wake) wake_loop();
 }
@@ -336,7 +343,7 @@ static void t_close_after_flush(srv_conn *c, int code, const char *reason) {
 static void t_want_write(srv_conn *c) {
     pthread_mutex_lock(&mu);
     c->link->want_step = 1;
-    int wake = !c->link->gone && mark(c->link, SRV_LINK_WRITE);
+    int wake = mark(c->link, SRV_LINK_WRITE);
     pthread_mutex_unlock(&mu);
     if (wake) wake_loop();
 }
@@ -344,7 +351,7 @@ static void t_want_write(srv_conn *c) {
 static void t_set_idle(srv_conn *c, int seconds) {
     pthread_mutex_lock(&mu);
     c->link->idle_s = seconds;
-    int wake = !c->link->gone && mark(c->link, SRV_LINK_IDLE);
+    int wake = mark(c->link, SRV_LINK_IDLE);
     pthread_mutex_unlock(&mu);
     if (wake) wake_loop();
 }
@@ -352,7 +359,7 @@ static void t_set_idle(srv_conn *c, int seconds) {
 static void t_hold(srv_conn *c, int on) {
     pthread_mutex_lock(&mu);
     c->link->hold = on;
-    int wake = !c->link->gone && mark(c->link, SRV_LINK_FLOW);
+    int wake = mark(c->link, SRV_LINK_FLOW);
     pthread_mutex_unlock(&mu);
     if (wake) wake_loop();
 }
@@ -362,7 +369,7 @@ static void t_set_authed(srv_conn *c, int on) {
     int was = reading_locked(c->link);
     c->link->authed = on;
     /* a login takes its allowance of frames: read it again */
-    int wake = !was && reading_locked(c->link) && !c->link->gone && mark(c->link, SRV_LINK_FLOW);
+    int wake = resumed(c->link, was);
     pthread_mutex_unlock(&mu);
     if (wake) wake_loop();
 }
